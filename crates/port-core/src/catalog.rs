@@ -1,0 +1,150 @@
+//! The catalog: blueprints, entities, and the record of which run touched which entity.
+
+use serde_json::{Map, Value, json};
+
+use crate::id::{BlueprintIdentifier, EntityIdentifier, OrgId, RunId};
+use crate::time::Timestamp;
+
+/// Who created or last changed something, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_at: Timestamp,
+    pub updated_by: String,
+}
+
+/// A blueprint. The definition is kept as written (schema, relations, mirror and
+/// calculation properties…) because portd only interprets `title`, `schema` and
+/// `relations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blueprint {
+    pub org_id: OrgId,
+    pub identifier: BlueprintIdentifier,
+    pub title: Option<String>,
+    /// Every key of the definition except `identifier`, in the order written.
+    pub definition: Map<String, Value>,
+    pub stamp: Stamp,
+}
+
+impl Blueprint {
+    pub fn icon(&self) -> Option<&str> {
+        self.definition.get("icon").and_then(Value::as_str)
+    }
+
+    /// `schema.properties`, or an empty map.
+    pub fn property_schemas(&self) -> Map<String, Value> {
+        self.definition
+            .get("schema")
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("identifier".into(), json!(self.identifier));
+        for (k, v) in &self.definition {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert("createdAt".into(), json!(self.stamp.created_at));
+        m.insert("createdBy".into(), json!(self.stamp.created_by));
+        m.insert("updatedAt".into(), json!(self.stamp.updated_at));
+        m.insert("updatedBy".into(), json!(self.stamp.updated_by));
+        Value::Object(m)
+    }
+}
+
+/// An entity of a blueprint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub org_id: OrgId,
+    pub blueprint: BlueprintIdentifier,
+    pub identifier: EntityIdentifier,
+    pub title: Option<String>,
+    pub icon: Option<String>,
+    /// `team` as written: a string or a list of strings.
+    pub team: Option<Value>,
+    pub properties: Map<String, Value>,
+    pub relations: Map<String, Value>,
+    pub stamp: Stamp,
+}
+
+impl Entity {
+    /// The shape the seed shows in `payload.entity`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("identifier".into(), json!(self.identifier));
+        m.insert("title".into(), json!(self.title));
+        m.insert("icon".into(), json!(self.icon));
+        m.insert("blueprint".into(), json!(self.blueprint));
+        if let Some(team) = &self.team {
+            m.insert("team".into(), team.clone());
+        }
+        m.insert("properties".into(), Value::Object(self.properties.clone()));
+        m.insert("relations".into(), Value::Object(self.relations.clone()));
+        m.insert("createdAt".into(), json!(self.stamp.created_at));
+        m.insert("createdBy".into(), json!(self.stamp.created_by));
+        m.insert("updatedAt".into(), json!(self.stamp.updated_at));
+        m.insert("updatedBy".into(), json!(self.stamp.updated_by));
+        Value::Object(m)
+    }
+}
+
+/// What a run did to an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityOperation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl EntityOperation {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATE" => Some(Self::Create),
+            "UPDATE" => Some(Self::Update),
+            "DELETE" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// An entity change bound to a run with `run_id` (the run page's "affected entities",
+/// and `GET /v1/audit-log?run_id=`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AffectedEntity {
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    pub blueprint: BlueprintIdentifier,
+    pub entity: EntityIdentifier,
+    pub operation: EntityOperation,
+    pub at: Timestamp,
+    pub by: String,
+    /// The entity after the change (before it, for deletions).
+    pub snapshot: Value,
+}
+
+impl AffectedEntity {
+    /// An audit-log record, shaped after Port's audit log entries.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "identifier": self.entity,
+            "resourceType": "entity",
+            "action": self.operation.as_str(),
+            "trigger": { "by": { "userId": self.by }, "at": self.at, "origin": "API" },
+            "context": { "blueprint": self.blueprint, "entity": self.entity, "runId": self.run_id },
+            "diff": self.snapshot,
+            "status": "SUCCESS",
+        })
+    }
+}

@@ -1,0 +1,500 @@
+//! Ports: the traits the domain needs from the outside world. Adapters implement them
+//! (`port-store` for storage, `port-server` for the clock, ids and notifications);
+//! [`crate::testing`] has in-memory fakes of each.
+//!
+//! Every storage method that reads or writes organization data takes the [`OrgId`]
+//! and must filter by it; the only cross-organization methods are the ones the
+//! delivery worker and authentication need, and they say so.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::action::Action;
+use crate::catalog::{AffectedEntity, Blueprint, Entity};
+use crate::error::StoreError;
+use crate::id::{
+    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, OrgId, RunId,
+    time_ordered_suffix,
+};
+use crate::run::{Run, RunSource, RunStatus};
+use crate::run_log::{NewRunLog, RunLog};
+use crate::time::Timestamp;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The source of "now".
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The source of randomness for ids: 8 random bytes per call.
+pub trait Entropy: Send + Sync + 'static {
+    fn random_bytes(&self) -> [u8; 8];
+}
+
+/// Generates time-ordered ids from a clock and an entropy source.
+#[derive(Clone)]
+pub struct IdGenerator {
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+}
+
+impl IdGenerator {
+    pub fn new(clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>) -> Self {
+        Self { clock, entropy }
+    }
+
+    /// A fresh 16-character suffix.
+    pub fn suffix(&self) -> String {
+        let ms = u64::try_from(self.clock.now().unix_millis()).unwrap_or(0);
+        time_ordered_suffix(ms, self.entropy.random_bytes())
+    }
+
+    /// A fresh id of any generated kind, e.g. `ids.next::<RunId>()`.
+    pub fn next<T: GeneratedId>(&self) -> T {
+        T::from_generated_suffix(&self.suffix())
+    }
+}
+
+impl fmt::Debug for IdGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdGenerator")
+    }
+}
+
+/// Implemented by generated id newtypes so [`IdGenerator::next`] can build them.
+pub trait GeneratedId: Sized {
+    fn from_generated_suffix(suffix: &str) -> Self;
+}
+
+macro_rules! impl_generated {
+    ($($t:ty),*) => {$(
+        impl GeneratedId for $t {
+            fn from_generated_suffix(suffix: &str) -> Self {
+                // Suffixes from `time_ordered_suffix` are always 16 alphanumerics.
+                <$t>::from_suffix(suffix).expect("generated suffixes are valid")
+            }
+        }
+    )*};
+}
+impl_generated!(
+    RunId,
+    crate::id::LogId,
+    crate::id::ActionId,
+    OrgId,
+    crate::id::GeneratedEntityId,
+    DeliveryId
+);
+
+/// A client secret. It signs webhooks, so it never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; call only to sign, verify or hand it to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(***)")
+    }
+}
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// A client id and secret pair belonging to an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub org_id: OrgId,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait OrgStore: Send + Sync {
+    async fn create_organization(&self, org: &Organization) -> StoreResult<()>;
+    async fn get_organization(&self, org: &OrgId) -> StoreResult<Option<Organization>>;
+    async fn add_credential(&self, credential: &Credential) -> StoreResult<()>;
+    /// Cross-organization by nature: authentication starts from a client id.
+    async fn find_credential(&self, client_id: &str) -> StoreResult<Option<Credential>>;
+    /// The organization's credentials, oldest first; the first one signs webhooks.
+    async fn credentials(&self, org: &OrgId) -> StoreResult<Vec<Credential>>;
+    async fn count_credentials(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait BlueprintStore: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
+    async fn create_blueprint(&self, blueprint: &Blueprint) -> StoreResult<()>;
+    /// Replaces an existing blueprint.
+    async fn update_blueprint(&self, blueprint: &Blueprint) -> StoreResult<()>;
+    async fn get_blueprint(
+        &self,
+        org: &OrgId,
+        id: &BlueprintIdentifier,
+    ) -> StoreResult<Option<Blueprint>>;
+    async fn list_blueprints(&self, org: &OrgId) -> StoreResult<Vec<Blueprint>>;
+    /// Deletes the blueprint with its entities and its blueprint-bound actions.
+    async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool>;
+}
+
+/// How an entity write should treat an existing entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityWriteMode {
+    /// Fail with [`StoreError::AlreadyExists`] if it exists.
+    CreateOnly,
+    /// Create or replace.
+    Upsert,
+}
+
+#[async_trait]
+pub trait EntityStore: Send + Sync {
+    /// Writes an entity and, atomically with it, the record binding it to a run.
+    /// Returns whether the entity was created (as opposed to replaced).
+    async fn put_entity(
+        &self,
+        entity: &Entity,
+        mode: EntityWriteMode,
+        affected: Option<&AffectedEntity>,
+    ) -> StoreResult<bool>;
+    async fn get_entity(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+        id: &EntityIdentifier,
+    ) -> StoreResult<Option<Entity>>;
+    async fn list_entities(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+    ) -> StoreResult<Vec<Entity>>;
+    async fn delete_entity(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+        id: &EntityIdentifier,
+        affected: Option<&AffectedEntity>,
+    ) -> StoreResult<bool>;
+    /// Entity changes bound to a run, oldest first.
+    async fn affected_entities(&self, org: &OrgId, run: &RunId)
+    -> StoreResult<Vec<AffectedEntity>>;
+}
+
+#[async_trait]
+pub trait ActionStore: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
+    async fn create_action(&self, org: &OrgId, action: &Action) -> StoreResult<()>;
+    async fn update_action(&self, org: &OrgId, action: &Action) -> StoreResult<()>;
+    async fn get_action(&self, org: &OrgId, id: &ActionIdentifier) -> StoreResult<Option<Action>>;
+    async fn list_actions(&self, org: &OrgId) -> StoreResult<Vec<Action>>;
+    async fn delete_action(&self, org: &OrgId, id: &ActionIdentifier) -> StoreResult<bool>;
+}
+
+/// Filters of `GET /v1/actions/runs`; all present ones must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunFilter {
+    pub entity: Option<String>,
+    pub blueprint: Option<String>,
+    pub action: Option<String>,
+    pub active: Option<bool>,
+    pub status: Option<RunStatus>,
+    /// Matches `createdBy` (users are identified by id or e-mail alike here).
+    pub user: Option<String>,
+    pub sources: Vec<RunSource>,
+    pub external_run_id: Option<String>,
+    /// Only runs with ids lower than this one (the previous page's last id).
+    pub before: Option<RunId>,
+    pub limit: u32,
+}
+
+/// The outcome of storing a new run under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateRunOutcome {
+    Created,
+    /// The key was already used for this run; nothing was written.
+    Existing(RunId),
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores a new run, its first delivery (when it starts `IN_PROGRESS`) and its
+    /// idempotency key, in one transaction.
+    async fn create_run(
+        &self,
+        run: &Run,
+        delivery: Option<&NewDelivery>,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> StoreResult<CreateRunOutcome>;
+    async fn get_run(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<Run>>;
+    /// Newest first.
+    async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// Stores a transition in one transaction: the run (unless unchanged), its new log
+    /// lines and a delivery. Fails with [`StoreError::Conflict`] when the stored run's
+    /// version is no longer `expected_version`, so no update is ever lost.
+    async fn save_transition(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        logs: &[NewRunLog],
+        delivery: Option<&NewDelivery>,
+    ) -> StoreResult<Vec<RunLog>>;
+    /// Log lines in sequence order, `offset` lines skipped.
+    async fn list_logs(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<RunLog>>;
+    /// Log lines with a sequence number above `after_seq`, for streaming.
+    async fn logs_after(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        after_seq: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<RunLog>>;
+    /// Cross-organization: `IN_PROGRESS` runs created before `created_before`, for
+    /// the reaper of stale runs.
+    async fn in_progress_runs_created_before(
+        &self,
+        created_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Run>>;
+}
+
+/// An idempotency key of an execute request, kept at least 24 hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub org_id: OrgId,
+    pub key: String,
+    pub created_at: Timestamp,
+}
+
+/// How a run's invocation reaches its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryMode {
+    /// portd sends an HTTP request.
+    Webhook,
+    /// A pull-mode runner claims it (`agent: true`).
+    Agent,
+}
+
+impl DeliveryMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "WEBHOOK",
+            Self::Agent => "AGENT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "WEBHOOK" => Some(Self::Webhook),
+            "AGENT" => Some(Self::Agent),
+            _ => None,
+        }
+    }
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or, in agent mode, for a claim or an ack).
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Delivered => "DELIVERED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(Self::Pending),
+            "DELIVERED" => Some(Self::Delivered),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery written to the outbox with its run's transition to `IN_PROGRESS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// Sent as `webhook-id`: the same on every attempt, so receivers can deduplicate.
+    pub id: DeliveryId,
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    pub mode: DeliveryMode,
+    /// The evaluated invocation method: `{type, url, method, headers, body, synchronized, …}`.
+    pub request: Value,
+    pub synchronized: bool,
+    /// For agent deliveries: which runner installation may claim it (None: any).
+    pub installation_id: Option<String>,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    pub mode: DeliveryMode,
+    pub request: Value,
+    pub synchronized: bool,
+    pub installation_id: Option<String>,
+    pub state: DeliveryState,
+    /// Attempts started so far (webhook) or times claimed (agent).
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    /// Who holds the lease and until when; an expired lease may be taken over.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One attempt at sending a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub delivery_id: DeliveryId,
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    pub number: u32,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The start of the answer's body, for people debugging their receiver.
+    pub response_excerpt: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Cross-organization (the delivery worker serves every organization): leases up
+    /// to `limit` pending webhook deliveries that are due at `now` and not leased by
+    /// someone else (or whose lease expired), until `now + lease_ms`. Two claimers
+    /// never hold one delivery.
+    async fn claim_due_webhooks(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Records an attempt (and counts it) while the lease is held.
+    async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()>;
+    /// Releases the lease and schedules the next attempt.
+    async fn reschedule(
+        &self,
+        id: &DeliveryId,
+        owner: &str,
+        next_attempt_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Ends the delivery (`Delivered` or `Failed`) and releases the lease.
+    async fn finish(
+        &self,
+        id: &DeliveryId,
+        state: DeliveryState,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The earliest `next_attempt_at` of a pending webhook delivery, so the worker can
+    /// sleep exactly until then.
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
+    /// The organization's deliveries of a run with their attempts, oldest first.
+    async fn deliveries_of_run(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+    ) -> StoreResult<Vec<(Delivery, Vec<DeliveryAttempt>)>>;
+    /// Makes the run's latest delivery pending and due at `now` again (manual redelivery).
+    async fn redeliver(&self, org: &OrgId, run: &RunId, now: Timestamp) -> StoreResult<bool>;
+
+    /// Agent mode: leases up to `limit` pending agent deliveries of the organization for
+    /// `visibility_ms`; an unacknowledged claim is served again once it expires.
+    async fn claim_agent_deliveries(
+        &self,
+        org: &OrgId,
+        installation_id: Option<&str>,
+        owner: &str,
+        now: Timestamp,
+        visibility_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Agent mode: marks the runs' agent deliveries delivered; returns how many were pending.
+    async fn ack_agent_deliveries(
+        &self,
+        org: &OrgId,
+        runs: &[RunId],
+        now: Timestamp,
+    ) -> StoreResult<u64>;
+    /// Agent mode: extends a live claim of the run's delivery to `now + extend_ms`.
+    async fn heartbeat_agent_delivery(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        now: Timestamp,
+        extend_ms: i64,
+    ) -> StoreResult<bool>;
+}
+
+/// Every storage port at once; what the services hold.
+pub trait Store:
+    OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore
+{
+}
+
+impl<T: OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore> Store
+    for T
+{
+}
+
+/// Something happened that in-process listeners (the delivery worker, log streams)
+/// may want to know about without polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A delivery became due.
+    DeliveryReady,
+    /// A run changed or got log lines.
+    RunChanged { org: OrgId, run: RunId },
+}
+
+/// Fire-and-forget notifications; listeners that miss one catch up by polling.
+pub trait Notifier: Send + Sync + 'static {
+    fn notify(&self, notice: Notice);
+}
+
+/// A notifier for callers that need none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn notify(&self, _notice: Notice) {}
+}

@@ -1,0 +1,596 @@
+//! Application services: the use cases of runs, written against the ports.
+//!
+//! Every method takes the [`Caller`] (its organization and identity) and only ever
+//! reads or writes that organization's data. Run changes go through
+//! [`crate::run::transition`] and are stored with an optimistic version check; on a
+//! conflict the run is re-read and the command applied again, so concurrent writers
+//! never lose an update and a run never ends twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::action::{Action, ApprovalMode, Operation};
+use crate::catalog::{AffectedEntity, Entity, EntityOperation};
+use crate::error::{ErrorKind, PortError, StoreError};
+use crate::id::{ActionIdentifier, BlueprintIdentifier, EntityIdentifier, LogId, OrgId, RunId};
+use crate::inputs;
+use crate::invocation::{self, Actor, InvocationInput, PlannedDelivery};
+use crate::ports::{
+    Clock, CreateRunOutcome, DeliveryMode, IdGenerator, IdempotencyKey, NewDelivery, Notice,
+    Notifier, RunFilter, Store,
+};
+use crate::run::{
+    ActionRef, ApprovalPolicy, FinalStatus, NewRun, Reference, Run, RunCommand, RunEvent, RunPatch,
+    RunSource, RunState, start, transition,
+};
+use crate::run_log::{NewRunLog, RunLog};
+use crate::time::Timestamp;
+
+/// How long an idempotency key returns the same run.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How many times a command is re-applied after losing a race to another writer.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+/// The authenticated caller of a service method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub org_id: OrgId,
+    pub actor: Actor,
+}
+
+impl Caller {
+    pub fn user_id(&self) -> &str {
+        &self.actor.user_id
+    }
+}
+
+/// Decides whether a webhook destination may be called (SSRF protection). The server
+/// implements it with DNS; the default allows everything, as self-hosting expects.
+#[async_trait]
+pub trait DestinationPolicy: Send + Sync {
+    async fn check(&self, url: &str) -> Result<(), PortError>;
+}
+
+/// Allows every destination.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAllDestinations;
+
+#[async_trait]
+impl DestinationPolicy for AllowAllDestinations {
+    async fn check(&self, _url: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// An execute request (`POST /v1/actions/{id}/runs`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExecuteRequest {
+    pub properties: Value,
+    pub entity: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub source: Option<RunSource>,
+}
+
+/// The services of portd. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: IdGenerator,
+    pub notifier: Arc<dyn Notifier>,
+    pub destinations: Arc<dyn DestinationPolicy>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Services")
+    }
+}
+
+fn run_not_found(id: &str) -> PortError {
+    PortError::new(ErrorKind::NotFound, format!("run {id} was not found"))
+}
+
+/// Rebuilds the delivery a run needs from its stored payload (the evaluated method).
+pub fn planned_delivery(payload: &Value) -> PlannedDelivery {
+    let is_webhook = payload.get("type").and_then(Value::as_str) == Some("WEBHOOK");
+    let agent = payload
+        .get("agent")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    PlannedDelivery {
+        mode: if is_webhook && !agent {
+            DeliveryMode::Webhook
+        } else {
+            DeliveryMode::Agent
+        },
+        request: payload.clone(),
+        synchronized: is_webhook
+            && payload
+                .get("synchronized")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        installation_id: payload
+            .get("installationId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
+}
+
+impl Services {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn new_delivery(&self, run: &Run, now: Timestamp) -> Option<NewDelivery> {
+        let payload = run.payload.as_ref()?;
+        let planned = planned_delivery(payload);
+        Some(NewDelivery {
+            id: self.ids.next(),
+            org_id: run.org_id.clone(),
+            run_id: run.id.clone(),
+            mode: planned.mode,
+            request: planned.request,
+            synchronized: planned.synchronized,
+            installation_id: planned.installation_id,
+            created_at: now,
+            next_attempt_at: now,
+        })
+    }
+
+    pub async fn get_action(&self, caller: &Caller, identifier: &str) -> Result<Action, PortError> {
+        let id = ActionIdentifier::parse(identifier).map_err(|_| {
+            PortError::new(
+                ErrorKind::NotFound,
+                format!("action {identifier} was not found"),
+            )
+        })?;
+        self.store
+            .get_action(&caller.org_id, &id)
+            .await?
+            .ok_or_else(|| {
+                PortError::new(
+                    ErrorKind::NotFound,
+                    format!("action {identifier} was not found"),
+                )
+            })
+    }
+
+    pub async fn get_entity(
+        &self,
+        org: &OrgId,
+        blueprint: &str,
+        identifier: &str,
+    ) -> Result<Option<Entity>, PortError> {
+        let (Ok(bp), Ok(id)) = (
+            BlueprintIdentifier::parse(blueprint),
+            EntityIdentifier::parse(identifier),
+        ) else {
+            return Ok(None);
+        };
+        Ok(self.store.get_entity(org, &bp, &id).await?)
+    }
+
+    /// Executes an action: validates the request, creates the run and, when it needs
+    /// no approval, its delivery, all in one transaction.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        action_identifier: &str,
+        request: ExecuteRequest,
+    ) -> Result<Run, PortError> {
+        let org = &caller.org_id;
+        let action = self.get_action(caller, action_identifier).await?;
+        let def = &action.definition;
+        if !def.is_self_service() {
+            return Err(PortError::new(
+                ErrorKind::RunNonSelfServiceError,
+                format!("action {action_identifier} is an automation and cannot be executed"),
+            ));
+        }
+        let now = self.now();
+        // DAY-2 and DELETE actions of a blueprint act on one of its entities.
+        let needs_entity = def.blueprint().is_some()
+            && matches!(def.operation(), Some(Operation::Day2 | Operation::Delete));
+        let entity = match (&request.entity, def.blueprint()) {
+            (Some(identifier), Some(bp)) if needs_entity => Some(
+                self.get_entity(org, bp.as_str(), identifier)
+                    .await?
+                    .ok_or_else(|| {
+                        PortError::new(
+                            ErrorKind::NotFound,
+                            format!("entity {identifier} of blueprint {bp} was not found"),
+                        )
+                    })?,
+            ),
+            (None, _) if needs_entity => {
+                return Err(PortError::new(
+                    ErrorKind::MissingSelfServiceActionEntity,
+                    format!(
+                        "action {action_identifier} runs on an entity: the request must name one in `entity`"
+                    ),
+                ));
+            }
+            _ => None,
+        };
+
+        let user_inputs = def
+            .user_inputs()
+            .map(|m| Value::Object(m.clone()))
+            .unwrap_or_else(|| Value::Object(Map::new()));
+        let properties = if request.properties.is_null() {
+            Value::Object(Map::new())
+        } else {
+            request.properties.clone()
+        };
+        let validated = inputs::validate_inputs(&user_inputs, &properties)
+            .map_err(|e| PortError::new(ErrorKind::UserInputsSchemaInvalid, e.to_string()))?;
+        let mut missing = Vec::new();
+        for reference in &validated.entity_references {
+            let found = match &reference.blueprint {
+                Some(bp) => self
+                    .get_entity(org, bp, &reference.identifier)
+                    .await?
+                    .is_some(),
+                None => true,
+            };
+            if !found {
+                missing.push(format!(
+                    "{}: entity {} does not exist",
+                    reference.input, reference.identifier
+                ));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(PortError::new(
+                ErrorKind::UserInputsSchemaInvalid,
+                format!(
+                    "user inputs do not match the action's schema: {}",
+                    missing.join("; ")
+                ),
+            ));
+        }
+
+        let run_id: RunId = self.ids.next();
+        let source = request.source.unwrap_or(RunSource::Api);
+        let secrets = Map::new();
+        let evaluated = invocation::evaluate(&InvocationInput {
+            org_id: org,
+            action: &action,
+            run_id: &run_id,
+            entity: entity.as_ref(),
+            properties: &validated.properties,
+            actor: &caller.actor,
+            origin: source,
+            at: now,
+            secret_keys: &validated.secret_keys,
+            secrets: &secrets,
+        })?;
+        if evaluated.delivery.mode == DeliveryMode::Webhook
+            && let Some(url) = evaluated.payload.get("url").and_then(Value::as_str)
+        {
+            self.destinations.check(url).await?;
+        }
+
+        let blueprint = match def.blueprint() {
+            Some(bp) => {
+                let found = self.store.get_blueprint(org, bp).await?;
+                Some(Reference {
+                    identifier: bp.to_string(),
+                    title: found.as_ref().and_then(|b| b.title.clone()),
+                    icon: found.as_ref().and_then(|b| b.icon().map(str::to_owned)),
+                    deleted: found.is_none(),
+                })
+            }
+            None => None,
+        };
+        let approval_policy = match def.required_approval.mode() {
+            None => ApprovalPolicy::NotRequired,
+            Some(ApprovalMode::Any) => ApprovalPolicy::Any {
+                approvers: Vec::new(),
+            },
+            Some(ApprovalMode::All) => ApprovalPolicy::All {
+                approvers: approvers_of(&action),
+            },
+        };
+        let mut properties = validated.properties;
+        for key in &validated.secret_keys {
+            // Secret inputs reach the backend but are never stored or shown in clear.
+            if properties.contains_key(key) {
+                properties.insert(key.clone(), Value::String("<secret>".into()));
+            }
+        }
+        let started = start(
+            NewRun {
+                id: run_id,
+                org_id: org.clone(),
+                properties,
+                source,
+                required_approval: invocation::required_approval_wire(&def.required_approval),
+                approval_policy,
+                payload: Some(evaluated.payload.clone()),
+                action: ActionRef {
+                    identifier: def.identifier.clone(),
+                    title: def.title.clone(),
+                    icon: def.icon.clone(),
+                    deleted: false,
+                },
+                blueprint,
+                entity: entity.as_ref().map(|e| Reference {
+                    identifier: e.identifier.to_string(),
+                    title: e.title.clone(),
+                    icon: e.icon.clone(),
+                    deleted: false,
+                }),
+                synchronized: evaluated.synchronized(),
+                created_by: caller.user_id().to_owned(),
+            },
+            now,
+        );
+        let delivery = if started.events.contains(&RunEvent::Dispatch) {
+            Some(NewDelivery {
+                id: self.ids.next(),
+                org_id: org.clone(),
+                run_id: started.run.id.clone(),
+                mode: evaluated.delivery.mode,
+                request: evaluated.delivery.request,
+                synchronized: evaluated.delivery.synchronized,
+                installation_id: evaluated.delivery.installation_id,
+                created_at: now,
+                next_attempt_at: now,
+            })
+        } else {
+            None
+        };
+        let key = request.idempotency_key.as_ref().map(|key| IdempotencyKey {
+            org_id: org.clone(),
+            key: key.clone(),
+            created_at: now,
+        });
+        match self
+            .store
+            .create_run(&started.run, delivery.as_ref(), key.as_ref())
+            .await?
+        {
+            CreateRunOutcome::Created => {
+                self.after_change(&started.run, delivery.is_some());
+                Ok(started.run)
+            }
+            CreateRunOutcome::Existing(id) => self
+                .store
+                .get_run(org, &id)
+                .await?
+                .ok_or_else(|| run_not_found(id.as_str())),
+        }
+    }
+
+    fn after_change(&self, run: &Run, delivery_written: bool) {
+        if delivery_written {
+            self.notifier.notify(Notice::DeliveryReady);
+        }
+        self.notifier.notify(Notice::RunChanged {
+            org: run.org_id.clone(),
+            run: run.id.clone(),
+        });
+    }
+
+    pub async fn get_run(&self, caller: &Caller, id: &str) -> Result<Run, PortError> {
+        self.get_run_in(&caller.org_id, id).await
+    }
+
+    async fn get_run_in(&self, org: &OrgId, id: &str) -> Result<Run, PortError> {
+        let run_id = RunId::parse(id).map_err(|_| run_not_found(id))?;
+        self.store
+            .get_run(org, &run_id)
+            .await?
+            .ok_or_else(|| run_not_found(id))
+    }
+
+    pub async fn list_runs(
+        &self,
+        caller: &Caller,
+        filter: &RunFilter,
+    ) -> Result<Vec<Run>, PortError> {
+        Ok(self.store.list_runs(&caller.org_id, filter).await?)
+    }
+
+    /// Applies a command to a run and stores the result, re-applying it when another
+    /// writer got there first. Returns the stored run and the log lines written.
+    pub async fn apply(
+        &self,
+        org: &OrgId,
+        id: &str,
+        command: RunCommand,
+        actor: &str,
+    ) -> Result<(Run, Vec<RunLog>), PortError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let run = self.get_run_in(org, id).await?;
+            let now = self.now();
+            let outcome = transition(&run, command.clone(), actor, now)?;
+            let mut logs = Vec::new();
+            if let RunCommand::AddLog { message, .. } = &command {
+                logs.push(NewRunLog::new(
+                    self.ids.next::<LogId>(),
+                    run.id.clone(),
+                    message,
+                    now,
+                    actor,
+                ));
+            }
+            for message in &outcome.system_logs {
+                logs.push(NewRunLog::new(
+                    self.ids.next::<LogId>(),
+                    run.id.clone(),
+                    message,
+                    now,
+                    "portd",
+                ));
+            }
+            let delivery = if outcome.events.contains(&RunEvent::Dispatch) {
+                self.new_delivery(&outcome.run, now)
+            } else {
+                None
+            };
+            if !outcome.changed(&run) && logs.is_empty() {
+                return Ok((run, Vec::new()));
+            }
+            match self
+                .store
+                .save_transition(&outcome.run, run.version, &logs, delivery.as_ref())
+                .await
+            {
+                Ok(saved) => {
+                    self.after_change(&outcome.run, delivery.is_some());
+                    return Ok((outcome.run, saved));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PortError::new(
+            ErrorKind::Conflict,
+            format!("run {id} is changing too fast; try again"),
+        ))
+    }
+
+    pub async fn patch_run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        patch: RunPatch,
+    ) -> Result<Run, PortError> {
+        Ok(self
+            .apply(
+                &caller.org_id,
+                id,
+                RunCommand::Patch(patch),
+                caller.user_id(),
+            )
+            .await?
+            .0)
+    }
+
+    pub async fn add_log(
+        &self,
+        caller: &Caller,
+        id: &str,
+        message: String,
+        termination_status: Option<FinalStatus>,
+        status_label: Option<String>,
+    ) -> Result<RunLog, PortError> {
+        let command = RunCommand::AddLog {
+            message,
+            termination_status,
+            status_label,
+        };
+        let (_, mut logs) = self
+            .apply(&caller.org_id, id, command, caller.user_id())
+            .await?;
+        logs.drain(..)
+            .next()
+            .ok_or_else(|| PortError::internal("log line was not stored"))
+    }
+
+    pub async fn list_logs(
+        &self,
+        caller: &Caller,
+        id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<RunLog>, PortError> {
+        let run = self.get_run(caller, id).await?;
+        Ok(self
+            .store
+            .list_logs(&caller.org_id, &run.id, offset, limit)
+            .await?)
+    }
+
+    pub async fn approve(
+        &self,
+        caller: &Caller,
+        id: &str,
+        description: Option<String>,
+    ) -> Result<Run, PortError> {
+        let command = RunCommand::Approve {
+            user_id: caller.user_id().to_owned(),
+            description,
+        };
+        Ok(self
+            .apply(&caller.org_id, id, command, caller.user_id())
+            .await?
+            .0)
+    }
+
+    pub async fn decline(
+        &self,
+        caller: &Caller,
+        id: &str,
+        description: Option<String>,
+    ) -> Result<Run, PortError> {
+        let command = RunCommand::Decline {
+            user_id: caller.user_id().to_owned(),
+            description,
+        };
+        Ok(self
+            .apply(&caller.org_id, id, command, caller.user_id())
+            .await?
+            .0)
+    }
+
+    /// Checks that an entity change may be bound to a run: the run exists in the
+    /// caller's organization and is `IN_PROGRESS` (else `run_exhausted`, 400).
+    pub async fn bindable_run(&self, caller: &Caller, run_id: &str) -> Result<Run, PortError> {
+        let run = self.get_run(caller, run_id).await?;
+        if run.state != RunState::InProgress {
+            return Err(PortError::new(
+                ErrorKind::RunExhausted,
+                format!(
+                    "run {run_id} is {} and no longer accepts changes",
+                    run.status()
+                ),
+            )
+            .on_entity_route());
+        }
+        Ok(run)
+    }
+
+    /// The record binding an entity change to a run.
+    pub fn affected(
+        &self,
+        caller: &Caller,
+        run: &Run,
+        entity: &Entity,
+        operation: EntityOperation,
+    ) -> AffectedEntity {
+        AffectedEntity {
+            org_id: caller.org_id.clone(),
+            run_id: run.id.clone(),
+            blueprint: entity.blueprint.clone(),
+            entity: entity.identifier.clone(),
+            operation,
+            at: self.now(),
+            by: caller.user_id().to_owned(),
+            snapshot: entity.to_json(),
+        }
+    }
+}
+
+/// The designated approvers of an `ALL` approval: the action's `approvers` list (our
+/// extension; Port takes them from the action's permissions).
+fn approvers_of(action: &Action) -> Vec<String> {
+    action
+        .definition
+        .extra
+        .get("approvers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}

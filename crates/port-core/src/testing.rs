@@ -1,0 +1,948 @@
+//! In-memory fakes of every port, for tests here and in other crates (feature `testing`).
+//!
+//! [`MemoryStore`] keeps the same semantics as the durable stores in `port-store`; their
+//! shared conformance suite runs against it too, so a test written against the fake
+//! holds against the real thing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::action::Action;
+use crate::catalog::{AffectedEntity, Blueprint, Entity};
+use crate::error::StoreError;
+use crate::id::{
+    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, ID_ALPHABET, OrgId, RunId,
+};
+use crate::ports::{
+    ActionStore, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery, DeliveryAttempt,
+    DeliveryMode, DeliveryState, DeliveryStore, EntityStore, EntityWriteMode, Entropy, IdGenerator,
+    IdempotencyKey, NewDelivery, Notice, Notifier, OrgStore, Organization, RunFilter, RunStore,
+    StoreResult,
+};
+use crate::run::{Run, RunStatus};
+use crate::run_log::{NewRunLog, RunLog};
+use crate::time::Timestamp;
+
+/// How long an idempotency key answers with its run; older keys are replaced.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct FixedClock {
+    ms: AtomicI64,
+}
+
+impl FixedClock {
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            ms: AtomicI64::new(now.unix_millis()),
+        }
+    }
+
+    /// A clock at 2023-11-14T22:13:20Z, a date far from any edge.
+    pub fn at_default() -> Self {
+        Self::new(Timestamp::from_unix_millis(1_700_000_000_000))
+    }
+
+    pub fn set(&self, now: Timestamp) {
+        self.ms.store(now.unix_millis(), Ordering::SeqCst);
+    }
+
+    /// Moves the clock by `ms` (negative goes back) and returns the new time.
+    pub fn advance(&self, ms: i64) -> Timestamp {
+        Timestamp::from_unix_millis(self.ms.fetch_add(ms, Ordering::SeqCst).saturating_add(ms))
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.ms.load(Ordering::SeqCst))
+    }
+}
+
+/// Deterministic "randomness": a counter written in the id alphabet, so ids generated
+/// within one millisecond still sort in the order they were made.
+#[derive(Debug, Default)]
+pub struct SeqEntropy {
+    next: AtomicU64,
+}
+
+impl SeqEntropy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Entropy for SeqEntropy {
+    fn random_bytes(&self) -> [u8; 8] {
+        let mut n = self.next.fetch_add(1, Ordering::SeqCst);
+        let base = ID_ALPHABET.len() as u64;
+        let mut out = [0u8; 8];
+        for slot in out.iter_mut().rev() {
+            // Below 62, so it fits a byte and maps to itself modulo 62.
+            *slot = (n % base) as u8;
+            n /= base;
+        }
+        out
+    }
+}
+
+/// Ids from `clock` and a fresh [`SeqEntropy`].
+pub fn test_ids(clock: Arc<dyn Clock>) -> IdGenerator {
+    IdGenerator::new(clock, Arc::new(SeqEntropy::new()))
+}
+
+/// A notifier that remembers what it was told.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    notices: Mutex<Vec<Notice>>,
+}
+
+impl RecordingNotifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything notified so far, oldest first.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.notices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Returns and forgets everything notified so far.
+    pub fn take(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Notifier for RecordingNotifier {
+    fn notify(&self, notice: Notice) {
+        self.notices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(notice);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    orgs: BTreeMap<OrgId, Organization>,
+    credentials: BTreeMap<String, Credential>,
+    blueprints: BTreeMap<(OrgId, BlueprintIdentifier), Blueprint>,
+    entities: BTreeMap<(OrgId, BlueprintIdentifier, EntityIdentifier), Entity>,
+    /// In insertion order.
+    affected: Vec<AffectedEntity>,
+    actions: BTreeMap<(OrgId, ActionIdentifier), Action>,
+    runs: BTreeMap<(OrgId, RunId), Run>,
+    /// Per run, in sequence order.
+    logs: BTreeMap<(OrgId, RunId), Vec<RunLog>>,
+    idempotency: HashMap<(OrgId, String), (RunId, Timestamp)>,
+    deliveries: BTreeMap<DeliveryId, Delivery>,
+    attempts: Vec<DeliveryAttempt>,
+}
+
+/// Every storage port in memory, behind one mutex: each call is one atomic step, as a
+/// transaction is in the durable stores.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test must not poison the store for the other assertions.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn new_delivery(d: &NewDelivery) -> Delivery {
+    Delivery {
+        id: d.id.clone(),
+        org_id: d.org_id.clone(),
+        run_id: d.run_id.clone(),
+        mode: d.mode,
+        request: d.request.clone(),
+        synchronized: d.synchronized,
+        installation_id: d.installation_id.clone(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: d.next_attempt_at,
+        lease_owner: None,
+        lease_until: None,
+        created_at: d.created_at,
+        updated_at: d.created_at,
+    }
+}
+
+fn lease_free(d: &Delivery, now: Timestamp) -> bool {
+    d.lease_until.is_none_or(|until| until <= now)
+}
+
+/// Leases the first `limit` deliveries matching `pick`, oldest due first.
+fn claim(
+    state: &mut State,
+    owner: &str,
+    now: Timestamp,
+    lease_ms: i64,
+    limit: u32,
+    count_claim: bool,
+    pick: impl Fn(&Delivery) -> bool,
+) -> Vec<Delivery> {
+    let mut due: Vec<(Timestamp, DeliveryId)> = state
+        .deliveries
+        .values()
+        .filter(|d| {
+            d.state == DeliveryState::Pending
+                && d.next_attempt_at <= now
+                && lease_free(d, now)
+                && pick(d)
+        })
+        .map(|d| (d.next_attempt_at, d.id.clone()))
+        .collect();
+    due.sort();
+    due.truncate(limit as usize);
+    let mut out = Vec::with_capacity(due.len());
+    for (_, id) in due {
+        if let Some(d) = state.deliveries.get_mut(&id) {
+            d.lease_owner = Some(owner.to_owned());
+            d.lease_until = Some(now.plus_millis(lease_ms));
+            d.updated_at = now;
+            if count_claim {
+                d.attempts += 1;
+            }
+            out.push(d.clone());
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl OrgStore for MemoryStore {
+    async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
+        let mut s = self.state();
+        if s.orgs.contains_key(&org.id) {
+            return Err(StoreError::AlreadyExists(format!(
+                "organization {}",
+                org.id
+            )));
+        }
+        s.orgs.insert(org.id.clone(), org.clone());
+        Ok(())
+    }
+
+    async fn get_organization(&self, org: &OrgId) -> StoreResult<Option<Organization>> {
+        Ok(self.state().orgs.get(org).cloned())
+    }
+
+    async fn add_credential(&self, credential: &Credential) -> StoreResult<()> {
+        let mut s = self.state();
+        if !s.orgs.contains_key(&credential.org_id) {
+            return Err(StoreError::Other(format!(
+                "organization {} does not exist",
+                credential.org_id
+            )));
+        }
+        if s.credentials.contains_key(&credential.client_id) {
+            return Err(StoreError::AlreadyExists("credential".to_owned()));
+        }
+        s.credentials
+            .insert(credential.client_id.clone(), credential.clone());
+        Ok(())
+    }
+
+    async fn find_credential(&self, client_id: &str) -> StoreResult<Option<Credential>> {
+        Ok(self.state().credentials.get(client_id).cloned())
+    }
+
+    async fn credentials(&self, org: &OrgId) -> StoreResult<Vec<Credential>> {
+        let s = self.state();
+        let mut out: Vec<Credential> = s
+            .credentials
+            .values()
+            .filter(|c| &c.org_id == org)
+            .cloned()
+            .collect();
+        out.sort_by_key(|c| (c.created_at, c.client_id.clone()));
+        Ok(out)
+    }
+
+    async fn count_credentials(&self) -> StoreResult<u64> {
+        Ok(self.state().credentials.len() as u64)
+    }
+}
+
+#[async_trait]
+impl BlueprintStore for MemoryStore {
+    async fn create_blueprint(&self, blueprint: &Blueprint) -> StoreResult<()> {
+        let mut s = self.state();
+        let key = (blueprint.org_id.clone(), blueprint.identifier.clone());
+        if s.blueprints.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!(
+                "blueprint {}",
+                blueprint.identifier
+            )));
+        }
+        s.blueprints.insert(key, blueprint.clone());
+        Ok(())
+    }
+
+    async fn update_blueprint(&self, blueprint: &Blueprint) -> StoreResult<()> {
+        let mut s = self.state();
+        match s
+            .blueprints
+            .get_mut(&(blueprint.org_id.clone(), blueprint.identifier.clone()))
+        {
+            Some(stored) => {
+                *stored = blueprint.clone();
+                Ok(())
+            }
+            None => Err(StoreError::Conflict(format!(
+                "blueprint {} no longer exists",
+                blueprint.identifier
+            ))),
+        }
+    }
+
+    async fn get_blueprint(
+        &self,
+        org: &OrgId,
+        id: &BlueprintIdentifier,
+    ) -> StoreResult<Option<Blueprint>> {
+        Ok(self
+            .state()
+            .blueprints
+            .get(&(org.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list_blueprints(&self, org: &OrgId) -> StoreResult<Vec<Blueprint>> {
+        let s = self.state();
+        let mut out: Vec<Blueprint> = s
+            .blueprints
+            .values()
+            .filter(|b| &b.org_id == org)
+            .cloned()
+            .collect();
+        out.sort_by_key(|b| (b.stamp.created_at, b.identifier.clone()));
+        Ok(out)
+    }
+
+    async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool> {
+        let mut s = self.state();
+        s.entities.retain(|(o, b, _), _| !(o == org && b == id));
+        s.actions
+            .retain(|(o, _), a| !(o == org && a.definition.blueprint() == Some(id)));
+        Ok(s.blueprints.remove(&(org.clone(), id.clone())).is_some())
+    }
+}
+
+#[async_trait]
+impl EntityStore for MemoryStore {
+    async fn put_entity(
+        &self,
+        entity: &Entity,
+        mode: EntityWriteMode,
+        affected: Option<&AffectedEntity>,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (
+            entity.org_id.clone(),
+            entity.blueprint.clone(),
+            entity.identifier.clone(),
+        );
+        let exists = s.entities.contains_key(&key);
+        if exists && mode == EntityWriteMode::CreateOnly {
+            return Err(StoreError::AlreadyExists(format!(
+                "entity {}",
+                entity.identifier
+            )));
+        }
+        s.entities.insert(key, entity.clone());
+        if let Some(affected) = affected {
+            s.affected.push(affected.clone());
+        }
+        Ok(!exists)
+    }
+
+    async fn get_entity(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+        id: &EntityIdentifier,
+    ) -> StoreResult<Option<Entity>> {
+        Ok(self
+            .state()
+            .entities
+            .get(&(org.clone(), blueprint.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list_entities(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+    ) -> StoreResult<Vec<Entity>> {
+        let s = self.state();
+        let mut out: Vec<Entity> = s
+            .entities
+            .values()
+            .filter(|e| &e.org_id == org && &e.blueprint == blueprint)
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| (e.stamp.created_at, e.identifier.clone()));
+        Ok(out)
+    }
+
+    async fn delete_entity(
+        &self,
+        org: &OrgId,
+        blueprint: &BlueprintIdentifier,
+        id: &EntityIdentifier,
+        affected: Option<&AffectedEntity>,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let existed = s
+            .entities
+            .remove(&(org.clone(), blueprint.clone(), id.clone()))
+            .is_some();
+        if existed && let Some(affected) = affected {
+            s.affected.push(affected.clone());
+        }
+        Ok(existed)
+    }
+
+    async fn affected_entities(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+    ) -> StoreResult<Vec<AffectedEntity>> {
+        let s = self.state();
+        let mut out: Vec<AffectedEntity> = s
+            .affected
+            .iter()
+            .filter(|a| &a.org_id == org && &a.run_id == run)
+            .cloned()
+            .collect();
+        // Stable: records of one instant stay in insertion order.
+        out.sort_by_key(|a| a.at);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ActionStore for MemoryStore {
+    async fn create_action(&self, org: &OrgId, action: &Action) -> StoreResult<()> {
+        let mut s = self.state();
+        let key = (org.clone(), action.definition.identifier.clone());
+        if s.actions.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!(
+                "action {}",
+                action.definition.identifier
+            )));
+        }
+        s.actions.insert(key, action.clone());
+        Ok(())
+    }
+
+    async fn update_action(&self, org: &OrgId, action: &Action) -> StoreResult<()> {
+        let mut s = self.state();
+        match s
+            .actions
+            .get_mut(&(org.clone(), action.definition.identifier.clone()))
+        {
+            Some(stored) => {
+                *stored = action.clone();
+                Ok(())
+            }
+            None => Err(StoreError::Conflict(format!(
+                "action {} no longer exists",
+                action.definition.identifier
+            ))),
+        }
+    }
+
+    async fn get_action(&self, org: &OrgId, id: &ActionIdentifier) -> StoreResult<Option<Action>> {
+        Ok(self
+            .state()
+            .actions
+            .get(&(org.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list_actions(&self, org: &OrgId) -> StoreResult<Vec<Action>> {
+        let s = self.state();
+        let mut out: Vec<Action> = s
+            .actions
+            .iter()
+            .filter(|((o, _), _)| o == org)
+            .map(|(_, a)| a.clone())
+            .collect();
+        out.sort_by_key(|a| (a.meta.created_at, a.definition.identifier.clone()));
+        Ok(out)
+    }
+
+    async fn delete_action(&self, org: &OrgId, id: &ActionIdentifier) -> StoreResult<bool> {
+        Ok(self
+            .state()
+            .actions
+            .remove(&(org.clone(), id.clone()))
+            .is_some())
+    }
+}
+
+fn matches_filter(run: &Run, filter: &RunFilter) -> bool {
+    let reference_is = |r: &Option<crate::run::Reference>, want: &Option<String>| match want {
+        None => true,
+        Some(want) => r.as_ref().is_some_and(|r| &r.identifier == want),
+    };
+    reference_is(&run.entity, &filter.entity)
+        && reference_is(&run.blueprint, &filter.blueprint)
+        && filter
+            .action
+            .as_ref()
+            .is_none_or(|a| run.action.identifier.as_str() == a)
+        && filter
+            .active
+            .is_none_or(|active| run.status().is_active() == active)
+        && filter.status.is_none_or(|status| run.status() == status)
+        && filter.user.as_ref().is_none_or(|u| &run.created_by == u)
+        && (filter.sources.is_empty() || filter.sources.contains(&run.source))
+        && filter
+            .external_run_id
+            .as_ref()
+            .is_none_or(|x| run.external_run_id.as_ref() == Some(x))
+        && filter.before.as_ref().is_none_or(|before| &run.id < before)
+}
+
+/// Checks a delivery before anything is written, so a refused call changes nothing.
+fn check_delivery(s: &State, delivery: &NewDelivery, run: &Run) -> StoreResult<()> {
+    if s.deliveries.contains_key(&delivery.id) {
+        return Err(StoreError::AlreadyExists(format!(
+            "delivery {}",
+            delivery.id
+        )));
+    }
+    let own_run = delivery.org_id == run.org_id && delivery.run_id == run.id;
+    if !own_run
+        && !s
+            .runs
+            .contains_key(&(delivery.org_id.clone(), delivery.run_id.clone()))
+    {
+        return Err(StoreError::Other(format!(
+            "run {} does not exist",
+            delivery.run_id
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn create_run(
+        &self,
+        run: &Run,
+        delivery: Option<&NewDelivery>,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> StoreResult<CreateRunOutcome> {
+        let mut s = self.state();
+        if let Some(key) = idempotency_key {
+            let map_key = (key.org_id.clone(), key.key.clone());
+            if let Some((existing, at)) = s.idempotency.get(&map_key)
+                && *at > key.created_at.plus_millis(-IDEMPOTENCY_WINDOW_MS)
+            {
+                return Ok(CreateRunOutcome::Existing(existing.clone()));
+            }
+        }
+        let run_key = (run.org_id.clone(), run.id.clone());
+        if s.runs.contains_key(&run_key) {
+            return Err(StoreError::AlreadyExists(format!("run {}", run.id)));
+        }
+        if let Some(d) = delivery {
+            check_delivery(&s, d, run)?;
+            s.deliveries.insert(d.id.clone(), new_delivery(d));
+        }
+        s.runs.insert(run_key, run.clone());
+        if let Some(key) = idempotency_key {
+            s.idempotency.insert(
+                (key.org_id.clone(), key.key.clone()),
+                (run.id.clone(), key.created_at),
+            );
+        }
+        Ok(CreateRunOutcome::Created)
+    }
+
+    async fn get_run(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<Run>> {
+        Ok(self.state().runs.get(&(org.clone(), id.clone())).cloned())
+    }
+
+    async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+        let s = self.state();
+        Ok(s.runs
+            .iter()
+            .rev()
+            .filter(|((o, _), run)| o == org && matches_filter(run, filter))
+            .take(filter.limit as usize)
+            .map(|(_, run)| run.clone())
+            .collect())
+    }
+
+    async fn save_transition(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        logs: &[NewRunLog],
+        delivery: Option<&NewDelivery>,
+    ) -> StoreResult<Vec<RunLog>> {
+        if let Some(log) = logs.iter().find(|l| l.run_id != run.id) {
+            return Err(StoreError::Other(format!(
+                "log {} belongs to another run",
+                log.id
+            )));
+        }
+        let mut s = self.state();
+        let key = (run.org_id.clone(), run.id.clone());
+        match s.runs.get(&key) {
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "run {} does not exist",
+                    run.id
+                )));
+            }
+            Some(stored) if stored.version != expected_version => {
+                return Err(StoreError::Conflict(format!("run {}", run.id)));
+            }
+            Some(_) => {}
+        }
+        if let Some(d) = delivery {
+            check_delivery(&s, d, run)?;
+        }
+        if run.version != expected_version {
+            s.runs.insert(key.clone(), run.clone());
+        }
+        let stored = s.logs.entry(key).or_default();
+        let mut seq = stored.last().map_or(0, |l| l.seq);
+        let mut out = Vec::with_capacity(logs.len());
+        for log in logs {
+            seq += 1;
+            let log = RunLog::from_new(log.clone(), seq);
+            stored.push(log.clone());
+            out.push(log);
+        }
+        if let Some(d) = delivery {
+            s.deliveries.insert(d.id.clone(), new_delivery(d));
+        }
+        Ok(out)
+    }
+
+    async fn list_logs(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<RunLog>> {
+        let s = self.state();
+        let Some(logs) = s.logs.get(&(org.clone(), run.clone())) else {
+            return Ok(Vec::new());
+        };
+        Ok(logs
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn logs_after(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        after_seq: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<RunLog>> {
+        let s = self.state();
+        let Some(logs) = s.logs.get(&(org.clone(), run.clone())) else {
+            return Ok(Vec::new());
+        };
+        Ok(logs
+            .iter()
+            .filter(|l| l.seq > after_seq)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn in_progress_runs_created_before(
+        &self,
+        created_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Run>> {
+        let s = self.state();
+        let mut out: Vec<Run> = s
+            .runs
+            .values()
+            .filter(|r| r.status() == RunStatus::InProgress && r.created_at < created_before)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryStore {
+    async fn claim_due_webhooks(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let mut s = self.state();
+        Ok(claim(&mut s, owner, now, lease_ms, limit, false, |d| {
+            d.mode == DeliveryMode::Webhook
+        }))
+    }
+
+    async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()> {
+        let mut s = self.state();
+        let Some(d) = s.deliveries.get(&attempt.delivery_id) else {
+            return Err(StoreError::Other(format!(
+                "delivery {} does not exist",
+                attempt.delivery_id
+            )));
+        };
+        if d.org_id != attempt.org_id || d.run_id != attempt.run_id {
+            return Err(StoreError::Other(format!(
+                "attempt does not match delivery {}",
+                attempt.delivery_id
+            )));
+        }
+        if s.attempts
+            .iter()
+            .any(|a| a.delivery_id == attempt.delivery_id && a.number == attempt.number)
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "attempt {} of delivery {}",
+                attempt.number, attempt.delivery_id
+            )));
+        }
+        if let Some(d) = s.deliveries.get_mut(&attempt.delivery_id) {
+            d.attempts += 1;
+            d.updated_at = attempt.ended_at;
+        }
+        s.attempts.push(attempt.clone());
+        Ok(())
+    }
+
+    async fn reschedule(
+        &self,
+        id: &DeliveryId,
+        owner: &str,
+        next_attempt_at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut s = self.state();
+        match s.deliveries.get_mut(id) {
+            Some(d)
+                if d.state == DeliveryState::Pending && d.lease_owner.as_deref() == Some(owner) =>
+            {
+                d.lease_owner = None;
+                d.lease_until = None;
+                d.next_attempt_at = next_attempt_at;
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(format!(
+                "delivery {id} is not leased by this worker"
+            ))),
+        }
+    }
+
+    async fn finish(
+        &self,
+        id: &DeliveryId,
+        state: DeliveryState,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut s = self.state();
+        match s.deliveries.get_mut(id) {
+            Some(d) => {
+                d.state = state;
+                d.lease_owner = None;
+                d.lease_until = None;
+                d.updated_at = now;
+                Ok(())
+            }
+            None => Err(StoreError::Other(format!("delivery {id} does not exist"))),
+        }
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        let s = self.state();
+        Ok(s.deliveries
+            .values()
+            .filter(|d| d.mode == DeliveryMode::Webhook && d.state == DeliveryState::Pending)
+            .map(|d| match d.lease_until {
+                Some(until) if until > d.next_attempt_at => until,
+                _ => d.next_attempt_at,
+            })
+            .min())
+    }
+
+    async fn deliveries_of_run(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+    ) -> StoreResult<Vec<(Delivery, Vec<DeliveryAttempt>)>> {
+        let s = self.state();
+        let mut deliveries: Vec<Delivery> = s
+            .deliveries
+            .values()
+            .filter(|d| &d.org_id == org && &d.run_id == run)
+            .cloned()
+            .collect();
+        deliveries.sort_by_key(|d| (d.created_at, d.id.clone()));
+        Ok(deliveries
+            .into_iter()
+            .map(|d| {
+                let mut attempts: Vec<DeliveryAttempt> = s
+                    .attempts
+                    .iter()
+                    .filter(|a| a.delivery_id == d.id)
+                    .cloned()
+                    .collect();
+                attempts.sort_by_key(|a| a.number);
+                (d, attempts)
+            })
+            .collect())
+    }
+
+    async fn redeliver(&self, org: &OrgId, run: &RunId, now: Timestamp) -> StoreResult<bool> {
+        let mut s = self.state();
+        let latest = s
+            .deliveries
+            .values()
+            .filter(|d| &d.org_id == org && &d.run_id == run)
+            .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+            .map(|d| d.id.clone());
+        let Some(d) = latest.and_then(|id| s.deliveries.get_mut(&id)) else {
+            return Ok(false);
+        };
+        d.state = DeliveryState::Pending;
+        d.next_attempt_at = now;
+        d.lease_owner = None;
+        d.lease_until = None;
+        d.updated_at = now;
+        Ok(true)
+    }
+
+    async fn claim_agent_deliveries(
+        &self,
+        org: &OrgId,
+        installation_id: Option<&str>,
+        owner: &str,
+        now: Timestamp,
+        visibility_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let mut s = self.state();
+        Ok(claim(&mut s, owner, now, visibility_ms, limit, true, |d| {
+            d.mode == DeliveryMode::Agent
+                && &d.org_id == org
+                && (d.installation_id.is_none() || d.installation_id.as_deref() == installation_id)
+        }))
+    }
+
+    async fn ack_agent_deliveries(
+        &self,
+        org: &OrgId,
+        runs: &[RunId],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut s = self.state();
+        let mut acked = 0;
+        for d in s.deliveries.values_mut() {
+            if &d.org_id == org
+                && d.mode == DeliveryMode::Agent
+                && d.state == DeliveryState::Pending
+                && runs.contains(&d.run_id)
+            {
+                d.state = DeliveryState::Delivered;
+                d.lease_owner = None;
+                d.lease_until = None;
+                d.updated_at = now;
+                acked += 1;
+            }
+        }
+        Ok(acked)
+    }
+
+    async fn heartbeat_agent_delivery(
+        &self,
+        org: &OrgId,
+        run: &RunId,
+        now: Timestamp,
+        extend_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let mut extended = false;
+        for d in s.deliveries.values_mut() {
+            if &d.org_id == org
+                && &d.run_id == run
+                && d.mode == DeliveryMode::Agent
+                && d.state == DeliveryState::Pending
+                && d.lease_until.is_some_and(|until| until > now)
+            {
+                d.lease_until = Some(now.plus_millis(extend_ms));
+                d.updated_at = now;
+                extended = true;
+            }
+        }
+        Ok(extended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::RunId;
+
+    #[test]
+    fn fixed_clock_moves_only_when_told() {
+        let clock = FixedClock::at_default();
+        let t0 = clock.now();
+        assert_eq!(clock.now(), t0);
+        assert_eq!(clock.advance(1500), t0.plus_millis(1500));
+        clock.set(t0);
+        assert_eq!(clock.now(), t0);
+    }
+
+    #[test]
+    fn test_ids_are_deterministic_and_ordered() {
+        let clock = Arc::new(FixedClock::at_default());
+        let a = test_ids(clock.clone());
+        let b = test_ids(clock.clone());
+        let first: Vec<RunId> = (0..100).map(|_| a.next()).collect();
+        let again: Vec<RunId> = (0..100).map(|_| b.next()).collect();
+        assert_eq!(first, again);
+        assert!(first.windows(2).all(|w| w[0] < w[1]));
+        clock.advance(1);
+        let later: RunId = a.next();
+        assert!(later > first[99]);
+    }
+}
