@@ -58,29 +58,10 @@ fn is_valid_suffix(s: &str) -> bool {
     s.len() == ID_SUFFIX_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-macro_rules! generated_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
-
+/// The trait impls every string newtype here shares; `parse` is each type's own.
+macro_rules! string_newtype_impls {
+    ($name:ident) => {
         impl $name {
-            /// The fixed prefix of this kind of id.
-            pub const PREFIX: &'static str = $prefix;
-
-            /// Parses and validates an id received from outside.
-            pub fn parse(value: &str) -> Result<Self, IdError> {
-                match value.strip_prefix($prefix) {
-                    Some(rest) if is_valid_suffix(rest) => Ok(Self(value.to_owned())),
-                    _ => Err(IdError::Generated { kind: $kind, prefix: $prefix, value: value.to_owned() }),
-                }
-            }
-
-            /// Builds an id from a generated suffix (see [`time_ordered_suffix`]).
-            pub fn from_suffix(suffix: &str) -> Result<Self, IdError> {
-                Self::parse(&format!("{}{}", $prefix, suffix))
-            }
-
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -117,6 +98,35 @@ macro_rules! generated_id {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+    };
+}
+
+macro_rules! generated_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The fixed prefix of this kind of id.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Parses and validates an id received from outside.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                match value.strip_prefix($prefix) {
+                    Some(rest) if is_valid_suffix(rest) => Ok(Self(value.to_owned())),
+                    _ => Err(IdError::Generated { kind: $kind, prefix: $prefix, value: value.to_owned() }),
+                }
+            }
+
+            /// Builds an id from a generated suffix (see [`time_ordered_suffix`]).
+            pub fn from_suffix(suffix: &str) -> Result<Self, IdError> {
+                Self::parse(&format!("{}{}", $prefix, suffix))
+            }
+
+        }
+
+        string_newtype_impls!($name);
     };
 }
 
@@ -187,42 +197,9 @@ macro_rules! user_identifier {
                 Ok(Self(value.to_owned()))
             }
 
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = IdError;
-            fn from_str(s: &str) -> Result<Self, IdError> {
-                Self::parse(s)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
-            }
-        }
+        string_newtype_impls!($name);
     };
 }
 

@@ -92,7 +92,10 @@ fn my_microservice() -> Entity {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "mirrors InvocationInput's fields")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "mirrors InvocationInput's fields"
+)]
 fn input<'a>(
     org: &'a OrgId,
     action: &'a Action,

@@ -93,6 +93,13 @@ fn command() -> impl Strategy<Value = RunCommand> {
     ]
 }
 
+/// A command and, when accepted, the status before and after it.
+type Outcome = (RunCommand, Result<(RunStatus, RunStatus), ErrorKind>);
+
+/// A whole played sequence: the final run, the creation events, the accepted steps
+/// and every command's outcome.
+type Played = (Run, Vec<RunEvent>, Vec<Step>, Vec<Outcome>);
+
 /// What the invariants need to know about one accepted step.
 struct Step {
     before: Run,
@@ -100,16 +107,7 @@ struct Step {
     events: Vec<RunEvent>,
 }
 
-fn play(
-    synchronized: bool,
-    policy: ApprovalPolicy,
-    commands: Vec<RunCommand>,
-) -> (
-    Run,
-    Vec<RunEvent>,
-    Vec<Step>,
-    Vec<(RunCommand, Result<(RunStatus, RunStatus), ErrorKind>)>,
-) {
+fn play(synchronized: bool, policy: ApprovalPolicy, commands: Vec<RunCommand>) -> Played {
     let started = start(
         new_run(synchronized, policy),
         Timestamp::from_unix_millis(1_000),
