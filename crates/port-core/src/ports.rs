@@ -425,6 +425,13 @@ pub trait DeliveryStore: Send + Sync {
         state: DeliveryState,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Cross-organization: drops every lease `owner` holds on pending webhook
+    /// deliveries, so they are claimable again at once (or at their `next_attempt_at`, if
+    /// later); returns how many were released. For a worker that restarts under the same
+    /// stable id after a crash: what its dead predecessor was sending is sent again
+    /// without waiting for the leases to expire. Never call it while another live worker
+    /// uses `owner`.
+    async fn release_leases(&self, owner: &str, now: Timestamp) -> StoreResult<u64>;
     /// The earliest `next_attempt_at` of a pending webhook delivery, so the worker can
     /// sleep exactly until then.
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;

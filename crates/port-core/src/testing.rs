@@ -792,6 +792,23 @@ impl DeliveryStore for MemoryStore {
         }
     }
 
+    async fn release_leases(&self, owner: &str, now: Timestamp) -> StoreResult<u64> {
+        let mut s = self.state();
+        let mut released = 0;
+        for d in s.deliveries.values_mut() {
+            if d.mode == DeliveryMode::Webhook
+                && d.state == DeliveryState::Pending
+                && d.lease_owner.as_deref() == Some(owner)
+            {
+                d.lease_owner = None;
+                d.lease_until = None;
+                d.updated_at = now;
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
         let s = self.state();
         Ok(s.deliveries

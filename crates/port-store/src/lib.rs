@@ -1,0 +1,66 @@
+//! `port-store`: durable storage for portd, implementing every storage port of
+//! `port_core::ports` on sqlx.
+//!
+//! - **SQLite** is the embedded default: one file, WAL, `synchronous=FULL` (see
+//!   [`Synchronous`]), a single writer connection taking `BEGIN IMMEDIATE` for every write
+//!   transaction, a pool of read-only connections, a 5 s busy timeout and foreign keys on.
+//! - **PostgreSQL** serves several replicas: the same schema and semantics, a pool,
+//!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`) and
+//!   `FOR UPDATE SKIP LOCKED` leases on the delivery outbox.
+//!
+//! Migrations are embedded and run when a store opens. Every table carries `org_id` and
+//! every organization-scoped query filters by it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), port_store::OpenError> {
+//! use port_store::{StoreOptions, Synchronous};
+//! let store = port_store::open("sqlite://portd.db", &StoreOptions::default()).await?;
+//! let relaxed = StoreOptions { sqlite_synchronous: Synchronous::Normal, ..StoreOptions::default() };
+//! let _other = port_store::open("postgres://portd@db/portd", &relaxed).await?;
+//! // `Arc<dyn StoreAdmin>` upcasts to what the services hold.
+//! let _services: std::sync::Arc<dyn port_core::ports::Store> = store;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use port_core::ports::{Store, StoreResult};
+
+mod codec;
+mod config;
+mod db;
+mod store;
+
+pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};
+pub use store::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore};
+
+/// Operations on the store itself rather than on its data.
+#[async_trait]
+pub trait StoreAdmin: Store {
+    /// Readiness: succeeds when a query can be answered.
+    async fn ping(&self) -> StoreResult<()>;
+    /// SQLite: `PRAGMA integrity_check` answered "ok". PostgreSQL: `SELECT 1` answered
+    /// (the server checks its own pages).
+    async fn integrity_check(&self) -> StoreResult<bool>;
+    /// Closes every connection, waiting for those in use to come back.
+    async fn close(&self);
+    fn backend(&self) -> BackendKind;
+}
+
+impl StoreConfig {
+    /// Opens the configured database, running its migrations.
+    pub async fn open(&self, options: &StoreOptions) -> Result<Arc<dyn StoreAdmin>, OpenError> {
+        let store = match self {
+            Self::Sqlite { path } => SqlStore::open_sqlite(path, options).await?,
+            Self::Postgres { url } => SqlStore::connect_postgres(url, options).await?,
+        };
+        Ok(Arc::new(store))
+    }
+}
+
+/// Opens the database named by `url`: `postgres://…` / `postgresql://…` selects
+/// PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain path selects SQLite.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn StoreAdmin>, OpenError> {
+    StoreConfig::parse(url)?.open(options).await
+}
