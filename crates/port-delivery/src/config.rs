@@ -1,0 +1,304 @@
+//! How the delivery worker and the reaper behave, and how that is read from the
+//! environment.
+
+use std::time::Duration;
+
+/// Retry schedule: the delay before attempt 1, 2, … in seconds, comma-separated;
+/// fractions allowed (`0,0.2,0.5`).
+pub const ENV_RETRY_SCHEDULE: &str = "PORTD_DELIVERY_RETRY_SCHEDULE";
+/// Per-attempt timeout in seconds, fractions allowed.
+pub const ENV_TIMEOUT: &str = "PORTD_DELIVERY_TIMEOUT_SECS";
+/// Default run timeout in seconds for actions without `timeoutSeconds`; unset or `0`
+/// leaves such runs alone.
+pub const ENV_RUN_TIMEOUT: &str = "PORTD_RUN_TIMEOUT_SECS";
+/// The worker's lease owner name; see [`DeliveryConfig::worker_id`].
+pub const ENV_WORKER_ID: &str = "PORTD_DELIVERY_WORKER_ID";
+/// How often the reaper looks for stale runs, in seconds.
+pub const ENV_REAPER_INTERVAL: &str = "PORTD_REAPER_INTERVAL_SECS";
+
+/// The least time a lease outlives an attempt's timeout, so that the store work around
+/// an attempt (reading the run, recording the attempt) fits in it too.
+pub const MIN_LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Why a delivery configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {value:?} is not a number of seconds")]
+    NotSeconds { name: &'static str, value: String },
+    #[error("{name}: must be greater than zero")]
+    NotPositive { name: &'static str },
+    #[error(
+        "{name}: the retry schedule needs at least one delay (the one before the first attempt)"
+    )]
+    EmptySchedule { name: &'static str },
+    #[error("{name}: must not be empty")]
+    Empty { name: &'static str },
+}
+
+/// Settings of the delivery worker and the reaper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// The delay before attempt 1, 2, …, n: a delivery gets `retry_schedule.len()`
+    /// attempts. Delays after the first get ±20 % jitter. The first is counted from
+    /// when the delivery was written; the worker sends at once either way, because
+    /// the store makes a new delivery due immediately.
+    pub retry_schedule: Vec<Duration>,
+    /// How long one attempt may take, answer body included.
+    pub timeout: Duration,
+    /// The longest `Retry-After` honoured; longer ones are cut to this.
+    pub retry_after_cap: Duration,
+    /// How long a claimed delivery stays leased. The worker uses at least
+    /// `timeout + MIN_LEASE_MARGIN` so that it never loses a lease mid-attempt; after
+    /// a crash, the crashed worker's deliveries are claimed again once this passes.
+    pub lease: Duration,
+    /// The lease owner name. Unique per process by default; a server that wants to
+    /// take its own leases back after a restart may make it stable, but two live
+    /// workers must never share one.
+    pub worker_id: String,
+    /// The timeout of runs whose action sets no `timeoutSeconds`; `None` leaves them
+    /// `IN_PROGRESS` until their backend reports.
+    pub run_timeout_default: Option<Duration>,
+    /// How often the reaper looks for stale runs.
+    pub reaper_interval: Duration,
+    /// How many attempts are in flight at once.
+    pub max_in_flight: usize,
+    /// The longest the worker sleeps without looking at the store. Wake-ups from the
+    /// hub and the store's next due time come first; this covers deliveries written by
+    /// other replicas (PostgreSQL) and leases that expire.
+    pub safety_poll: Duration,
+}
+
+fn default_worker_id() -> String {
+    format!("portd-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let timeout = Duration::from_secs(30);
+        Self {
+            retry_schedule: [0, 5, 30, 120, 600, 1800]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            timeout,
+            retry_after_cap: Duration::from_secs(600),
+            lease: timeout + Duration::from_secs(30),
+            worker_id: default_worker_id(),
+            run_timeout_default: None,
+            reaper_interval: Duration::from_secs(15),
+            max_in_flight: 32,
+            safety_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Reads the `PORTD_*` variables over the defaults (see the `ENV_*` constants).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Self::from_env`], reading variables through `lookup`; for tests and for
+    /// servers that merge several sources.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(value) = set(ENV_RETRY_SCHEDULE) {
+            config.retry_schedule = parse_schedule(ENV_RETRY_SCHEDULE, &value)?;
+        }
+        if let Some(value) = set(ENV_TIMEOUT) {
+            config.timeout = parse_seconds(ENV_TIMEOUT, &value)?;
+            if config.timeout.is_zero() {
+                return Err(ConfigError::NotPositive { name: ENV_TIMEOUT });
+            }
+            config.lease = config.timeout + Duration::from_secs(30);
+        }
+        if let Some(value) = set(ENV_RUN_TIMEOUT) {
+            let timeout = parse_seconds(ENV_RUN_TIMEOUT, &value)?;
+            config.run_timeout_default = (!timeout.is_zero()).then_some(timeout);
+        }
+        if let Some(value) = set(ENV_REAPER_INTERVAL) {
+            config.reaper_interval = parse_seconds(ENV_REAPER_INTERVAL, &value)?;
+        }
+        if let Some(value) = set(ENV_WORKER_ID) {
+            config.worker_id = value.trim().to_owned();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the worker relies on: a non-empty schedule and positive durations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry_schedule.is_empty() {
+            return Err(ConfigError::EmptySchedule {
+                name: "retry_schedule",
+            });
+        }
+        let positive = [
+            ("timeout", self.timeout),
+            ("reaper_interval", self.reaper_interval),
+            ("safety_poll", self.safety_poll),
+        ];
+        if let Some((name, _)) = positive.into_iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::NotPositive { name });
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::NotPositive {
+                name: "max_in_flight",
+            });
+        }
+        if self.worker_id.is_empty() {
+            return Err(ConfigError::Empty { name: "worker_id" });
+        }
+        Ok(())
+    }
+
+    /// The lease the worker takes: [`Self::lease`], raised to outlive an attempt.
+    pub fn effective_lease(&self) -> Duration {
+        self.lease.max(self.timeout + MIN_LEASE_MARGIN)
+    }
+
+    /// How many attempts a delivery gets.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.retry_schedule.len()).unwrap_or(u32::MAX)
+    }
+}
+
+fn parse_seconds(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let not_seconds = || ConfigError::NotSeconds {
+        name,
+        value: value.to_owned(),
+    };
+    let secs: f64 = value.trim().parse().map_err(|_| not_seconds())?;
+    // Rejects negatives, NaN, infinities and values too large for a Duration.
+    Duration::try_from_secs_f64(secs).map_err(|_| not_seconds())
+}
+
+fn parse_schedule(name: &'static str, value: &str) -> Result<Vec<Duration>, ConfigError> {
+    let schedule = value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| parse_seconds(name, part))
+        .collect::<Result<Vec<_>, _>>()?;
+    if schedule.is_empty() {
+        return Err(ConfigError::EmptySchedule { name });
+    }
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DeliveryConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_issue() {
+        let config = from(&[]).unwrap();
+        let secs: Vec<u64> = config
+            .retry_schedule
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        assert_eq!(secs, [0, 5, 30, 120, 600, 1800]);
+        assert_eq!(config.timeout, Duration::from_secs(30));
+        assert_eq!(config.run_timeout_default, None);
+        assert!(config.effective_lease() >= config.timeout + MIN_LEASE_MARGIN);
+        assert!(config.worker_id.starts_with("portd-"));
+    }
+
+    #[test]
+    fn fractions_are_read() {
+        let config = from(&[
+            (ENV_RETRY_SCHEDULE, "0, 0.2,0.5"),
+            (ENV_TIMEOUT, "1.5"),
+            (ENV_RUN_TIMEOUT, "90"),
+            (ENV_WORKER_ID, " node-a "),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.retry_schedule,
+            [
+                Duration::ZERO,
+                Duration::from_millis(200),
+                Duration::from_millis(500)
+            ]
+        );
+        assert_eq!(config.timeout, Duration::from_millis(1500));
+        assert_eq!(config.lease, Duration::from_millis(31_500));
+        assert_eq!(config.run_timeout_default, Some(Duration::from_secs(90)));
+        assert_eq!(config.worker_id, "node-a");
+        assert_eq!(config.max_attempts(), 3);
+    }
+
+    #[test]
+    fn zero_run_timeout_means_off() {
+        assert_eq!(
+            from(&[(ENV_RUN_TIMEOUT, "0")]).unwrap().run_timeout_default,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        assert_eq!(
+            from(&[(ENV_RETRY_SCHEDULE, "0,soon")]),
+            Err(ConfigError::NotSeconds {
+                name: ENV_RETRY_SCHEDULE,
+                value: "soon".into()
+            })
+        );
+        assert_eq!(
+            from(&[(ENV_RETRY_SCHEDULE, " , ")]),
+            Err(ConfigError::EmptySchedule {
+                name: ENV_RETRY_SCHEDULE
+            })
+        );
+        assert_eq!(
+            from(&[(ENV_TIMEOUT, "-1")]),
+            Err(ConfigError::NotSeconds {
+                name: ENV_TIMEOUT,
+                value: "-1".into()
+            })
+        );
+        assert_eq!(
+            from(&[(ENV_TIMEOUT, "0")]),
+            Err(ConfigError::NotPositive { name: ENV_TIMEOUT })
+        );
+        assert_eq!(
+            from(&[(ENV_RUN_TIMEOUT, "NaN")]),
+            Err(ConfigError::NotSeconds {
+                name: ENV_RUN_TIMEOUT,
+                value: "NaN".into()
+            })
+        );
+        assert_eq!(
+            from(&[(ENV_REAPER_INTERVAL, "0")]),
+            Err(ConfigError::NotPositive {
+                name: "reaper_interval"
+            })
+        );
+    }
+
+    #[test]
+    fn the_lease_outlives_an_attempt() {
+        let config = DeliveryConfig {
+            timeout: Duration::from_secs(120),
+            lease: Duration::from_secs(5),
+            ..DeliveryConfig::default()
+        };
+        assert_eq!(
+            config.effective_lease(),
+            Duration::from_secs(120) + MIN_LEASE_MARGIN
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! `port-delivery`: how portd gets run invocations to their backends.
+//!
+//! - [`Hub`]: the in-process [`port_core::ports::Notifier`]. It wakes the delivery
+//!   worker as soon as a delivery is written and fans run changes out to event streams.
+//! - [`DeliveryWorker`]: claims due webhook deliveries from the store's outbox under a
+//!   lease and sends them as Port does (method, URL and headers from the evaluated
+//!   invocation, compact JSON body, `X-Port-Timestamp` and `X-Port-Signature` over the
+//!   exact bytes sent), plus a `webhook-id` header that stays the same on every
+//!   attempt. Failed attempts are retried on a jittered schedule, honouring
+//!   `Retry-After`. Each attempt is recorded, each failure leaves a line in the run's
+//!   log, and a delivery that is refused or runs out of attempts fails its run.
+//!   Synchronized runs end with their receiver's answer.
+//! - [`spawn_reaper`] / [`reap_stale_runs`]: fail runs left `IN_PROGRESS` past their
+//!   timeout.
+//!
+//! Wiring, for a server:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use port_core::service::Services;
+//! # use port_delivery::{DeliveryConfig, DeliveryWorker, Hub, spawn_reaper};
+//! # use tokio_util::sync::CancellationToken;
+//! # async fn wire(mut services: Services) -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Arc::new(Hub::new());
+//! services.notifier = hub.clone();
+//! let config = DeliveryConfig::from_env()?;
+//! let shutdown = CancellationToken::new();
+//! let worker = DeliveryWorker::spawn(services.clone(), hub.clone(), config.clone(), shutdown.clone())?;
+//! let reaper = spawn_reaper(services, &config, shutdown.clone());
+//! // ... serve; on shutdown:
+//! shutdown.cancel();
+//! let _ = tokio::join!(worker, reaper);
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod hub;
+mod reaper;
+mod retry;
+mod send;
+mod worker;
+
+pub use config::{
+    ConfigError, DeliveryConfig, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
+    ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
+};
+pub use hub::Hub;
+pub use reaper::{reap_stale_runs, spawn_reaper};
+pub use send::{EXCERPT_BYTES, MAX_RESPONSE_BYTES, USER_AGENT_VALUE, WEBHOOK_ID_HEADER};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{DeliveryError, DeliveryWorker, SYSTEM_ACTOR};

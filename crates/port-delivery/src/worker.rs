@@ -1,0 +1,497 @@
+//! The delivery worker: claims due webhook deliveries from the outbox, sends them, and
+//! records what happened on the delivery and on its run.
+//!
+//! Crash safety comes from the outbox: a delivery is written with its run's move to
+//! `IN_PROGRESS`, claimed under a lease, and only finished or rescheduled after its
+//! attempt was recorded. A worker that dies mid-attempt leaves the lease to expire,
+//! and then any worker claims the delivery again: delivery is at least once, and the
+//! `webhook-id` header lets receivers drop duplicates.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use port_core::error::StoreError;
+use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState, Notice};
+use port_core::run::{RunCommand, RunState};
+use port_core::run_log::NewRunLog;
+use port_core::service::Services;
+use port_core::{ErrorKind, LogId, PortError, Timestamp};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, DeliveryConfig};
+use crate::hub::Hub;
+use crate::retry;
+use crate::send::{self, Answer, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, WebhookRequest};
+
+/// Who portd's own log lines and run changes are attributed to.
+pub const SYSTEM_ACTOR: &str = "portd";
+
+/// How many times a log line is re-tried against concurrent run changes.
+const MAX_CONFLICT_RETRIES: usize = 16;
+/// Time kept free at the end of a lease for the store writes after an attempt.
+const LEASE_GUARD: Duration = Duration::from_secs(2);
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// Why a delivery was left to its lease: the store failed, so the worker cannot know
+/// (or record) where the delivery stands; whoever claims it next finds out.
+#[derive(Debug, thiserror::Error)]
+enum Abandoned {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The delivery worker. Start it with [`DeliveryWorker::spawn`].
+#[derive(Debug)]
+pub struct DeliveryWorker;
+
+impl DeliveryWorker {
+    /// Validates `config` and spawns the worker on the current tokio runtime.
+    ///
+    /// `services.notifier` should be (or forward to) `hub`, so that new deliveries wake
+    /// the worker at once. Cancelling `shutdown` stops claiming; the task ends once the
+    /// attempts in flight are done (each within `config.timeout` and a few store
+    /// writes). Aborting the returned handle drops those attempts instead; their
+    /// deliveries are sent again after the lease.
+    pub fn spawn(
+        services: Services,
+        hub: Arc<Hub>,
+        config: DeliveryConfig,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, DeliveryError> {
+        config.validate()?;
+        let client = send::client(config.timeout).map_err(DeliveryError::HttpClient)?;
+        let ctx = Ctx {
+            services,
+            config: Arc::new(config),
+            client,
+        };
+        Ok(tokio::spawn(run(ctx, hub, shutdown)))
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    services: Services,
+    config: Arc<DeliveryConfig>,
+    client: reqwest::Client,
+}
+
+impl Ctx {
+    fn now(&self) -> Timestamp {
+        self.services.clock.now()
+    }
+
+    fn owner(&self) -> &str {
+        &self.config.worker_id
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Seconds for people: `0.05 s`, `30 s`.
+pub(crate) fn human(d: Duration) -> String {
+    let text = format!("{:.3}", d.as_secs_f64());
+    format!("{} s", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+async fn run(ctx: Ctx, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(ctx.config.max_in_flight));
+    let lease = ctx.config.effective_lease();
+    let mut tasks = JoinSet::new();
+    tracing::info!(worker = ctx.owner(), "delivery worker started");
+    while !shutdown.is_cancelled() {
+        let mut wake_at: Option<Timestamp> = None;
+        let free = permits.available_permits();
+        if free > 0 {
+            let now = ctx.now();
+            let limit = u32::try_from(free).unwrap_or(u32::MAX);
+            match ctx
+                .services
+                .store
+                .claim_due_webhooks(ctx.owner(), now, millis(lease), limit)
+                .await
+            {
+                Ok(batch) => {
+                    let full = batch.len() == free;
+                    for delivery in batch {
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            // Cannot happen (we claimed no more than the free permits);
+                            // the lease brings the delivery back if it does.
+                            break;
+                        };
+                        let lease_until = now.plus_millis(millis(lease));
+                        tasks.spawn(process(ctx.clone(), delivery, lease_until, permit));
+                    }
+                    if full {
+                        // More may be due: claim again before sleeping.
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming deliveries failed; retrying after the safety poll")
+                }
+            }
+            match ctx.services.store.next_due_at().await {
+                // A time not after the claim belongs to a delivery someone holds; its
+                // lease ending is covered by the safety poll.
+                Ok(Some(due)) if due > now => wake_at = Some(due),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the next due delivery failed"),
+            }
+        }
+        let mut sleep = ctx.config.safety_poll;
+        if let Some(due) = wake_at {
+            let until_due =
+                u64::try_from(due.unix_millis().saturating_sub(ctx.now().unix_millis()))
+                    .unwrap_or(0);
+            sleep = sleep.min(Duration::from_millis(until_due));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = hub.delivery_ready() => {}
+            () = tokio::time::sleep(sleep) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_panic(done),
+        }
+        while let Some(done) = tasks.try_join_next() {
+            log_panic(done);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        log_panic(done);
+    }
+    tracing::info!(worker = ctx.owner(), "delivery worker stopped");
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        // The delivery's lease expires and it is claimed again.
+        tracing::error!(error = %e, "a delivery task panicked");
+    }
+}
+
+async fn process(
+    ctx: Ctx,
+    delivery: Delivery,
+    lease_until: Timestamp,
+    _permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = deliver(&ctx, &delivery, lease_until).await {
+        tracing::warn!(
+            delivery = %delivery.id,
+            run = %delivery.run_id,
+            error = %e,
+            "delivery left to its lease after a storage error"
+        );
+    }
+}
+
+/// What an attempt came to.
+enum Outcome {
+    Answered(Answer),
+    NoAnswer(NoAnswer),
+    /// The destination policy refused the URL; `retryable` when it may resolve later.
+    Refused {
+        reason: String,
+        retryable: bool,
+    },
+}
+
+impl Outcome {
+    fn describe(&self) -> String {
+        match self {
+            Self::Answered(answer) => answer.describe(),
+            Self::NoAnswer(no) => no.describe(),
+            Self::Refused { reason, .. } => reason.clone(),
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Answered(answer) => retry::retryable_status(answer.status.as_u16()),
+            Self::NoAnswer(_) => true,
+            Self::Refused { retryable, .. } => *retryable,
+        }
+    }
+}
+
+async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Result<(), Abandoned> {
+    let store = &ctx.services.store;
+    let number = delivery.attempts.saturating_add(1);
+    let run = store.get_run(&delivery.org_id, &delivery.run_id).await?;
+    if run
+        .as_ref()
+        .is_none_or(|run| run.state != RunState::InProgress)
+    {
+        // The run ended (or was approved away) before this attempt: nobody waits for it.
+        tracing::debug!(delivery = %delivery.id, run = %delivery.run_id, "run no longer in progress; delivery dropped");
+        store
+            .finish(&delivery.id, DeliveryState::Failed, ctx.now())
+            .await?;
+        return Ok(());
+    }
+
+    let request = match WebhookRequest::from_method(&delivery.request) {
+        Ok(request) => request,
+        Err(e) => {
+            return give_up(
+                ctx,
+                delivery,
+                format!("the evaluated request is unusable: {e}"),
+            )
+            .await;
+        }
+    };
+    let Some(credential) = store
+        .credentials(&delivery.org_id)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return give_up(
+            ctx,
+            delivery,
+            "the organization has no client credential to sign it with".to_owned(),
+        )
+        .await;
+    };
+
+    if ctx
+        .now()
+        .plus_millis(millis(ctx.config.timeout + LEASE_GUARD))
+        > lease_until
+    {
+        // The steps above were slow: the lease might end mid-attempt and let a second
+        // worker send too. Hand the delivery back instead.
+        store
+            .reschedule(&delivery.id, ctx.owner(), ctx.now())
+            .await?;
+        return Ok(());
+    }
+
+    let started_at = ctx.now();
+    let clock = Instant::now();
+    let outcome = match ctx.services.destinations.check(request.url.as_str()).await {
+        Err(e) => Outcome::Refused {
+            // The policy's message may quote the URL, which may hold secrets.
+            reason: format!("the destination was refused ({})", e.kind),
+            retryable: e.kind == ErrorKind::NotResolvableDestination,
+        },
+        Ok(()) => {
+            let headers = request.signed_headers(
+                credential.client_secret.expose().as_bytes(),
+                started_at.unix_seconds(),
+                delivery.id.as_str(),
+            );
+            let limit = if delivery.synchronized {
+                MAX_RESPONSE_BYTES
+            } else {
+                EXCERPT_BYTES
+            };
+            match send::send(&ctx.client, &request, headers, ctx.config.timeout, limit).await {
+                Ok(answer) => Outcome::Answered(answer),
+                Err(no) => Outcome::NoAnswer(no),
+            }
+        }
+    };
+    let duration = clock.elapsed();
+    let ended_at = ctx.now();
+    let answer = match &outcome {
+        Outcome::Answered(answer) => Some(answer),
+        _ => None,
+    };
+    store
+        .record_attempt(&DeliveryAttempt {
+            delivery_id: delivery.id.clone(),
+            org_id: delivery.org_id.clone(),
+            run_id: delivery.run_id.clone(),
+            number,
+            started_at,
+            ended_at,
+            status_code: answer.map(|a| a.status.as_u16()),
+            error: (!matches!(outcome, Outcome::Answered(_))).then(|| outcome.describe()),
+            response_excerpt: answer.and_then(Answer::excerpt),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        })
+        .await?;
+    tracing::info!(
+        delivery = %delivery.id,
+        run = %delivery.run_id,
+        host = request.host(),
+        attempt = number,
+        status = answer.map(|a| a.status.as_u16()),
+        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        "webhook attempt"
+    );
+
+    if let Some(answer) = answer.filter(|a| a.is_success()) {
+        if delivery.synchronized {
+            let command = RunCommand::SynchronizedResponse {
+                status_code: answer.status.as_u16(),
+                response: answer.response_value(),
+            };
+            apply_unless_ended(ctx, delivery, command).await?;
+        }
+        store
+            .finish(&delivery.id, DeliveryState::Delivered, ctx.now())
+            .await?;
+        return Ok(());
+    }
+
+    let what = outcome.describe();
+    let max = ctx.config.max_attempts();
+    let next = ctx.config.retry_schedule.get(number as usize).copied();
+    if let (true, Some(scheduled)) = (outcome.retryable(), next) {
+        let retry_after = answer
+            .and_then(|a| a.retry_after.as_deref())
+            .and_then(|v| retry::parse_retry_after(v, ctx.now()));
+        let delay = retry::next_delay(scheduled, retry_after, ctx.config.retry_after_cap);
+        let message = format!(
+            "Webhook delivery attempt {number} of {max} failed: {what}; retrying in {}",
+            human(delay)
+        );
+        if !append_system_log(ctx, delivery, &message).await? {
+            // The run ended meanwhile (its backend reported, or it timed out).
+            store
+                .finish(&delivery.id, DeliveryState::Failed, ctx.now())
+                .await?;
+            return Ok(());
+        }
+        store
+            .reschedule(
+                &delivery.id,
+                ctx.owner(),
+                ctx.now().plus_millis(millis(delay)),
+            )
+            .await?;
+        return Ok(());
+    }
+
+    match answer {
+        // A synchronized run ends with its receiver's answer, whatever it was.
+        Some(answer) if delivery.synchronized => {
+            let message = if outcome.retryable() {
+                format!(
+                    "Webhook delivery attempt {number} of {max} failed: {what}; no attempts left"
+                )
+            } else {
+                format!("Webhook delivery attempt {number} of {max} failed: {what}; not retried")
+            };
+            append_system_log(ctx, delivery, &message).await?;
+            let command = RunCommand::SynchronizedResponse {
+                status_code: answer.status.as_u16(),
+                response: answer.response_value(),
+            };
+            apply_unless_ended(ctx, delivery, command).await?;
+            store
+                .finish(&delivery.id, DeliveryState::Failed, ctx.now())
+                .await?;
+            Ok(())
+        }
+        _ => {
+            let reason = if outcome.retryable() {
+                format!("no successful answer after {number} attempts; the last one: {what}")
+            } else {
+                format!("{what} (not retried)")
+            };
+            give_up(ctx, delivery, reason).await
+        }
+    }
+}
+
+/// Fails the run with "Webhook delivery failed: `reason`" (the transition logs it),
+/// then the delivery. In that order, so a crash between the two only repeats work.
+async fn give_up(ctx: &Ctx, delivery: &Delivery, reason: String) -> Result<(), Abandoned> {
+    tracing::warn!(delivery = %delivery.id, run = %delivery.run_id, %reason, "webhook delivery failed");
+    apply_unless_ended(ctx, delivery, RunCommand::DeliveryExhausted { reason }).await?;
+    ctx.services
+        .store
+        .finish(&delivery.id, DeliveryState::Failed, ctx.now())
+        .await?;
+    Ok(())
+}
+
+/// Applies a command on portd's behalf; a run that already ended keeps its outcome.
+async fn apply_unless_ended(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    command: RunCommand,
+) -> Result<(), Abandoned> {
+    match ctx
+        .services
+        .apply(
+            &delivery.org_id,
+            delivery.run_id.as_str(),
+            command,
+            SYSTEM_ACTOR,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds a log line by portd to a run still in progress, without changing the run.
+/// Returns `false` when the run is gone or no longer in progress.
+async fn append_system_log(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    message: &str,
+) -> Result<bool, Abandoned> {
+    let store = &ctx.services.store;
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let Some(run) = store.get_run(&delivery.org_id, &delivery.run_id).await? else {
+            return Ok(false);
+        };
+        if run.state != RunState::InProgress {
+            return Ok(false);
+        }
+        let log = NewRunLog::new(
+            ctx.services.ids.next::<LogId>(),
+            run.id.clone(),
+            message,
+            ctx.now(),
+            SYSTEM_ACTOR,
+        );
+        match store.save_transition(&run, run.version, &[log], None).await {
+            Ok(_) => {
+                ctx.services.notifier.notify(Notice::RunChanged {
+                    org: run.org_id,
+                    run: run.id,
+                });
+                return Ok(true);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict(format!("run {} is changing too fast", delivery.run_id)).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_millis(50)), "0.05 s");
+        assert_eq!(human(Duration::from_secs(30)), "30 s");
+        assert_eq!(human(Duration::ZERO), "0 s");
+        assert_eq!(human(Duration::from_millis(1234)), "1.234 s");
+    }
+}

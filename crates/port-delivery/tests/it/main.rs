@@ -1,0 +1,6 @@
+//! Integration tests of port-delivery: the worker and the reaper with a real store
+//! (SQLite in a temporary directory) and real HTTP receivers on loopback.
+
+mod delivery;
+mod reaper;
+mod support;

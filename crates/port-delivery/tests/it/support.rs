@@ -1,0 +1,486 @@
+//! Test fixtures: a scripted webhook receiver on loopback, a clock that can jump
+//! forward, and a harness with a real store, the services, a hub and the worker.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use port_core::action::{Action, ActionDefinition, ActionMeta};
+use port_core::invocation::Actor;
+use port_core::ports::{
+    ClientSecret, Clock, Credential, Delivery, DeliveryAttempt, DeliveryState, Entropy,
+    IdGenerator, Organization, Store,
+};
+use port_core::run::Run;
+use port_core::run_log::RunLog;
+use port_core::service::{AllowAllDestinations, Caller, ExecuteRequest, Services};
+use port_core::testing::{MemoryStore, SeqEntropy};
+use port_core::{RunId, Timestamp};
+use port_delivery::{CancellationToken, DeliveryConfig, DeliveryWorker, Hub};
+use port_store::{StoreOptions, Synchronous};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "test-client-secret-0123456789abcdef";
+pub const CLIENT_ID: &str = "test-client";
+
+/// How long waits for something expected last at most.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------
+// Clock
+
+/// The system clock plus an offset that tests move forward, so that signing
+/// timestamps and timeouts can be tested without waiting.
+#[derive(Debug, Default)]
+pub struct SkewClock {
+    offset_ms: AtomicI64,
+}
+
+impl SkewClock {
+    pub fn jump(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SkewClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        Timestamp::from_unix_millis(ms + self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).context("the body is not JSON")
+    }
+}
+
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+struct ReceiverState {
+    /// Answers in order; the last one repeats.
+    script: Mutex<VecDeque<Reply>>,
+    received: Mutex<Vec<Received>>,
+    arrived: Notify,
+    on_request: Option<Hook>,
+}
+
+/// A webhook receiver on 127.0.0.1 that records raw requests and answers from a script.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+    task: JoinHandle<()>,
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    if let Some(hook) = &state.on_request {
+        hook();
+    }
+    lock(&state.received).push(Received {
+        method,
+        uri,
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    state.arrived.notify_waiters();
+    let reply = {
+        let mut script = lock(&state.script);
+        if script.len() > 1 {
+            script.pop_front()
+        } else {
+            script.front().cloned()
+        }
+    }
+    .unwrap_or_else(|| Reply::status(200));
+    tokio::time::sleep(reply.delay).await;
+    let mut headers = HeaderMap::new();
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        reply.body,
+    )
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<Reply>) -> Result<Self> {
+        Self::start_with_hook(script, None).await
+    }
+
+    /// `on_request` runs as each request arrives, before it is recorded.
+    pub async fn start_with_hook(script: Vec<Reply>, on_request: Option<Hook>) -> Result<Self> {
+        let state = Arc::new(ReceiverState {
+            script: Mutex::new(script.into()),
+            received: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+            on_request,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.state.received).clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Result<Vec<Received>> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let received = self.received();
+            if received.len() >= n {
+                return Ok(received);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, arrived).await.is_err() {
+                bail!("expected {n} requests, got {}", self.received().len());
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// Which store a harness runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Memory,
+}
+
+/// A short schedule (0, 50 ms, 100 ms), a 2 s timeout and a 1 s safety poll.
+pub fn fast_config() -> DeliveryConfig {
+    DeliveryConfig {
+        retry_schedule: vec![
+            Duration::ZERO,
+            Duration::from_millis(50),
+            Duration::from_millis(100),
+        ],
+        timeout: Duration::from_secs(2),
+        reaper_interval: Duration::from_millis(50),
+        ..DeliveryConfig::default()
+    }
+}
+
+/// Seconds for a schedule written the way operators write it.
+pub fn schedule(secs: &[f64]) -> Vec<Duration> {
+    secs.iter().map(|s| Duration::from_secs_f64(*s)).collect()
+}
+
+pub struct Harness {
+    pub services: Services,
+    pub hub: Arc<Hub>,
+    pub clock: Arc<SkewClock>,
+    pub caller: Caller,
+    pub shutdown: CancellationToken,
+    worker: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl Harness {
+    pub async fn new() -> Result<Self> {
+        Self::on(Backend::Sqlite).await
+    }
+
+    pub async fn on(backend: Backend) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => {
+                let options = StoreOptions {
+                    sqlite_synchronous: Synchronous::Normal,
+                    ..StoreOptions::default()
+                };
+                port_store::open(&dir.path().join("portd.db").display().to_string(), &options)
+                    .await?
+            }
+            Backend::Memory => Arc::new(MemoryStore::new()),
+        };
+        let clock = Arc::new(SkewClock::default());
+        let entropy: Arc<dyn Entropy> = Arc::new(SeqEntropy::new());
+        let ids = IdGenerator::new(clock.clone(), entropy);
+        let hub = Arc::new(Hub::new());
+        let services = Services {
+            store,
+            clock: clock.clone(),
+            ids,
+            notifier: hub.clone(),
+            destinations: Arc::new(AllowAllDestinations),
+        };
+        let now = clock.now();
+        let org = Organization {
+            id: services.ids.next(),
+            name: "test".into(),
+            created_at: now,
+        };
+        services.store.create_organization(&org).await?;
+        services
+            .store
+            .add_credential(&Credential {
+                org_id: org.id.clone(),
+                client_id: CLIENT_ID.into(),
+                client_secret: ClientSecret::new(SECRET),
+                created_at: now,
+            })
+            .await?;
+        let caller = Caller {
+            org_id: org.id,
+            actor: Actor::machine(CLIENT_ID),
+        };
+        Ok(Self {
+            services,
+            hub,
+            clock,
+            caller,
+            shutdown: CancellationToken::new(),
+            worker: None,
+            _dir: dir,
+        })
+    }
+
+    pub fn start_worker(&mut self, config: DeliveryConfig) -> Result<()> {
+        let handle = DeliveryWorker::spawn(
+            self.services.clone(),
+            self.hub.clone(),
+            config,
+            self.shutdown.clone(),
+        )?;
+        self.worker = Some(handle);
+        Ok(())
+    }
+
+    /// Cancels the worker and waits for it to end.
+    pub async fn stop_worker(&mut self) -> Result<()> {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            tokio::time::timeout(PATIENCE, worker)
+                .await
+                .context("the worker did not stop")??;
+        }
+        Ok(())
+    }
+
+    /// Stores a v2 action definition.
+    pub async fn create_action(&self, definition: &Value) -> Result<()> {
+        let now = self.services.clock.now();
+        let action = Action {
+            meta: ActionMeta {
+                id: self.services.ids.next(),
+                created_at: now,
+                created_by: CLIENT_ID.into(),
+                updated_at: now,
+                updated_by: CLIENT_ID.into(),
+            },
+            definition: ActionDefinition::from_v2(definition)?,
+        };
+        self.services
+            .store
+            .create_action(&self.caller.org_id, &action)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn execute(&self, action: &str, properties: Value) -> Result<Run> {
+        let request = ExecuteRequest {
+            properties,
+            ..ExecuteRequest::default()
+        };
+        Ok(self.services.execute(&self.caller, action, request).await?)
+    }
+
+    pub async fn run(&self, id: &RunId) -> Result<Run> {
+        Ok(self.services.get_run(&self.caller, id.as_str()).await?)
+    }
+
+    pub async fn wait_for_run(
+        &self,
+        id: &RunId,
+        what: &str,
+        done: impl Fn(&Run) -> bool,
+    ) -> Result<Run> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let run = self.run(id).await?;
+            if done(&run) {
+                return Ok(run);
+            }
+            if Instant::now() > deadline {
+                bail!("run {id} never became {what}: {run:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn logs(&self, id: &RunId) -> Result<Vec<RunLog>> {
+        Ok(self
+            .services
+            .store
+            .list_logs(&self.caller.org_id, id, 0, 1000)
+            .await?)
+    }
+
+    pub async fn delivery(&self, id: &RunId) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
+        let mut all = self
+            .services
+            .store
+            .deliveries_of_run(&self.caller.org_id, id)
+            .await?;
+        match all.len() {
+            1 => Ok(all.remove(0)),
+            n => bail!("run {id} has {n} deliveries"),
+        }
+    }
+
+    pub async fn wait_for_delivery(
+        &self,
+        id: &RunId,
+        state: DeliveryState,
+    ) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (delivery, attempts) = self.delivery(id).await?;
+            if delivery.state == state {
+                return Ok((delivery, attempts));
+            }
+            if Instant::now() > deadline {
+                bail!("the delivery of run {id} never became {state:?}: {delivery:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            worker.abort();
+        }
+    }
+}
+
+/// A v2 self-service WEBHOOK action posting to `url`; `method` keys are merged into
+/// `invocationMethod` and `top` keys into the action.
+pub fn webhook_action(identifier: &str, url: &str, method: Value, top: Value) -> Value {
+    let mut invocation = json!({"type": "WEBHOOK", "url": url});
+    merge(&mut invocation, method);
+    let mut action = json!({
+        "identifier": identifier,
+        "title": identifier,
+        "trigger": {
+            "type": "self-service",
+            "operation": "CREATE",
+            "userInputs": {"properties": {}},
+        },
+        "invocationMethod": invocation,
+    });
+    merge(&mut action, top);
+    action
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
