@@ -710,7 +710,14 @@ fn reference_v2(r: &Reference) -> Value {
 }
 
 fn vote_json(v: &Vote) -> Value {
-    json!({ "description": v.description, "userId": v.user_id, "state": v.decision.as_str() })
+    // Port's schema types `description` as a string, so an absent reason is omitted.
+    let mut m = Map::new();
+    if let Some(description) = &v.description {
+        m.insert("description".into(), json!(description));
+    }
+    m.insert("userId".into(), json!(v.user_id));
+    m.insert("state".into(), json!(v.decision.as_str()));
+    Value::Object(m)
 }
 
 impl Run {

@@ -1,0 +1,222 @@
+//! Configuration: the `portd` command line (flags with environment fallbacks) and the
+//! [`Config`] it produces.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use port_delivery::DeliveryConfig;
+
+use crate::adapters::DestinationMode;
+
+/// Where portd listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+/// Where portd keeps its SQLite database and bootstrap credentials by default.
+pub const DEFAULT_DATA_DIR: &str = "./.portd";
+
+/// The SQLite file's name inside the data directory.
+pub const DATABASE_FILE: &str = "portd.db";
+
+/// The bootstrap credentials' file name inside the data directory.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// The file inside the data directory that keeps the delivery worker's lease owner name
+/// across restarts (see [`crate::server::start_with`]).
+pub const WORKER_ID_FILE: &str = "worker-id";
+
+/// `portd`: a self-hostable server for Port's self-service actions and runs API.
+#[derive(Debug, Parser)]
+#[command(name = "portd", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage API credentials.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Print a new client id and secret: for a new organization named by --org, else
+    /// for the bootstrap organization (from <data-dir>/credentials.json).
+    Create {
+        /// Create a new organization with this name.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+/// The server's settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PORTD_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Directory for the SQLite database and the bootstrap credentials.
+    #[arg(long, env = "PORTD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Database URL: `postgres://…` selects PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "PORTD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Which webhook destinations runs may call: `any` or `public` (refuses private addresses).
+    #[arg(long, env = "PORTD_WEBHOOK_DESTINATIONS", default_value = "any")]
+    pub webhook_destinations: DestinationMode,
+    /// Client id of the credentials created on first start (generated when unset).
+    #[arg(long, env = "PORTD_BOOTSTRAP_CLIENT_ID", hide = true)]
+    pub bootstrap_client_id: Option<String>,
+    /// Client secret of the credentials created on first start (generated when unset).
+    #[arg(
+        long,
+        env = "PORTD_BOOTSTRAP_CLIENT_SECRET",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub bootstrap_client_secret: Option<String>,
+}
+
+/// Everything [`crate::server::start`] needs.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub webhook_destinations: DestinationMode,
+    pub bootstrap_client_id: Option<String>,
+    pub bootstrap_client_secret: Option<String>,
+    /// Print generated bootstrap credentials to stdout (off in tests).
+    pub print_bootstrap_credentials: bool,
+    /// The delivery worker's and the reaper's settings, used as given. `None` (what
+    /// `portd` uses) reads them from the `PORTD_DELIVERY_*` / `PORTD_RUN_TIMEOUT_SECS` /
+    /// `PORTD_REAPER_INTERVAL_SECS` variables, with the worker id kept in
+    /// `<data-dir>/worker-id` unless `PORTD_DELIVERY_WORKER_ID` names one.
+    pub delivery: Option<DeliveryConfig>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(port_store::redact_url),
+            )
+            .field("webhook_destinations", &self.webhook_destinations)
+            .field("bootstrap_client_id", &self.bootstrap_client_id)
+            .field(
+                "bootstrap_client_secret",
+                &self.bootstrap_client_secret.as_ref().map(|_| "***"),
+            )
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            webhook_destinations: DestinationMode::Any,
+            bootstrap_client_id: None,
+            bootstrap_client_secret: None,
+            print_bootstrap_credentials: true,
+            delivery: None,
+        }
+    }
+}
+
+impl From<ServerArgs> for Config {
+    fn from(args: ServerArgs) -> Self {
+        Self {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            database_url: args.database_url.filter(|u| !u.trim().is_empty()),
+            webhook_destinations: args.webhook_destinations,
+            bootstrap_client_id: args.bootstrap_client_id.filter(|v| !v.is_empty()),
+            bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
+            print_bootstrap_credentials: true,
+            delivery: None,
+        }
+    }
+}
+
+impl Config {
+    /// The database URL: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join(DATABASE_FILE).display()),
+        }
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        self.data_dir.join(CREDENTIALS_FILE)
+    }
+
+    pub fn worker_id_path(&self) -> PathBuf {
+        self.data_dir.join(WORKER_ID_FILE)
+    }
+}
+
+/// Structured logs on stderr: JSON when `PORTD_LOG_FORMAT=json`, levels from
+/// `PORTD_LOG` or `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("PORTD_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("PORTD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_debug_hide_secrets() {
+        let cli = Cli::try_parse_from(["portd"]).unwrap();
+        let config = Config::from(cli.server);
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert!(config.database_url().ends_with("portd.db"));
+        let config = Config {
+            bootstrap_client_secret: Some("s3cret".into()),
+            database_url: Some("postgres://u:pw@db/portd".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn credentials_subcommand_parses() {
+        let cli = Cli::try_parse_from(["portd", "credentials", "create", "--org", "acme"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Credentials { command: CredentialsCommand::Create { org: Some(ref o) } }) if o == "acme"
+        ));
+    }
+}

@@ -1,0 +1,268 @@
+//! Extractors whose rejections are Port's envelope: JSON bodies (422 naming the field,
+//! 413 over the limit), query strings (repeatable keys, typed getters) and the
+//! authenticated caller (401).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use port_core::run::WireVersion;
+use port_core::service::Caller;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The request body limit (port-api.md §1.5).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// A JSON body. Malformed JSON or a body of the wrong shape is 422 `invalid_request`
+/// naming the field; a body over [`BODY_LIMIT_BYTES`] is 413. The content type is not
+/// checked, because some Port clients send JSON without one.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::invalid("the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body into `T`; the message names the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid("body: a JSON body is required"));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let detail = strip_position(&inner.to_string());
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("body: malformed JSON: {detail}"))
+        } else if path == "." {
+            ApiError::invalid(format!("body: {detail}"))
+        } else {
+            ApiError::invalid(format!("{path}: {detail}"))
+        }
+    })?;
+    deserializer.end().map_err(|e| {
+        ApiError::invalid(format!(
+            "body: malformed JSON: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C", which helps little once the field is named.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Path parameters. A path that cannot be decoded names nothing that exists: 404.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(_) => Err(ApiError::not_found(format!(
+                "resource {}",
+                parts.uri.path()
+            ))),
+        }
+    }
+}
+
+/// The query string as key/value pairs. Keys may repeat (`source=UI&source=API`), and
+/// `key[]` counts as `key`. Unknown keys are ignored, as Port's clients send some (GHA
+/// adds `runId`).
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+impl QueryParams {
+    pub fn parse(query: &str) -> Self {
+        Self(
+            url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.trim_end_matches("[]").to_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean parameter: `true` or `false` (empty means absent).
+    pub fn flag(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.first(name) {
+            None | Some("") => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::invalid(format!(
+                "querystring.{name}: must be true or false"
+            ))),
+        }
+    }
+
+    pub fn flag_or(&self, name: &str, default: bool) -> ApiResult<bool> {
+        Ok(self.flag(name)?.unwrap_or(default))
+    }
+
+    /// An integer parameter within `min..=max`.
+    pub fn integer_in(&self, name: &str, min: u64, max: u64) -> ApiResult<Option<u64>> {
+        match self.first(name) {
+            None | Some("") => Ok(None),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::invalid(format!(
+                    "querystring.{name}: must be an integer from {min} to {max}"
+                ))),
+            },
+        }
+    }
+
+    /// `version=v1|v2`, v1 when absent (port-api.md §1.6).
+    pub fn version(&self) -> ApiResult<WireVersion> {
+        match self.first("version") {
+            None | Some("") => Ok(WireVersion::V1),
+            Some(raw) => WireVersion::parse(raw)
+                .ok_or_else(|| ApiError::invalid("querystring.version: must be one of v1, v2")),
+        }
+    }
+
+    /// `version=v1|v2`, v2 when absent (routes whose shapes Port documents as v2 only).
+    pub fn version_or_v2(&self) -> ApiResult<WireVersion> {
+        match self.first("version") {
+            None | Some("") => Ok(WireVersion::V2),
+            Some(_) => self.version(),
+        }
+    }
+}
+
+/// The authenticated caller of a route: its organization and client id.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        state.authenticator().verify(token).await.map(Authenticated)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (a bare token is accepted too).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only deserialized, to test error messages")]
+    struct Body {
+        status: String,
+        count: Option<u32>,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let err = parse_json::<Body>(br#"{"status": 1}"#).unwrap_err();
+        assert_eq!(
+            err.0.message,
+            "status: invalid type: integer `1`, expected a string"
+        );
+        let err = parse_json::<Body>(br#"{"status": "x", "extra": 1}"#).unwrap_err();
+        assert!(
+            err.0.message.contains("unknown field `extra`"),
+            "{}",
+            err.0.message
+        );
+        let err = parse_json::<Body>(br#"{"status": "#).unwrap_err();
+        assert!(
+            err.0.message.starts_with("body: malformed JSON"),
+            "{}",
+            err.0.message
+        );
+        let err = parse_json::<Body>(b"").unwrap_err();
+        assert_eq!(err.0.message, "body: a JSON body is required");
+        let err = parse_json::<Body>(br#"{"status": "x"} trailing"#).unwrap_err();
+        assert!(
+            err.0.message.starts_with("body: malformed JSON"),
+            "{}",
+            err.0.message
+        );
+    }
+
+    #[test]
+    fn query_keys_repeat() {
+        let q = QueryParams::parse("source=UI&source[]=API&limit=5&active=true");
+        assert_eq!(q.all("source"), ["UI", "API"]);
+        assert_eq!(q.integer_in("limit", 1, 10).unwrap(), Some(5));
+        assert!(q.integer_in("limit", 6, 10).is_err());
+        assert_eq!(q.flag("active").unwrap(), Some(true));
+        assert_eq!(q.version().unwrap(), WireVersion::V1);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Bearer abc.def".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some("abc.def"));
+        headers.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), None);
+    }
+}

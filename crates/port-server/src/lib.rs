@@ -1,0 +1,39 @@
+//! `port-server`: portd, the HTTP server that speaks Port's self-service actions and
+//! action runs API (port-api.md), over `port-core`'s services and `port-store`'s
+//! databases.
+//!
+//! - [`app`] / [`app_with`] build the router from an [`AppState`]; every route lives in
+//!   one table ([`routes::ENDPOINTS`]) that also yields the OpenAPI document.
+//! - [`start`] / [`serve`] run a real server from a [`Config`], with the delivery
+//!   worker and the reaper of `port-delivery` ([`delivery`]); [`Extensions`] let other
+//!   crates add routes, background tasks and a notifier.
+//! - With the `testing` feature, [`testing::TestServer`] runs one on a free port.
+
+pub mod adapters;
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use adapters::{DestinationMode, OsEntropy, PublicDestinations, SystemClock};
+pub use app::{app, app_with};
+pub use config::{Cli, Config};
+pub use error::{ApiError, ApiResult};
+pub use extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+pub use routes::{ENDPOINTS, Endpoint, HttpMethod};
+pub use server::{
+    BackgroundTask, Extensions, RunningServer, ServeError, Shutdown, create_credentials, serve,
+    serve_with, start, start_with,
+};
+pub use state::{AppState, AppStateBuilder, HealthCheck};

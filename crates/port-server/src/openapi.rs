@@ -1,0 +1,480 @@
+//! Our OpenAPI 3.1 document, built from the route table ([`crate::routes::ENDPOINTS`]
+//! plus any routes other crates add), so every served route is documented.
+
+use serde_json::{Map, Value, json};
+
+use crate::routes::{Endpoint, ParamKind};
+
+/// Error statuses every authenticated route may answer.
+const AUTHENTICATED_ERRORS: [(u16, &str); 3] = [
+    (401, "Missing, invalid or expired access token"),
+    (404, "A resource with the provided identifier was not found"),
+    (500, "Internal error"),
+];
+
+/// Operations whose request body may be left out.
+const OPTIONAL_BODY: [&str; 1] = ["heartbeatRun"];
+
+/// Error statuses of routes that take a body.
+const BODY_ERRORS: [(u16, &str); 2] = [
+    (413, "Request body is too large (limit is 1MiB)"),
+    (422, "The JSON provided does not match the route's schema"),
+];
+
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect()
+}
+
+fn query_parameter(param: &crate::routes::QueryParam) -> Value {
+    let scalar = match param.kind {
+        ParamKind::String => json!({ "type": "string" }),
+        ParamKind::Boolean => json!({ "type": "boolean" }),
+        ParamKind::Integer => json!({ "type": "integer" }),
+    };
+    let schema = if param.repeated {
+        json!({ "type": "array", "items": scalar })
+    } else {
+        scalar
+    };
+    json!({
+        "name": param.name,
+        "in": "query",
+        "required": false,
+        "description": param.description,
+        "schema": schema,
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn operation(endpoint: &Endpoint) -> Value {
+    let mut op = Map::new();
+    op.insert("operationId".into(), json!(endpoint.operation_id));
+    op.insert("summary".into(), json!(endpoint.summary));
+    op.insert("tags".into(), json!([endpoint.tag]));
+    let mut parameters = path_parameters(endpoint.path);
+    parameters.extend(endpoint.query.iter().map(query_parameter));
+    if endpoint.operation_id == "executeAction" || endpoint.operation_id == "executeBlueprintAction"
+    {
+        parameters.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "Requests with the same key within 24 hours return the same run and start nothing new.",
+            "schema": { "type": "string", "maxLength": 255 },
+        }));
+    }
+    if !parameters.is_empty() {
+        op.insert("parameters".into(), Value::Array(parameters));
+    }
+    if let Some(body) = endpoint.body {
+        let required = !OPTIONAL_BODY.contains(&endpoint.operation_id);
+        op.insert(
+            "requestBody".into(),
+            json!({ "required": required, "content": { "application/json": { "schema": schema_ref(body) } } }),
+        );
+    }
+    let mut responses = Map::new();
+    let content_type = match endpoint.response {
+        "PrometheusText" => "text/plain",
+        "EventStream" => "text/event-stream",
+        _ => "application/json",
+    };
+    responses.insert(
+        endpoint.success.to_string(),
+        json!({ "description": "Success", "content": { content_type: { "schema": schema_ref(endpoint.response) } } }),
+    );
+    let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": schema_ref("Error") } } });
+    if endpoint.authenticated {
+        for (status, description) in AUTHENTICATED_ERRORS {
+            responses.insert(status.to_string(), error(description));
+        }
+        op.insert("security".into(), json!([{ "bearer": [] }]));
+    } else if endpoint.path == "/v1/auth/access_token" {
+        responses.insert("401".into(), error("Invalid client id or client secret"));
+    } else if endpoint.path == "/readyz" {
+        responses.insert("503".into(), error("The database is not reachable"));
+    }
+    if endpoint.body.is_some() {
+        for (status, description) in BODY_ERRORS {
+            responses.insert(status.to_string(), error(description));
+        }
+    }
+    if endpoint.path == "/v1/blueprints/{blueprint_identifier}/entities/bulk" {
+        responses.insert(
+            "207".into(),
+            json!({ "description": "Some entities failed", "content": { "application/json": { "schema": schema_ref("BulkEntitiesResponse") } } }),
+        );
+    }
+    if endpoint.operation_id == "redeliverRun" {
+        responses.insert(
+            "422".into(),
+            error("run_exhausted: the run has ended; invalid_request: it waits for approval"),
+        );
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+/// Builds the document for these endpoints.
+pub fn document(endpoints: &[Endpoint]) -> Value {
+    let mut paths = Map::new();
+    for endpoint in endpoints {
+        let item = paths
+            .entry(endpoint.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(item) = item {
+            item.insert(endpoint.method.openapi_key().into(), operation(endpoint));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "portd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A self-hostable server for Port's self-service actions and action runs API. \
+                Paths, bodies and error identifiers follow Port's API (https://api.port.io). \
+                portd extensions: `GET /v1/actions/runs` pages with `before`/`next`, filters by `status`; \
+                execute routes honour an `Idempotency-Key` header; actions take `timeoutSeconds`; \
+                `GET /v1/actions/runs/{run_id}/deliveries` lists how a run's invocation was delivered \
+                (every webhook attempt) and `POST …/deliveries/redeliver` sends it again; \
+                `GET …/logs/stream` follows a run's log as server-sent events; pull-mode runners \
+                extend their claims with `POST …/heartbeat`. Webhooks carry a `webhook-id` header, \
+                the same on every attempt of one delivery.",
+        },
+        "servers": [{ "url": "/" }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An access token from POST /v1/auth/access_token.",
+                },
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn envelope(key: &str, value: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["ok", key],
+        "properties": { "ok": { "const": true }, key: value },
+    })
+}
+
+fn schemas() -> Value {
+    let mut all = core_schemas();
+    if let (Value::Object(all), Value::Object(more)) = (&mut all, delivery_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+fn core_schemas() -> Value {
+    let object = json!({ "type": "object" });
+    let run = json!({
+        "type": "object",
+        "description": "A run. v2: `action`, `blueprint`, `entity` are objects. v1 (legacy): `action` is the identifier and `relatedEntityExists`/`relatedBlueprintExists` flag references.",
+        "required": ["id", "status", "action", "properties", "source"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^r_[A-Za-z0-9]{16}$" },
+            "status": { "type": "string", "enum": ["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FOR_APPROVAL", "DECLINED"] },
+            "statusLabel": { "type": ["string", "null"] },
+            "action": { "type": ["object", "string"] },
+            "blueprint": object,
+            "entity": object,
+            "properties": object,
+            "source": { "type": "string", "enum": ["UI", "API", "AUTOMATION"] },
+            "requiredApproval": { "type": ["boolean", "object"] },
+            "approval": { "type": ["object", "null"] },
+            "link": { "type": "array", "items": { "type": "string" } },
+            "summary": { "type": "string" },
+            "externalRunId": { "type": "string" },
+            "message": object,
+            "payload": { "type": ["object", "null"] },
+            "response": {},
+            "endedAt": { "type": ["string", "null"], "format": "date-time" },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "updatedAt": { "type": "string", "format": "date-time" },
+            "createdBy": { "type": "string" },
+            "updatedBy": { "type": "string" },
+        },
+    });
+    let run_log = json!({
+        "type": "object",
+        "required": ["id", "runId", "message", "createdAt", "createdBy"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^log_[A-Za-z0-9]{16}$" },
+            "runId": { "type": "string" },
+            "message": { "type": "string" },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "createdBy": { "type": "string" },
+        },
+    });
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["ok", "error", "message"],
+            "properties": {
+                "ok": { "const": false },
+                "error": { "type": "string", "description": "Port's error identifier, e.g. not_found, invalid_request, run_exhausted." },
+                "message": { "type": "string" },
+            },
+        },
+        "Ok": { "type": "object", "required": ["ok"], "properties": { "ok": { "const": true } } },
+        "Object": object,
+        "PrometheusText": { "type": "string" },
+        "AccessTokenRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["clientId", "clientSecret"],
+            "properties": { "clientId": { "type": "string" }, "clientSecret": { "type": "string" } },
+        },
+        "AccessTokenResponse": {
+            "type": "object",
+            "required": ["ok", "accessToken", "expiresIn", "tokenType"],
+            "properties": {
+                "ok": { "const": true },
+                "accessToken": { "type": "string" },
+                "expiresIn": { "type": "integer", "const": 10800 },
+                "tokenType": { "const": "Bearer" },
+            },
+        },
+        "Blueprint": {
+            "type": "object",
+            "required": ["identifier", "title", "schema"],
+            "properties": {
+                "identifier": { "type": "string", "maxLength": 100 },
+                "title": { "type": "string" },
+                "icon": { "type": "string" },
+                "description": { "type": "string" },
+                "schema": {
+                    "type": "object",
+                    "required": ["properties"],
+                    "properties": { "properties": object, "required": { "type": "array", "items": { "type": "string" } } },
+                },
+                "relations": object,
+            },
+        },
+        "BlueprintResponse": envelope("blueprint", schema_ref("Blueprint")),
+        "BlueprintsResponse": envelope("blueprints", json!({ "type": "array", "items": schema_ref("Blueprint") })),
+        "Entity": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "identifier": { "type": "string", "maxLength": 1000 },
+                "title": { "type": ["string", "null"] },
+                "icon": { "type": ["string", "null"] },
+                "team": { "type": ["string", "array", "null"], "items": { "type": "string" } },
+                "properties": object,
+                "relations": object,
+                "blueprint": { "type": "string" },
+                "createdAt": { "type": "string" },
+                "createdBy": { "type": "string" },
+                "updatedAt": { "type": "string" },
+                "updatedBy": { "type": "string" },
+            },
+        },
+        "EntityResponse": envelope("entity", schema_ref("Entity")),
+        "EntitiesResponse": {
+            "type": "object",
+            "required": ["ok", "entities"],
+            "properties": {
+                "ok": { "const": true },
+                "entities": { "type": "array", "items": schema_ref("Entity") },
+                "next": { "type": "string", "description": "Present when more matches follow: pass it as `from`." },
+            },
+        },
+        "BulkEntitiesRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["entities"],
+            "properties": { "entities": { "type": "array", "minItems": 1, "maxItems": 20, "items": schema_ref("Entity") } },
+        },
+        "BulkEntitiesResponse": {
+            "type": "object",
+            "required": ["ok", "entities", "errors"],
+            "properties": {
+                "ok": { "type": "boolean" },
+                "entities": { "type": "array", "items": object },
+                "errors": { "type": "array", "items": object },
+            },
+        },
+        "EntitySearchRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["query"],
+            "properties": {
+                "query": {
+                    "type": "object",
+                    "description": "{combinator: and|or, rules: [{property, operator, value} | nested query]}; property is a key or $identifier/$title/$team/$icon/$blueprint; operators =, !=, in, notIn, contains, doesNotContains, beginsWith, doesNotBeginsWith, endsWith, doesNotEndsWith, isEmpty, isNotEmpty.",
+                },
+                "include": { "type": "array", "items": { "type": "string" } },
+                "exclude": { "type": "array", "items": { "type": "string" } },
+                "limit": { "type": "integer", "minimum": 1, "maximum": 1000 },
+                "from": { "type": "string" },
+            },
+        },
+        "AuditsResponse": envelope("audits", json!({ "type": "array", "items": object })),
+        "Action": {
+            "type": "object",
+            "required": ["identifier", "trigger", "invocationMethod"],
+            "properties": {
+                "identifier": { "type": "string" },
+                "title": { "type": "string" },
+                "icon": { "type": "string" },
+                "description": { "type": "string" },
+                "trigger": object,
+                "invocationMethod": object,
+                "requiredApproval": { "type": ["boolean", "object"] },
+                "approvalNotification": object,
+                "publish": { "type": "boolean" },
+                "allowAnyoneToViewRuns": { "type": "boolean" },
+                "timeoutSeconds": { "type": "integer", "minimum": 1, "description": "portd extension: IN_PROGRESS runs older than this fail." },
+            },
+        },
+        "ActionResponse": envelope("action", schema_ref("Action")),
+        "ActionsResponse": envelope("actions", json!({ "type": "array", "items": schema_ref("Action") })),
+        "ExecuteRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": { "properties": object, "entity": { "type": ["string", "null"] } },
+        },
+        "Run": run,
+        "RunResponse": envelope("run", schema_ref("Run")),
+        "RunsResponse": {
+            "type": "object",
+            "required": ["ok", "runs"],
+            "properties": {
+                "ok": { "const": true },
+                "runs": { "type": "array", "items": schema_ref("Run") },
+                "next": { "type": "string", "description": "Present when more runs may follow: pass it as `before`." },
+            },
+        },
+        "RunPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "status": { "type": "string", "enum": ["SUCCESS", "FAILURE"] },
+                "statusLabel": { "type": "string" },
+                "link": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
+                "summary": { "type": "string" },
+                "externalRunId": { "type": "string" },
+                "message": object,
+            },
+        },
+        "ApprovalRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["status"],
+            "properties": {
+                "status": { "type": "string", "enum": ["APPROVE", "DECLINE"] },
+                "description": { "type": "string" },
+            },
+        },
+        "ApproversResponse": envelope("approvers", json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["userId", "state"],
+                "properties": {
+                    "userId": { "type": "string" },
+                    "state": { "type": "string" },
+                    "description": { "type": ["string", "null"] },
+                },
+            },
+        })),
+        "RunLog": run_log,
+        "RunLogRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["message"],
+            "properties": {
+                "message": { "type": "string" },
+                "terminationStatus": { "type": "string", "enum": ["SUCCESS", "FAILURE"] },
+                "statusLabel": { "type": "string" },
+            },
+        },
+        "RunLogResponse": envelope("runLog", schema_ref("RunLog")),
+        "RunLogsResponse": envelope("runLogs", json!({ "type": "array", "items": schema_ref("RunLog") })),
+    })
+}
+
+/// The schemas of the delivery routes and the log stream (portd extensions).
+fn delivery_schemas() -> Value {
+    json!({
+        "EventStream": {
+            "type": "string",
+            "description": "text/event-stream. `event: log` (`id:` the line's sequence number, data a RunLog), `event: status` (data the v2 Run), `event: end` (data the final v2 Run; the stream closes). Comments every 15 s keep it alive. Send `Last-Event-ID` to resume after a line.",
+        },
+        "DeliveryAttempt": {
+            "type": "object",
+            "required": ["number", "startedAt", "endedAt", "durationMs"],
+            "properties": {
+                "number": { "type": "integer", "minimum": 1 },
+                "startedAt": { "type": "string", "format": "date-time" },
+                "endedAt": { "type": "string", "format": "date-time" },
+                "statusCode": { "type": ["integer", "null"], "description": "The receiver's HTTP status; null when it did not answer." },
+                "error": { "type": ["string", "null"], "description": "Why the attempt got no answer (timeout, connection refused, destination refused)." },
+                "responseExcerpt": { "type": ["string", "null"], "description": "The first KiB of the answer's body." },
+                "durationMs": { "type": "integer", "minimum": 0 },
+            },
+        },
+        "Delivery": {
+            "type": "object",
+            "required": ["id", "runId", "mode", "state", "attempts", "attemptCount", "createdAt", "updatedAt"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^msg_[A-Za-z0-9]{16}$", "description": "Also the `webhook-id` header of every attempt." },
+                "runId": { "type": "string" },
+                "mode": { "type": "string", "enum": ["WEBHOOK", "AGENT"] },
+                "state": { "type": "string", "enum": ["PENDING", "DELIVERED", "FAILED"] },
+                "synchronized": { "type": "boolean" },
+                "installationId": { "type": ["string", "null"] },
+                "attemptCount": { "type": "integer", "description": "Attempts started (webhook) or claims made (agent)." },
+                "attempts": { "type": "array", "items": schema_ref("DeliveryAttempt") },
+                "nextAttemptAt": { "type": ["string", "null"], "format": "date-time", "description": "While pending: when it is due." },
+                "leasedUntil": { "type": ["string", "null"], "format": "date-time", "description": "While pending: until when a worker or a runner holds it." },
+                "createdAt": { "type": "string", "format": "date-time" },
+                "updatedAt": { "type": "string", "format": "date-time" },
+            },
+        },
+        "DeliveriesResponse": envelope("deliveries", json!({ "type": "array", "items": schema_ref("Delivery") })),
+        "ClaimRequest": {
+            "type": "object",
+            "properties": {
+                "limit": { "type": "integer", "minimum": 1, "maximum": 100, "default": 1 },
+                "visibilityTimeoutMs": { "type": "integer", "minimum": 100, "maximum": 86_400_000, "default": 60_000, "description": "How long the runs stay claimed without an ack or a heartbeat." },
+                "installationId": { "type": "string", "description": "Also take runs bound to this runner installation." },
+            },
+        },
+        "ClaimResponse": envelope("runs", json!({
+            "type": "array",
+            "items": {
+                "allOf": [schema_ref("Run")],
+                "properties": { "claimedUntil": { "type": "string", "format": "date-time" } },
+            },
+        })),
+        "AckRequest": {
+            "type": "object",
+            "required": ["runIds"],
+            "properties": { "runIds": { "type": "array", "maxItems": 1000, "items": { "type": "string" } } },
+        },
+        "AckResponse": envelope("ackedCount", json!({ "type": "integer", "minimum": 0 })),
+        "HeartbeatRequest": {
+            "type": "object",
+            "properties": {
+                "visibilityTimeoutMs": { "type": "integer", "minimum": 100, "maximum": 86_400_000, "default": 60_000 },
+            },
+        },
+        "HeartbeatResponse": envelope("claimedUntil", json!({ "type": "string", "format": "date-time" })),
+    })
+}

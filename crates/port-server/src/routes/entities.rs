@@ -1,0 +1,679 @@
+//! Entities: `/v1/blueprints/{blueprint}/entities…` (port-api.md §3.3), with changes
+//! bound to a run through `run_id` (§3.4), and `GET /v1/audit-log?run_id=`.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use port_core::ErrorKind;
+use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Stamp};
+use port_core::catalog_rules::{EntityBody, EntityQuery, check_entity, parse_entity_body};
+use port_core::error::StoreError;
+use port_core::id::{EntityIdentifier, GeneratedEntityId};
+use port_core::ports::EntityWriteMode;
+use port_core::run::Run;
+use port_core::service::Caller;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{blueprints, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+use crate::state::AppState;
+
+/// Most entities one bulk request may carry.
+const MAX_BULK_ENTITIES: usize = 20;
+
+/// Most entities a delete with `delete_dependents` removes, so one call stays bounded.
+const MAX_CASCADE: usize = 1000;
+
+/// How a write treats an existing entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    /// `POST`: create, or with `upsert` replace (or with `merge` merge) an existing one.
+    Create { upsert: bool, merge: bool },
+    /// `PUT`: replace an existing entity.
+    Replace,
+    /// `PATCH`: merge into an existing entity.
+    Merge,
+}
+
+/// The query flags of entity writes.
+#[derive(Debug, Clone)]
+struct WriteOptions {
+    kind: WriteKind,
+    validation_only: bool,
+    create_missing_related: bool,
+    /// The run the change is bound to (checked `IN_PROGRESS`).
+    run: Option<Run>,
+}
+
+fn entity_not_found(blueprint: &Blueprint, identifier: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "entity {identifier} of blueprint {}",
+        blueprint.identifier
+    ))
+}
+
+fn parse_identifier(identifier: &str) -> Option<EntityIdentifier> {
+    EntityIdentifier::parse(identifier).ok()
+}
+
+/// Reads `run_id` and checks the run may take changes (400 `run_exhausted` otherwise).
+async fn bound_run(
+    state: &AppState,
+    caller: &Caller,
+    query: &QueryParams,
+) -> ApiResult<Option<Run>> {
+    match query.first("run_id").filter(|id| !id.is_empty()) {
+        Some(run_id) => Ok(Some(state.services().bindable_run(caller, run_id).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn options(
+    state: &AppState,
+    caller: &Caller,
+    query: &QueryParams,
+    kind: WriteKind,
+) -> ApiResult<WriteOptions> {
+    Ok(WriteOptions {
+        kind,
+        validation_only: query.flag_or("validation_only", false)?,
+        create_missing_related: query.flag_or("create_missing_related_entities", false)?,
+        run: bound_run(state, caller, query).await?,
+    })
+}
+
+fn create_kind(query: &QueryParams) -> ApiResult<WriteKind> {
+    Ok(WriteKind::Create {
+        upsert: query.flag_or("upsert", false)?,
+        merge: query.flag_or("merge", false)?,
+    })
+}
+
+/// Writes one entity as the options say; returns it and whether it was created.
+async fn write_entity(
+    state: &AppState,
+    caller: &Caller,
+    blueprint: &Blueprint,
+    body: EntityBody,
+    path_identifier: Option<&str>,
+    options: &WriteOptions,
+) -> ApiResult<(Entity, bool)> {
+    let org = &caller.org_id;
+    let identifier = match (path_identifier, &body.identifier) {
+        (Some(path), Some(given)) if given.as_str() != path => {
+            return Err(ApiError::invalid(format!(
+                "identifier: must be {path:?}, the identifier in the path"
+            )));
+        }
+        (Some(path), _) => {
+            parse_identifier(path).ok_or_else(|| entity_not_found(blueprint, path))?
+        }
+        (None, Some(given)) => given.clone(),
+        (None, None) => EntityIdentifier::from(state.ids().next::<GeneratedEntityId>()),
+    };
+    let existing = state
+        .store()
+        .get_entity(org, &blueprint.identifier, &identifier)
+        .await?;
+    let now = state.clock().now();
+    let user = caller.user_id().to_owned();
+    let mut entity = Entity {
+        org_id: org.clone(),
+        blueprint: blueprint.identifier.clone(),
+        identifier: identifier.clone(),
+        title: None,
+        icon: None,
+        team: None,
+        properties: Map::new(),
+        relations: Map::new(),
+        stamp: Stamp {
+            created_at: now,
+            created_by: user.clone(),
+            updated_at: now,
+            updated_by: user.clone(),
+        },
+    };
+    let merge = match (options.kind, &existing) {
+        (WriteKind::Create { upsert: false, .. }, Some(_)) => {
+            return Err(ApiError::new(
+                ErrorKind::IdentifierTaken,
+                format!(
+                    "entity {identifier} of blueprint {} already exists",
+                    blueprint.identifier
+                ),
+            ));
+        }
+        (WriteKind::Replace | WriteKind::Merge, None) => {
+            return Err(entity_not_found(blueprint, identifier.as_str()));
+        }
+        (WriteKind::Create { merge, .. }, _) => merge,
+        (WriteKind::Replace, _) => false,
+        (WriteKind::Merge, _) => true,
+    };
+    if let Some(existing) = &existing {
+        entity.stamp.created_at = existing.stamp.created_at;
+        entity.stamp.created_by = existing.stamp.created_by.clone();
+        if merge {
+            entity.title = existing.title.clone();
+            entity.icon = existing.icon.clone();
+            entity.team = existing.team.clone();
+            entity.properties = existing.properties.clone();
+            entity.relations = existing.relations.clone();
+        }
+    }
+    if merge {
+        body.merge_into(&mut entity);
+    } else {
+        body.replace_into(&mut entity);
+    }
+
+    let targets = check_entity(blueprint, &entity)?;
+    let created = existing.is_none();
+    if options.validation_only {
+        for target in &targets {
+            if !options.create_missing_related
+                && state
+                    .store()
+                    .get_entity(org, &target.blueprint, &target.identifier)
+                    .await?
+                    .is_none()
+            {
+                return Err(related_not_found(target));
+            }
+        }
+        return Ok((entity, created));
+    }
+    for target in &targets {
+        if state
+            .store()
+            .get_entity(org, &target.blueprint, &target.identifier)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        if !options.create_missing_related {
+            return Err(related_not_found(target));
+        }
+        create_stub(state, caller, target).await?;
+    }
+
+    let affected = options.run.as_ref().map(|run| {
+        let operation = if created {
+            EntityOperation::Create
+        } else {
+            EntityOperation::Update
+        };
+        state.services().affected(caller, run, &entity, operation)
+    });
+    let mode = if created && matches!(options.kind, WriteKind::Create { upsert: false, .. }) {
+        EntityWriteMode::CreateOnly
+    } else {
+        EntityWriteMode::Upsert
+    };
+    let created = state
+        .store()
+        .put_entity(&entity, mode, affected.as_ref())
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists(_) => ApiError::new(
+                ErrorKind::IdentifierTaken,
+                format!(
+                    "entity {identifier} of blueprint {} already exists",
+                    blueprint.identifier
+                ),
+            ),
+            other => other.into(),
+        })
+        .map_err(|e| ApiError(e.0.on_entity_route()))?;
+    Ok((entity, created))
+}
+
+fn related_not_found(target: &port_core::catalog_rules::RelationTarget) -> ApiError {
+    ApiError::not_found(format!(
+        "related entity {} of blueprint {} (relation {})",
+        target.identifier, target.blueprint, target.relation
+    ))
+}
+
+/// `create_missing_related_entities`: a related entity that does not exist is created
+/// empty (its blueprint must exist).
+async fn create_stub(
+    state: &AppState,
+    caller: &Caller,
+    target: &port_core::catalog_rules::RelationTarget,
+) -> ApiResult<()> {
+    let org = &caller.org_id;
+    if state
+        .store()
+        .get_blueprint(org, &target.blueprint)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "blueprint {} (target of relation {})",
+            target.blueprint, target.relation
+        )));
+    }
+    let now = state.clock().now();
+    let stub = Entity {
+        org_id: org.clone(),
+        blueprint: target.blueprint.clone(),
+        identifier: target.identifier.clone(),
+        title: None,
+        icon: None,
+        team: None,
+        properties: Map::new(),
+        relations: Map::new(),
+        stamp: Stamp {
+            created_at: now,
+            created_by: caller.user_id().to_owned(),
+            updated_at: now,
+            updated_by: caller.user_id().to_owned(),
+        },
+    };
+    match state
+        .store()
+        .put_entity(&stub, EntityWriteMode::CreateOnly, None)
+        .await
+    {
+        // Someone else created it meanwhile: that is what was wanted.
+        Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn entity_response(status_created: bool, entity: &Entity) -> (StatusCode, Json<Value>) {
+    let status = if status_created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, ok("entity", entity.to_json()))
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(blueprint): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let options = options(&state, &caller, &query, create_kind(&query)?).await?;
+    let body = parse_entity_body(&body, &blueprint.identifier)?;
+    let (entity, created) = write_entity(&state, &caller, &blueprint, body, None, &options).await?;
+    Ok(entity_response(
+        created && !options.validation_only,
+        &entity,
+    ))
+}
+
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath((blueprint, identifier)): ApiPath<(String, String)>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let options = options(&state, &caller, &query, WriteKind::Replace).await?;
+    let body = parse_entity_body(&body, &blueprint.identifier)?;
+    let (entity, _) = write_entity(
+        &state,
+        &caller,
+        &blueprint,
+        body,
+        Some(&identifier),
+        &options,
+    )
+    .await?;
+    Ok(ok("entity", entity.to_json()))
+}
+
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath((blueprint, identifier)): ApiPath<(String, String)>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let options = options(&state, &caller, &query, WriteKind::Merge).await?;
+    let body = parse_entity_body(&body, &blueprint.identifier)?;
+    let (entity, _) = write_entity(
+        &state,
+        &caller,
+        &blueprint,
+        body,
+        Some(&identifier),
+        &options,
+    )
+    .await?;
+    Ok(ok("entity", entity.to_json()))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath((blueprint, identifier)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let id =
+        parse_identifier(&identifier).ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
+    let entity = state
+        .store()
+        .get_entity(&caller.org_id, &blueprint.identifier, &id)
+        .await?
+        .ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
+    Ok(ok("entity", entity.to_json()))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(blueprint): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let mut entities = state
+        .store()
+        .list_entities(&caller.org_id, &blueprint.identifier)
+        .await?;
+    entities.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    Ok(ok(
+        "entities",
+        Value::Array(entities.iter().map(Entity::to_json).collect()),
+    ))
+}
+
+/// Entities of other blueprints whose relations point at `entity`.
+async fn dependents_of(
+    state: &AppState,
+    caller: &Caller,
+    entity: &Entity,
+) -> ApiResult<Vec<Entity>> {
+    let org = &caller.org_id;
+    let mut found = Vec::new();
+    for blueprint in state.store().list_blueprints(org).await? {
+        let relations = blueprint
+            .definition
+            .get("relations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let keys: Vec<&String> = relations
+            .iter()
+            .filter(|(_, r)| {
+                r.get("target").and_then(Value::as_str) == Some(entity.blueprint.as_str())
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for candidate in state
+            .store()
+            .list_entities(org, &blueprint.identifier)
+            .await?
+        {
+            let points_here = keys
+                .iter()
+                .any(|key| match candidate.relations.get(key.as_str()) {
+                    Some(Value::String(s)) => s == entity.identifier.as_str(),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .any(|i| i.as_str() == Some(entity.identifier.as_str())),
+                    _ => false,
+                });
+            if points_here {
+                found.push(candidate);
+            }
+        }
+    }
+    Ok(found)
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath((blueprint, identifier)): ApiPath<(String, String)>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let delete_dependents = query.flag_or("delete_dependents", false)?;
+    let run = bound_run(&state, &caller, &query).await?;
+    let id =
+        parse_identifier(&identifier).ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
+    let org = &caller.org_id;
+    let entity = state
+        .store()
+        .get_entity(org, &blueprint.identifier, &id)
+        .await?
+        .ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
+
+    // Dependents first (depth first), so no entity is left pointing at a deleted one.
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![entity];
+    while let Some(current) = stack.pop() {
+        if !seen.insert((current.blueprint.clone(), current.identifier.clone())) {
+            continue;
+        }
+        let dependents = dependents_of(&state, &caller, &current).await?;
+        if !dependents.is_empty() && !delete_dependents {
+            let names: Vec<String> = dependents
+                .iter()
+                .map(|d| format!("{}/{}", d.blueprint, d.identifier))
+                .collect();
+            return Err(ApiError::new(
+                ErrorKind::HasDependents,
+                format!(
+                    "entity {} has dependents ({}); pass delete_dependents=true to delete them too",
+                    current.identifier,
+                    names.join(", ")
+                ),
+            ));
+        }
+        order.push(current);
+        if order.len() > MAX_CASCADE {
+            return Err(ApiError::invalid(format!(
+                "the delete would remove more than {MAX_CASCADE} entities"
+            )));
+        }
+        stack.extend(dependents);
+    }
+    for entity in order.iter().rev() {
+        let affected: Option<AffectedEntity> = run.as_ref().map(|run| {
+            state
+                .services()
+                .affected(&caller, run, entity, EntityOperation::Delete)
+        });
+        state
+            .store()
+            .delete_entity(
+                org,
+                &entity.blueprint,
+                &entity.identifier,
+                affected.as_ref(),
+            )
+            .await?;
+    }
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkBody {
+    entities: Vec<Value>,
+}
+
+/// `POST …/entities/bulk`: 1 to 20 entities, each written like `POST …/entities`; 200
+/// when all succeed, 207 with the failures listed otherwise.
+pub(crate) async fn bulk(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(blueprint): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    if body.entities.is_empty() || body.entities.len() > MAX_BULK_ENTITIES {
+        return Err(ApiError::invalid(format!(
+            "entities: must hold 1 to {MAX_BULK_ENTITIES} entities"
+        )));
+    }
+    let options = options(&state, &caller, &query, create_kind(&query)?).await?;
+    let mut written = Vec::new();
+    let mut errors = Vec::new();
+    for (index, raw) in body.entities.iter().enumerate() {
+        let given = raw
+            .get("identifier")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let result = match parse_entity_body(raw, &blueprint.identifier) {
+            Ok(parsed) => write_entity(&state, &caller, &blueprint, parsed, None, &options).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok((entity, created)) => written.push(json!({
+                "identifier": entity.identifier,
+                "index": index,
+                "created": created && !options.validation_only,
+            })),
+            Err(error) => {
+                let status = error.status();
+                let envelope = error.0;
+                errors.push(json!({
+                    "identifier": given,
+                    "index": index,
+                    "statusCode": status.as_u16(),
+                    "error": envelope.kind.identifier(),
+                    "message": if status.is_server_error() { "internal error".to_owned() } else { envelope.message },
+                }));
+            }
+        }
+    }
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        Json(json!({ "ok": errors.is_empty(), "entities": written, "errors": errors })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchBody {
+    query: Value,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Option<Vec<String>>,
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Our cursor: the identifier after which the page starts (the previous `next`).
+    #[serde(default)]
+    from: Option<String>,
+}
+
+/// Default and largest page of a search.
+const SEARCH_DEFAULT_LIMIT: usize = 200;
+const SEARCH_MAX_LIMIT: usize = 1000;
+
+/// `POST …/entities/search`: entities matching `query`, by identifier, `limit` at a
+/// time; the response's `next` (when present) is passed as `from` for the next page.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(blueprint): ApiPath<String>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> ApiResult<Json<Value>> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    let query = EntityQuery::parse(&body.query, "query")?;
+    let limit = match body.limit {
+        None => SEARCH_DEFAULT_LIMIT,
+        Some(n) if (1..=SEARCH_MAX_LIMIT).contains(&(n as usize)) => n as usize,
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "limit: must be from 1 to {SEARCH_MAX_LIMIT}"
+            )));
+        }
+    };
+    let mut entities = state
+        .store()
+        .list_entities(&caller.org_id, &blueprint.identifier)
+        .await?;
+    entities.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    let mut matching = entities
+        .iter()
+        .filter(|e| {
+            body.from
+                .as_deref()
+                .is_none_or(|from| e.identifier.as_str() > from)
+        })
+        .filter(|e| query.matches(e));
+    let page: Vec<&Entity> = matching.by_ref().take(limit).collect();
+    let more = matching.next().is_some();
+    let shown: Vec<Value> = page
+        .iter()
+        .map(|e| {
+            project(
+                e.to_json(),
+                body.include.as_deref(),
+                body.exclude.as_deref(),
+            )
+        })
+        .collect();
+    let mut response = Map::new();
+    response.insert("ok".into(), Value::Bool(true));
+    if more && let Some(last) = page.last() {
+        response.insert("next".into(), json!(last.identifier));
+    }
+    response.insert("entities".into(), Value::Array(shown));
+    Ok(Json(Value::Object(response)))
+}
+
+/// Keeps only `include`d top-level keys (when given), then drops `exclude`d ones.
+fn project(entity: Value, include: Option<&[String]>, exclude: Option<&[String]>) -> Value {
+    let Value::Object(mut map) = entity else {
+        return entity;
+    };
+    if let Some(include) = include {
+        map.retain(|k, _| include.iter().any(|i| i == k));
+    }
+    if let Some(exclude) = exclude {
+        map.retain(|k, _| !exclude.iter().any(|e| e == k));
+    }
+    Value::Object(map)
+}
+
+/// `GET /v1/audit-log?run_id=`: the entity changes bound to a run, oldest first.
+pub(crate) async fn audit_log(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let run_id = query
+        .first("run_id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("querystring.run_id: is required (only run audit logs are kept)")
+        })?;
+    let run = state.services().get_run(&caller, run_id).await?;
+    let audits = state
+        .store()
+        .affected_entities(&caller.org_id, &run.id)
+        .await?;
+    Ok(ok(
+        "audits",
+        Value::Array(audits.iter().map(AffectedEntity::to_json).collect()),
+    ))
+}

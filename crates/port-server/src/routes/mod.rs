@@ -1,0 +1,920 @@
+//! The route table: one list of [`Endpoint`]s from which both the router and the
+//! OpenAPI document are built, so the two cannot drift apart.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use port_core::id::BlueprintIdentifier;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub(crate) mod actions;
+pub(crate) mod auth;
+pub(crate) mod blueprints;
+pub(crate) mod deliveries;
+pub(crate) mod entities;
+pub(crate) mod runs;
+pub(crate) mod stream;
+
+/// An HTTP method of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    /// The lower-case name OpenAPI uses as the operation key.
+    pub const fn openapi_key(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Post => "post",
+            Self::Put => "put",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// The type of a query parameter, for the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    String,
+    Boolean,
+    Integer,
+}
+
+/// A documented query parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParam {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// May be given more than once (`?source=UI&source=API`).
+    pub repeated: bool,
+    pub description: &'static str,
+}
+
+const fn param(name: &'static str, kind: ParamKind, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        kind,
+        repeated: false,
+        description,
+    }
+}
+
+const fn repeated(name: &'static str, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        kind: ParamKind::String,
+        repeated: true,
+        description,
+    }
+}
+
+/// One route: how it is served and how it is documented.
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    pub method: HttpMethod,
+    /// The path in axum's and OpenAPI's common syntax: `/v1/actions/{action_identifier}`.
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// Whether a bearer token is required.
+    pub authenticated: bool,
+    /// The success status.
+    pub success: u16,
+    /// The component schema of the request body, if the route takes one.
+    pub body: Option<&'static str>,
+    /// The component schema of the success body.
+    pub response: &'static str,
+    pub query: &'static [QueryParam],
+    /// The handler, as a method router for this method only.
+    pub route: fn() -> MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({} {})", self.method.as_str(), self.path)
+    }
+}
+
+/// `{"ok": true, key: value}`.
+pub(crate) fn ok(key: &str, value: Value) -> Json<Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("ok".into(), Value::Bool(true));
+    map.insert(key.into(), value);
+    Json(Value::Object(map))
+}
+
+/// A blueprint identifier from a path; one that cannot exist is simply not found.
+pub(crate) fn blueprint_identifier(raw: &str) -> ApiResult<BlueprintIdentifier> {
+    BlueprintIdentifier::parse(raw).map_err(|_| ApiError::not_found(format!("blueprint {raw}")))
+}
+
+const VERSION: QueryParam = param("version", ParamKind::String, "Response shape: v1 or v2.");
+const RUN_ID: QueryParam = param(
+    "run_id",
+    ParamKind::String,
+    "Bind the change to this run; it must be IN_PROGRESS (else 400 run_exhausted).",
+);
+const CREATE_MISSING: QueryParam = param(
+    "create_missing_related_entities",
+    ParamKind::Boolean,
+    "Create related entities that do not exist yet.",
+);
+const ENTITY_WRITE_FLAGS: &[QueryParam] = &[
+    param(
+        "upsert",
+        ParamKind::Boolean,
+        "Replace an existing entity instead of failing with 409.",
+    ),
+    param(
+        "merge",
+        ParamKind::Boolean,
+        "With upsert: merge into the existing entity.",
+    ),
+    param(
+        "validation_only",
+        ParamKind::Boolean,
+        "Validate only; store nothing.",
+    ),
+    CREATE_MISSING,
+    RUN_ID,
+];
+
+/// Every route portd serves.
+pub const ENDPOINTS: &[Endpoint] = &[
+    // Operations.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/healthz",
+        operation_id: "healthz",
+        summary: "Liveness: the process answers",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || get(healthz),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/readyz",
+        operation_id: "readyz",
+        summary: "Readiness: the database answers (503 otherwise)",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || get(readyz),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/metrics",
+        operation_id: "metrics",
+        summary: "Prometheus metrics (text exposition format)",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "PrometheusText",
+        query: &[],
+        route: || get(metrics),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/openapi.json",
+        operation_id: "openapi",
+        summary: "This OpenAPI document",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Object",
+        query: &[],
+        // Replaced by `app_with`, which knows the full route list.
+        route: || get(|| async { Json(json!({})) }),
+    },
+    // Auth.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/auth/access_token",
+        operation_id: "getAccessToken",
+        summary: "Trade a client id and secret for an access token (3 hours)",
+        tag: "Auth",
+        authenticated: false,
+        success: 200,
+        body: Some("AccessTokenRequest"),
+        response: "AccessTokenResponse",
+        query: &[],
+        route: || post(auth::access_token),
+    },
+    // Blueprints.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints",
+        operation_id: "createBlueprint",
+        summary: "Create a blueprint",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 201,
+        body: Some("Blueprint"),
+        response: "BlueprintResponse",
+        query: &[],
+        route: || post(blueprints::create),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints",
+        operation_id: "listBlueprints",
+        summary: "List blueprints",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "BlueprintsResponse",
+        query: &[],
+        route: || get(blueprints::list),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints/{blueprint_identifier}",
+        operation_id: "getBlueprint",
+        summary: "Get a blueprint",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "BlueprintResponse",
+        query: &[],
+        route: || get(blueprints::get),
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v1/blueprints/{blueprint_identifier}",
+        operation_id: "replaceBlueprint",
+        summary: "Replace a blueprint",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 200,
+        body: Some("Blueprint"),
+        response: "BlueprintResponse",
+        query: &[],
+        route: || put(blueprints::replace),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/blueprints/{blueprint_identifier}",
+        operation_id: "patchBlueprint",
+        summary: "Change some keys of a blueprint (schema properties and relations merge)",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 200,
+        body: Some("Object"),
+        response: "BlueprintResponse",
+        query: &[],
+        route: || patch(blueprints::patch),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/blueprints/{blueprint_identifier}",
+        operation_id: "deleteBlueprint",
+        summary: "Delete a blueprint with its entities and actions",
+        tag: "Blueprints",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || delete(blueprints::delete),
+    },
+    // Entities.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints/{blueprint_identifier}/entities",
+        operation_id: "createEntity",
+        summary: "Create (or upsert) an entity; 201 when created, 200 when updated",
+        tag: "Entities",
+        authenticated: true,
+        success: 201,
+        body: Some("Entity"),
+        response: "EntityResponse",
+        query: ENTITY_WRITE_FLAGS,
+        route: || post(entities::create),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints/{blueprint_identifier}/entities",
+        operation_id: "listEntities",
+        summary: "List a blueprint's entities",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "EntitiesResponse",
+        query: &[],
+        route: || get(entities::list),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/bulk",
+        operation_id: "createEntities",
+        summary: "Create up to 20 entities; 207 when some fail",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: Some("BulkEntitiesRequest"),
+        response: "BulkEntitiesResponse",
+        query: ENTITY_WRITE_FLAGS,
+        route: || post(entities::bulk),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/search",
+        operation_id: "searchEntities",
+        summary: "Search a blueprint's entities; page with `from` = the previous `next`",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: Some("EntitySearchRequest"),
+        response: "EntitiesResponse",
+        query: &[],
+        route: || post(entities::search),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/{entity_identifier}",
+        operation_id: "getEntity",
+        summary: "Get an entity",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "EntityResponse",
+        query: &[],
+        route: || get(entities::get),
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/{entity_identifier}",
+        operation_id: "replaceEntity",
+        summary: "Replace an entity",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: Some("Entity"),
+        response: "EntityResponse",
+        query: &[CREATE_MISSING, RUN_ID],
+        route: || put(entities::replace),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/{entity_identifier}",
+        operation_id: "patchEntity",
+        summary: "Change some keys of an entity (properties and relations merge)",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: Some("Entity"),
+        response: "EntityResponse",
+        query: &[CREATE_MISSING, RUN_ID],
+        route: || patch(entities::patch),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/blueprints/{blueprint_identifier}/entities/{entity_identifier}",
+        operation_id: "deleteEntity",
+        summary: "Delete an entity (403 has_dependents unless delete_dependents=true)",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[
+            param(
+                "delete_dependents",
+                ParamKind::Boolean,
+                "Also delete the entities that relate to it.",
+            ),
+            RUN_ID,
+        ],
+        route: || delete(entities::delete),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/audit-log",
+        operation_id: "getAuditLog",
+        summary: "Entity changes bound to a run",
+        tag: "Audit",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "AuditsResponse",
+        query: &[param(
+            "run_id",
+            ParamKind::String,
+            "The run whose entity changes to list (required).",
+        )],
+        route: || get(entities::audit_log),
+    },
+    // Actions (v2).
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions",
+        operation_id: "createAction",
+        summary: "Create an action or automation (v2 shape)",
+        tag: "Actions",
+        authenticated: true,
+        success: 201,
+        body: Some("Action"),
+        response: "ActionResponse",
+        query: &[],
+        route: || post(actions::create),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions",
+        operation_id: "listActions",
+        summary: "List actions and automations (filters are ANDed; repeated keys are alternatives)",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ActionsResponse",
+        query: &[
+            repeated("action_identifier", "Action identifiers."),
+            repeated("blueprint_identifier", "Blueprint identifiers."),
+            repeated("operation", "CREATE, DAY-2 or DELETE."),
+            param(
+                "trigger_type",
+                ParamKind::String,
+                "self-service or automation.",
+            ),
+            repeated("trigger_event", "Automation event types."),
+            param(
+                "published",
+                ParamKind::Boolean,
+                "Published (true) or unpublished actions.",
+            ),
+            param(
+                "version",
+                ParamKind::String,
+                "Response shape: v2 (default) or v1.",
+            ),
+        ],
+        route: || get(actions::list),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/{action_identifier}",
+        operation_id: "getAction",
+        summary: "Get an action",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ActionResponse",
+        query: &[param(
+            "version",
+            ParamKind::String,
+            "Response shape: v2 (default) or v1.",
+        )],
+        route: || get(actions::get),
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v1/actions/{action_identifier}",
+        operation_id: "replaceAction",
+        summary: "Replace an action",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: Some("Action"),
+        response: "ActionResponse",
+        query: &[],
+        route: || put(actions::replace),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/actions/{action_identifier}",
+        operation_id: "deleteAction",
+        summary: "Delete an action",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || delete(actions::delete),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/{action_identifier}/runs",
+        operation_id: "executeAction",
+        summary: "Execute an action; an Idempotency-Key header returns the same run for 24 hours",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 202,
+        body: Some("ExecuteRequest"),
+        response: "RunResponse",
+        query: &[param(
+            "run_as",
+            ParamKind::String,
+            "Accepted and ignored: portd has no users.",
+        )],
+        route: || post(runs::execute),
+    },
+    // Actions (legacy v1, blueprint-scoped).
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints/{blueprint_identifier}/actions",
+        operation_id: "createBlueprintActions",
+        summary: "Legacy: create one v1 action or an array of them",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 201,
+        body: Some("Object"),
+        response: "ActionResponse",
+        query: &[],
+        route: || post(actions::create_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints/{blueprint_identifier}/actions",
+        operation_id: "listBlueprintActions",
+        summary: "Legacy: a blueprint's actions (v1 shape)",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ActionsResponse",
+        query: &[],
+        route: || get(actions::list_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v1/blueprints/{blueprint_identifier}/actions",
+        operation_id: "replaceBlueprintActions",
+        summary: "Legacy: replace a blueprint's whole array of actions",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 200,
+        body: Some("Object"),
+        response: "ActionsResponse",
+        query: &[],
+        route: || put(actions::replace_all_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/blueprints/{blueprint_identifier}/actions/{action_identifier}",
+        operation_id: "getBlueprintAction",
+        summary: "Legacy: get an action (v1 shape)",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ActionResponse",
+        query: &[],
+        route: || get(actions::get_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v1/blueprints/{blueprint_identifier}/actions/{action_identifier}",
+        operation_id: "replaceBlueprintAction",
+        summary: "Legacy: replace an action (v1 shape)",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 200,
+        body: Some("Object"),
+        response: "ActionResponse",
+        query: &[],
+        route: || put(actions::replace_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/blueprints/{blueprint_identifier}/actions/{action_identifier}",
+        operation_id: "deleteBlueprintAction",
+        summary: "Legacy: delete an action",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || delete(actions::delete_v1),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/blueprints/{blueprint_identifier}/actions/{action_identifier}/runs",
+        operation_id: "executeBlueprintAction",
+        summary: "Legacy: execute an action (answered like the current route)",
+        tag: "Actions (legacy)",
+        authenticated: true,
+        success: 202,
+        body: Some("ExecuteRequest"),
+        response: "RunResponse",
+        query: &[],
+        route: || post(runs::execute_v1),
+    },
+    // Runs.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs",
+        operation_id: "listRuns",
+        summary: "List runs, newest first; when `next` is present, pass it as `before` for the next page",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "RunsResponse",
+        query: &[
+            param("entity", ParamKind::String, "Runs on this entity."),
+            param("blueprint", ParamKind::String, "Runs of this blueprint."),
+            param("action", ParamKind::String, "Runs of this action."),
+            param(
+                "active",
+                ParamKind::Boolean,
+                "Only runs still running (true) or only ended runs (false).",
+            ),
+            param(
+                "status",
+                ParamKind::String,
+                "Only runs with this status (portd extension).",
+            ),
+            param(
+                "user_email",
+                ParamKind::String,
+                "Runs created by this user.",
+            ),
+            param(
+                "user_id",
+                ParamKind::String,
+                "Runs created by this user (or client id).",
+            ),
+            repeated("source", "UI, API or AUTOMATION."),
+            param(
+                "external_run_id",
+                ParamKind::String,
+                "Runs with this externalRunId.",
+            ),
+            param("limit", ParamKind::Integer, "1 to 1000, default 100."),
+            param(
+                "before",
+                ParamKind::String,
+                "Cursor (portd extension): the `next` of the previous page.",
+            ),
+            VERSION,
+        ],
+        route: || get(runs::list),
+    },
+    // Pull-mode runners (`agent: true`). Static paths: they win over `{run_id}`.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/runs/claim-pending",
+        operation_id: "claimPendingRuns",
+        summary: "Runners: lease up to `limit` (1-100) agent runs waiting for a runner for `visibilityTimeoutMs`; unacknowledged claims are handed out again once it passes",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("ClaimRequest"),
+        response: "ClaimResponse",
+        query: &[],
+        route: || post(deliveries::claim_pending),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/actions/runs/ack",
+        operation_id: "ackRuns",
+        summary: "Runners: acknowledge claimed runs so they are not handed out again",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("AckRequest"),
+        response: "AckResponse",
+        query: &[],
+        route: || patch(deliveries::ack),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}",
+        operation_id: "getRun",
+        summary: "Get a run (v1 shape unless version=v2)",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "RunResponse",
+        query: &[VERSION],
+        route: || get(runs::get),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/actions/runs/{run_id}",
+        operation_id: "patchRun",
+        summary: "Update a run: status, statusLabel, link, summary, externalRunId, message",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("RunPatch"),
+        response: "RunResponse",
+        query: &[VERSION],
+        route: || patch(runs::patch),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/actions/runs/{run_id}/approval",
+        operation_id: "approveRun",
+        summary: "Approve or decline a run waiting for approval",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 201,
+        body: Some("ApprovalRequest"),
+        response: "RunResponse",
+        query: &[VERSION],
+        route: || patch(runs::approval),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}/approvers",
+        operation_id: "getRunApprovers",
+        summary: "A run's approvers and their decisions",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ApproversResponse",
+        query: &[param(
+            "include_pending_approvers",
+            ParamKind::Boolean,
+            "Also list designated approvers who have not decided.",
+        )],
+        route: || get(runs::approvers),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/runs/{run_id}/logs",
+        operation_id: "addRunLog",
+        summary: "Add a log line; terminationStatus also ends the run (once)",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 201,
+        body: Some("RunLogRequest"),
+        response: "RunLogResponse",
+        query: &[],
+        route: || post(runs::add_log),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}/logs",
+        operation_id: "listRunLogs",
+        summary: "A run's log lines, oldest first",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "RunLogsResponse",
+        query: &[
+            param("limit", ParamKind::Integer, "1 to 50, default 50."),
+            param("offset", ParamKind::Integer, "Lines to skip."),
+        ],
+        route: || get(runs::list_logs),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}/logs/stream",
+        operation_id: "streamRunLogs",
+        summary: "portd: the run's log as server-sent events: `log` (id = line sequence; resume with Last-Event-ID), `status` (the v2 run), and `end` when the run has ended",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "EventStream",
+        query: &[],
+        route: || get(stream::stream_logs),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}/deliveries",
+        operation_id: "listRunDeliveries",
+        summary: "portd: how the run's invocation reached its backend: deliveries, oldest first, with their attempts",
+        tag: "Deliveries",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "DeliveriesResponse",
+        query: &[],
+        route: || get(deliveries::list),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/runs/{run_id}/deliveries/redeliver",
+        operation_id: "redeliverRun",
+        summary: "portd: send the run's latest delivery again now, with the same webhook-id (422 run_exhausted once the run has ended)",
+        tag: "Deliveries",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        route: || post(deliveries::redeliver),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/runs/{run_id}/heartbeat",
+        operation_id: "heartbeatRun",
+        summary: "portd, runners: extend the live claim on a run to now + visibilityTimeoutMs (default 60000; the body is optional); 404 without a live claim",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("HeartbeatRequest"),
+        response: "HeartbeatResponse",
+        query: &[],
+        route: || post(deliveries::heartbeat),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/runs/{run_id}/logging",
+        operation_id: "listRunLogging",
+        summary: "The same as …/logs, under the name Port's tutorial uses",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "RunLogsResponse",
+        query: &[
+            param("limit", ParamKind::Integer, "1 to 50, default 50."),
+            param("offset", ParamKind::Integer, "Lines to skip."),
+        ],
+        route: || get(runs::list_logs),
+    },
+];
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.health().ping().await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(reason) => {
+            tracing::warn!(%reason, "readiness check failed");
+            ApiError::new(
+                port_core::ErrorKind::ServiceUnavailable,
+                "the database is not reachable",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Unknown routes: 404 in Port's envelope.
+pub(crate) async fn route_not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("route {method} {}", uri.path()))
+}
+
+/// Known routes asked with another method: 405 in Port's envelope.
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let body = json!({
+        "ok": false,
+        "error": "method_not_allowed",
+        "message": format!("method {method} is not allowed on {}", uri.path()),
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}

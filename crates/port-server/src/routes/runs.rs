@@ -1,0 +1,375 @@
+//! Runs: executing actions (`POST /v1/actions/{id}/runs` and its legacy twin) and the
+//! `/v1/actions/runs…` routes (port-api.md §5).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use port_core::id::RunId;
+use port_core::ports::RunFilter;
+use port_core::run::{ApprovalPolicy, FinalStatus, Run, RunPatch, RunSource, RunStatus};
+use port_core::service::{Caller, ExecuteRequest};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{actions, blueprints, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+use crate::state::AppState;
+
+/// The header that makes execute requests idempotent.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Default and largest page of `GET /v1/actions/runs`.
+const RUNS_DEFAULT_LIMIT: u64 = 100;
+const RUNS_MAX_LIMIT: u64 = 1000;
+
+/// Default and largest page of `GET …/logs`.
+const LOGS_MAX_LIMIT: u64 = 50;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecuteBody {
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    entity: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::invalid(format!(
+            "headers.idempotency-key: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        ))),
+    }
+}
+
+async fn execute_action(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    headers: &HeaderMap,
+    body: ExecuteBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let idempotency_key = idempotency_key(headers)?;
+    let started = state.clock().now();
+    let keyed = idempotency_key.is_some();
+    let request = ExecuteRequest {
+        properties: Value::Object(body.properties.unwrap_or_default()),
+        entity: body.entity,
+        idempotency_key,
+        source: Some(RunSource::Api),
+    };
+    let run = state.services().execute(caller, action, request).await?;
+    // A keyed request may have answered with an earlier run; only new ones count.
+    if !keyed || run.created_at >= started {
+        state.metrics().record_run_created();
+    }
+    Ok((StatusCode::ACCEPTED, ok("run", run.to_v2_json())))
+}
+
+/// `POST /v1/actions/{action}/runs` → 202 `{ok, run}` (v2 shape). `run_as` is accepted
+/// and ignored: portd has no users to act for.
+pub(crate) async fn execute(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(action): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    execute_action(&state, &caller, &action, &headers, body).await
+}
+
+/// `POST /v1/blueprints/{bp}/actions/{action}/runs`: the legacy route, answered like
+/// the current one.
+pub(crate) async fn execute_v1(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath((blueprint, action)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
+    actions::load_of_blueprint(&state, &caller, &blueprint, &action).await?;
+    execute_action(&state, &caller, &action, &headers, body).await
+}
+
+fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
+    let text = |name: &str| {
+        query
+            .first(name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let status = match query.first("status").filter(|v| !v.is_empty()) {
+        Some(raw) => Some(RunStatus::parse(raw).ok_or_else(|| {
+            ApiError::invalid("querystring.status: must be one of IN_PROGRESS, SUCCESS, FAILURE, WAITING_FOR_APPROVAL, DECLINED")
+        })?),
+        None => None,
+    };
+    let sources = query
+        .all("source")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            RunSource::parse(v).ok_or_else(|| {
+                ApiError::invalid("querystring.source: must be one of UI, API, AUTOMATION")
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let before = match query.first("before").filter(|v| !v.is_empty()) {
+        Some(raw) => Some(
+            RunId::parse(raw)
+                .map_err(|_| ApiError::invalid("querystring.before: must be a run id"))?,
+        ),
+        None => None,
+    };
+    let limit = query
+        .integer_in("limit", 1, RUNS_MAX_LIMIT)?
+        .unwrap_or(RUNS_DEFAULT_LIMIT);
+    Ok(RunFilter {
+        entity: text("entity"),
+        blueprint: text("blueprint"),
+        action: text("action"),
+        active: query.flag("active")?,
+        status,
+        // Callers are identified by one id here; an e-mail filter matches the same field.
+        user: text("user_id").or_else(|| text("user_email")),
+        sources,
+        external_run_id: text("external_run_id"),
+        before,
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+    })
+}
+
+/// `GET /v1/actions/runs`: newest first. Our cursor (Port documents none): when more
+/// runs may follow, the response carries `next`, the last run's id; pass it back as
+/// `?before=<id>` for the next page.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let version = query.version()?;
+    let mut filter = run_filter(&query)?;
+    let limit = filter.limit as usize;
+    // One extra run tells whether another page exists.
+    filter.limit = filter.limit.saturating_add(1);
+    let mut runs = state.services().list_runs(&caller, &filter).await?;
+    let more = runs.len() > limit;
+    runs.truncate(limit);
+    let mut response = Map::new();
+    response.insert("ok".into(), Value::Bool(true));
+    response.insert(
+        "runs".into(),
+        Value::Array(runs.iter().map(|r| r.to_json(version)).collect()),
+    );
+    if more && let Some(last) = runs.last() {
+        response.insert("next".into(), json!(last.id));
+    }
+    Ok(Json(Value::Object(response)))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let version = query.version()?;
+    let run = state.services().get_run(&caller, &run_id).await?;
+    Ok(ok("run", run.to_json(version)))
+}
+
+#[derive(Deserialize)]
+enum FinalStatusWire {
+    #[serde(rename = "SUCCESS")]
+    Success,
+    #[serde(rename = "FAILURE")]
+    Failure,
+}
+
+impl From<FinalStatusWire> for FinalStatus {
+    fn from(s: FinalStatusWire) -> Self {
+        match s {
+            FinalStatusWire::Success => Self::Success,
+            FinalStatusWire::Failure => Self::Failure,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a string or an array of strings")]
+enum LinkWire {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct PatchBody {
+    #[serde(default)]
+    status: Option<FinalStatusWire>,
+    #[serde(default)]
+    status_label: Option<String>,
+    #[serde(default)]
+    link: Option<LinkWire>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    external_run_id: Option<String>,
+    #[serde(default)]
+    message: Option<Map<String, Value>>,
+}
+
+/// `PATCH /v1/actions/runs/{run_id}`: present keys overwrite, absent keys stay.
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> ApiResult<Json<Value>> {
+    let version = query.version()?;
+    let patch = RunPatch {
+        status: body.status.map(FinalStatus::from),
+        status_label: body.status_label,
+        link: body.link.map(|link| match link {
+            LinkWire::One(one) => vec![one],
+            LinkWire::Many(many) => many,
+        }),
+        summary: body.summary,
+        external_run_id: body.external_run_id,
+        message: body.message,
+    };
+    let run = state.services().patch_run(&caller, &run_id, patch).await?;
+    Ok(ok("run", run.to_json(version)))
+}
+
+#[derive(Deserialize)]
+enum DecisionWire {
+    #[serde(rename = "APPROVE")]
+    Approve,
+    #[serde(rename = "DECLINE")]
+    Decline,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApprovalBody {
+    status: DecisionWire,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `PATCH /v1/actions/runs/{run_id}/approval` → 201 `{ok, run}`.
+pub(crate) async fn approval(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<ApprovalBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let version = query.version()?;
+    let services = state.services();
+    let run = match body.status {
+        DecisionWire::Approve => services.approve(&caller, &run_id, body.description).await?,
+        DecisionWire::Decline => services.decline(&caller, &run_id, body.description).await?,
+    };
+    Ok((StatusCode::CREATED, ok("run", run.to_json(version))))
+}
+
+fn designated_approvers(run: &Run) -> &[String] {
+    match &run.approval_policy {
+        ApprovalPolicy::NotRequired => &[],
+        ApprovalPolicy::Any { approvers } | ApprovalPolicy::All { approvers } => approvers,
+    }
+}
+
+/// `GET /v1/actions/runs/{run_id}/approvers`: who decided, and with
+/// `include_pending_approvers=true` the designated approvers still to decide.
+pub(crate) async fn approvers(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let include_pending = query.flag_or("include_pending_approvers", false)?;
+    let run = state.services().get_run(&caller, &run_id).await?;
+    let mut approvers: Vec<Value> = run
+        .votes
+        .iter()
+        .map(|vote| json!({ "userId": vote.user_id, "state": vote.decision.as_str(), "description": vote.description }))
+        .collect();
+    if include_pending && run.status() == RunStatus::WaitingForApproval {
+        for user in designated_approvers(&run) {
+            if !run.votes.iter().any(|v| &v.user_id == user) {
+                approvers.push(json!({ "userId": user, "state": "PENDING", "description": null }));
+            }
+        }
+    }
+    Ok(ok("approvers", Value::Array(approvers)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LogBody {
+    message: String,
+    #[serde(default)]
+    termination_status: Option<FinalStatusWire>,
+    #[serde(default)]
+    status_label: Option<String>,
+}
+
+/// `POST /v1/actions/runs/{run_id}/logs` → 201 `{ok, runLog}`.
+pub(crate) async fn add_log(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    ApiJson(body): ApiJson<LogBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let log = state
+        .services()
+        .add_log(
+            &caller,
+            &run_id,
+            body.message,
+            body.termination_status.map(FinalStatus::from),
+            body.status_label,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, ok("runLog", log.to_json())))
+}
+
+/// `GET /v1/actions/runs/{run_id}/logs` (and `/logging`, as the seed calls it): oldest
+/// first, `limit` (1–50, default 50) from `offset`.
+pub(crate) async fn list_logs(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let limit = query
+        .integer_in("limit", 1, LOGS_MAX_LIMIT)?
+        .unwrap_or(LOGS_MAX_LIMIT);
+    let offset = query
+        .integer_in("offset", 0, u64::from(u32::MAX))?
+        .unwrap_or(0);
+    let logs = state
+        .services()
+        .list_logs(&caller, &run_id, offset, limit)
+        .await?;
+    Ok(ok(
+        "runLogs",
+        Value::Array(logs.iter().map(|l| l.to_json()).collect()),
+    ))
+}

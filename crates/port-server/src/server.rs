@@ -1,0 +1,377 @@
+//! Running portd: open the store, bootstrap credentials, bind, start the delivery
+//! worker and the reaper, serve until a shutdown signal, then drain requests and
+//! background tasks.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use port_core::ports::{Notifier, Store};
+use port_store::{StoreAdmin, StoreOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::adapters::{DestinationMode, PublicDestinations};
+use crate::app::app_with;
+use crate::bootstrap::{self, Bootstrapped, CredentialsFile};
+use crate::config::Config;
+use crate::delivery::{delivery_config, start_delivery};
+use crate::routes::Endpoint;
+use crate::state::{AppState, HealthCheck};
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Open(#[from] port_store::OpenError),
+    #[error("storage: {0}")]
+    Store(#[from] port_core::error::StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("server task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Tells background tasks that the server is stopping.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves once shutdown has begun.
+    pub async fn wait(mut self) {
+        // A dropped sender also means the server is gone.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A task started with the server and awaited when it stops (e.g. the delivery worker).
+pub type BackgroundTask = Box<dyn FnOnce(AppState, Shutdown) -> BoxFuture<'static, ()> + Send>;
+
+/// What other crates add to a server: routes, background tasks and another listener
+/// for the services' notices (the state's hub always hears them too).
+#[derive(Default)]
+pub struct Extensions {
+    pub endpoints: Vec<Endpoint>,
+    pub tasks: Vec<BackgroundTask>,
+    pub notifier: Option<Arc<dyn Notifier>>,
+}
+
+struct StoreHealth(Arc<dyn StoreAdmin>);
+
+#[async_trait]
+impl HealthCheck for StoreHealth {
+    async fn ping(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the configured database (creating the data directory for SQLite).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)?;
+    }
+    let url = config.database_url();
+    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
+    Ok(port_store::open(&url, &StoreOptions::default()).await?)
+}
+
+/// The URL clients should use, from the bound address (`0.0.0.0` becomes loopback).
+fn api_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    format!("http://{host}:{}/v1", addr.port())
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    state: AppState,
+    store: Arc<dyn StoreAdmin>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    tasks: Vec<JoinHandle<()>>,
+    bootstrapped: Option<Bootstrapped>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://host:port` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        api_url(self.local_addr).trim_end_matches("/v1").to_owned()
+    }
+
+    /// `http://host:port/v1`.
+    pub fn api_url(&self) -> String {
+        api_url(self.local_addr)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn store(&self) -> &Arc<dyn StoreAdmin> {
+        &self.store
+    }
+
+    /// The credentials this start created, if it bootstrapped an empty database.
+    pub fn bootstrap_credentials(&self) -> Option<&CredentialsFile> {
+        self.bootstrapped.as_ref().map(|b| &b.credentials)
+    }
+
+    /// A handle background work can wait on.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        Shutdown(self.stop.subscribe())
+    }
+
+    /// Begins shutting down without waiting (for `Drop` impls).
+    pub fn trigger_shutdown(&self) {
+        self.state.stopping().cancel();
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops accepting connections, ends log streams, lets in-flight requests, webhook
+    /// attempts and background tasks finish, and closes the database.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.trigger_shutdown();
+        let served = match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        };
+        for task in self.tasks.drain(..) {
+            task.await?;
+        }
+        self.store.close().await;
+        served?;
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+    }
+}
+
+/// Starts a server with the built-in routes only.
+pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
+    start_with(config, Extensions::default()).await
+}
+
+/// Opens the store, binds the listener, bootstraps credentials on an empty database
+/// (printing generated ones once to stdout), and starts serving, the delivery worker,
+/// the reaper and the extensions' background tasks. Returns once connections are
+/// accepted. See [`crate::delivery`] for how deliveries survive a crash.
+pub async fn start_with(
+    config: Config,
+    extensions: Extensions,
+) -> Result<RunningServer, ServeError> {
+    let store = open_store(&config).await?;
+    let delivery = delivery_config(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr()?;
+
+    let data: Arc<dyn Store> = store.clone();
+    let mut builder = AppState::builder(data).health(Arc::new(StoreHealth(store.clone())));
+    if config.webhook_destinations == DestinationMode::Public {
+        builder = builder.destinations(Arc::new(PublicDestinations));
+    }
+    if let Some(notifier) = extensions.notifier {
+        builder = builder.notifier(notifier);
+    }
+    let state = builder.build();
+
+    let bootstrapped = bootstrap::bootstrap(
+        state.store().as_ref(),
+        state.ids(),
+        state.clock().as_ref(),
+        config.bootstrap_client_id.clone(),
+        config.bootstrap_client_secret.clone(),
+        &config.credentials_path(),
+        &api_url(local_addr),
+    )
+    .await?;
+    if let Some(created) = &bootstrapped {
+        announce(created, &config);
+    }
+
+    let mut tasks = start_delivery(&state, delivery).await?;
+    let (stop, stopped) = watch::channel(false);
+    let router = app_with(state.clone(), &extensions.endpoints);
+    let graceful = Shutdown(stopped.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(graceful.wait())
+            .await
+    });
+    tasks.extend(
+        extensions
+            .tasks
+            .into_iter()
+            .map(|task| tokio::spawn(task(state.clone(), Shutdown(stopped.clone())))),
+    );
+    tracing::info!(address = %local_addr, "portd is listening");
+    Ok(RunningServer {
+        local_addr,
+        state,
+        store,
+        stop,
+        server: Some(server),
+        tasks,
+        bootstrapped,
+    })
+}
+
+/// Shows bootstrap credentials once: generated secrets go to stdout (never to the
+/// logs), given ones are only acknowledged.
+fn announce(created: &Bootstrapped, config: &Config) {
+    let path = config.credentials_path();
+    tracing::info!(
+        org_id = %created.credentials.org_id,
+        client_id = %created.credentials.client_id,
+        file = %path.display(),
+        "created the first organization and its credentials"
+    );
+    if created.generated && config.print_bootstrap_credentials {
+        let c = &created.credentials;
+        let text = format!(
+            "portd: created organization {} with these credentials (shown once; also in {}):\n\
+             PORT_CLIENT_ID={}\nPORT_CLIENT_SECRET={}\nPORT_API_URL={}\n",
+            c.org_id,
+            path.display(),
+            c.client_id,
+            c.client_secret,
+            c.api_url
+        );
+        // A closed stdout (a supervisor that stopped reading) must not stop the server.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = futures::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Serves until SIGTERM or ctrl-c, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    serve_with(config, Extensions::default()).await
+}
+
+pub async fn serve_with(config: Config, extensions: Extensions) -> Result<(), ServeError> {
+    let server = start_with(config, extensions).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+/// `portd credentials create [--org NAME]`: new credentials for a new organization, or
+/// for the bootstrap organization named in `<data-dir>/credentials.json`.
+pub async fn create_credentials(
+    config: &Config,
+    org_name: Option<&str>,
+) -> Result<CredentialsFile, ServeError> {
+    let store = open_store(config).await?;
+    let data: Arc<dyn Store> = store.clone();
+    let state = AppState::builder(data).build();
+    let org_id = match org_name {
+        Some(name) => {
+            bootstrap::create_organization(
+                state.store().as_ref(),
+                state.ids(),
+                state.clock().as_ref(),
+                name,
+            )
+            .await?
+            .id
+        }
+        None => {
+            let path = config.credentials_path();
+            let file = bootstrap::read_credentials_file(&path).map_err(|e| {
+                ServeError::Config(format!(
+                    "no bootstrap organization found ({}: {e}); start portd once, or pass --org NAME",
+                    path.display()
+                ))
+            })?;
+            let id = port_core::id::OrgId::parse(&file.org_id)
+                .map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))?;
+            if state.store().get_organization(&id).await?.is_none() {
+                return Err(ServeError::Config(format!(
+                    "organization {id} of {} is not in the database; pass --org NAME",
+                    path.display()
+                )));
+            }
+            id
+        }
+    };
+    let credential = bootstrap::create_credential(
+        state.store().as_ref(),
+        state.clock().as_ref(),
+        &org_id,
+        None,
+        None,
+    )
+    .await?;
+    store.close().await;
+    Ok(CredentialsFile {
+        client_id: credential.client_id,
+        client_secret: credential.client_secret.expose().to_owned(),
+        org_id: org_id.to_string(),
+        api_url: format!("http://{}/v1", config.listen),
+    })
+}

@@ -1,0 +1,197 @@
+//! The state every handler shares: the domain services over the store, the token
+//! authenticator, metrics, the readiness check, the notification hub and the
+//! server's stop signal. Cheap to clone.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use port_core::ports::Notice;
+use port_core::ports::{Clock, Entropy, IdGenerator, Notifier, Store};
+use port_core::service::{AllowAllDestinations, DestinationPolicy, Services};
+use port_delivery::Hub;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::{OsEntropy, SystemClock};
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+
+/// Whether the server's dependencies (the database) answer: `GET /readyz`.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// `Err` carries a reason for the logs; it is not shown to callers.
+    async fn ping(&self) -> Result<(), String>;
+}
+
+/// A check that always passes, for stores that live in memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysReady;
+
+#[async_trait]
+impl HealthCheck for AlwaysReady {
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct Inner {
+    services: Services,
+    authenticator: Authenticator,
+    metrics: Metrics,
+    health: Arc<dyn HealthCheck>,
+    hub: Arc<Hub>,
+    stopping: CancellationToken,
+}
+
+/// The services' notifier: the hub, plus whatever other listener was given.
+struct Fanout {
+    hub: Arc<Hub>,
+    also: Option<Arc<dyn Notifier>>,
+}
+
+impl Notifier for Fanout {
+    fn notify(&self, notice: Notice) {
+        if let Some(also) = &self.also {
+            also.notify(notice.clone());
+        }
+        self.hub.notify(notice);
+    }
+}
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+impl AppState {
+    /// Starts building a state over `store`, with the system clock, OS entropy, a new
+    /// hub as the only notifier, every webhook destination allowed and no readiness
+    /// check.
+    pub fn builder(store: Arc<dyn Store>) -> AppStateBuilder {
+        AppStateBuilder {
+            store,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+            notifier: None,
+            hub: None,
+            destinations: Arc::new(AllowAllDestinations),
+            health: Arc::new(AlwaysReady),
+        }
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.services.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.services.clock
+    }
+
+    pub fn ids(&self) -> &IdGenerator {
+        &self.inner.services.ids
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    pub fn health(&self) -> &Arc<dyn HealthCheck> {
+        &self.inner.health
+    }
+
+    /// The in-process hub: every notice of the services reaches it. It wakes the
+    /// delivery worker and feeds the log streams.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Cancelled when the server begins shutting down: the delivery worker, the reaper
+    /// and open log streams stop on it.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
+    }
+}
+
+/// Builds an [`AppState`]; every part has a production default.
+pub struct AppStateBuilder {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    notifier: Option<Arc<dyn Notifier>>,
+    hub: Option<Arc<Hub>>,
+    destinations: Arc<dyn DestinationPolicy>,
+    health: Arc<dyn HealthCheck>,
+}
+
+impl AppStateBuilder {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
+    /// Another listener for new deliveries and run changes; the hub hears them too.
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The hub to use (default: a new one).
+    pub fn hub(mut self, hub: Arc<Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    pub fn destinations(mut self, destinations: Arc<dyn DestinationPolicy>) -> Self {
+        self.destinations = destinations;
+        self
+    }
+
+    pub fn health(mut self, health: Arc<dyn HealthCheck>) -> Self {
+        self.health = health;
+        self
+    }
+
+    pub fn build(self) -> AppState {
+        let hub = self.hub.unwrap_or_else(|| Arc::new(Hub::new()));
+        let notifier: Arc<dyn Notifier> = Arc::new(Fanout {
+            hub: hub.clone(),
+            also: self.notifier,
+        });
+        let services = Services {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            ids: IdGenerator::new(self.clock.clone(), self.entropy),
+            notifier,
+            destinations: self.destinations,
+        };
+        AppState {
+            inner: Arc::new(Inner {
+                authenticator: Authenticator::new(self.store, self.clock),
+                services,
+                metrics: Metrics::new(),
+                health: self.health,
+                hub,
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The error envelope on every kind of failure, and request ids.
+
+use axum::body::Body;
+use axum::http::Method;
+use serde_json::json;
+
+use crate::support::Harness;
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let h = Harness::memory().await;
+    let body = h
+        .get("/v1/nothing/here")
+        .await
+        .expect_error(404, "not_found");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/nothing/here")
+    );
+    h.send(Method::GET, "/nope", None, None)
+        .await
+        .expect_error(404, "not_found");
+    h.send(Method::DELETE, "/v1/auth/access_token", None, None)
+        .await
+        .expect_error(405, "method_not_allowed");
+    h.send(Method::PUT, "/v1/actions/runs", Some(&h.token), None)
+        .await
+        .expect_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn bodies_over_one_mebibyte_are_refused() {
+    let h = Harness::memory().await;
+    h.seed_catalog().await;
+    let run = h.create_run().await;
+    // Exactly at the limit is read (and refused for its content), one byte more is 413.
+    let padding = 1024 * 1024 - r#"{"message":""}"#.len();
+    let at_limit = format!(r#"{{"message":"{}"}}"#, "a".repeat(padding));
+    assert_eq!(at_limit.len(), 1024 * 1024);
+    h.raw(
+        Method::POST,
+        &format!("/v1/actions/runs/{run}/logs"),
+        Some(&h.token),
+        &[],
+        Body::from(at_limit),
+    )
+    .await
+    .expect(201);
+    let over = format!(r#"{{"message":"{}"}}"#, "a".repeat(padding + 1));
+    assert_eq!(over.len(), 1024 * 1024 + 1);
+    let body = h
+        .raw(
+            Method::POST,
+            &format!("/v1/actions/runs/{run}/logs"),
+            Some(&h.token),
+            &[],
+            Body::from(over.clone()),
+        )
+        .await
+        .expect_error(413, "bad_request");
+    assert!(body["message"].as_str().unwrap().contains("1MiB"));
+    h.raw(
+        Method::POST,
+        "/v1/blueprints",
+        Some(&h.token),
+        &[],
+        Body::from(over),
+    )
+    .await
+    .expect_error(413, "bad_request");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_422() {
+    let h = Harness::memory().await;
+    let body = h
+        .raw(
+            Method::POST,
+            "/v1/blueprints",
+            Some(&h.token),
+            &[("content-type", "application/json")],
+            Body::from("{\"identifier\":"),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: malformed JSON"),
+        "{body}"
+    );
+    h.raw(
+        Method::POST,
+        "/v1/blueprints",
+        Some(&h.token),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .expect_error(422, "invalid_request");
+    let body = h
+        .send(
+            Method::POST,
+            "/v1/auth/access_token",
+            None,
+            Some(json!({ "clientId": 1, "clientSecret": "x" })),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("clientId:"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let h = Harness::memory().await;
+    let reply = h
+        .raw(
+            Method::GET,
+            "/healthz",
+            None,
+            &[("x-request-id", "abc-123")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.headers["x-request-id"], "abc-123");
+    let reply = h
+        .raw(Method::GET, "/healthz", None, &[], Body::empty())
+        .await;
+    let generated = reply.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(generated.len(), 36, "{generated}");
+    // Errors carry one too.
+    let reply = h
+        .raw(Method::GET, "/v1/blueprints", None, &[], Body::empty())
+        .await;
+    assert!(reply.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn metrics_count_routes_by_pattern() {
+    let h = Harness::memory().await;
+    h.get("/v1/blueprints/one").await.expect(404);
+    h.get("/v1/blueprints/two").await.expect(404);
+    let text = h
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .expect(200);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains(r#"portd_http_requests_total{method="GET",route="/v1/blueprints/{blueprint_identifier}",status="404"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"portd_http_request_duration_seconds_count{method="GET",route="/v1/blueprints/{blueprint_identifier}"} 2"#));
+    assert!(text.contains("portd_runs_created_total 0"));
+}

@@ -1,0 +1,19 @@
+//! Integration tests of portd: the router in process, a real socket, and the binary.
+
+mod actions;
+mod auth;
+mod binary;
+mod blueprints;
+mod crash;
+mod delivery;
+mod entities;
+mod errors;
+mod hooks;
+mod log_stream;
+mod openapi_doc;
+mod port_schemas;
+mod runs;
+mod seed_replay;
+mod socket;
+mod support;
+mod tenancy;
