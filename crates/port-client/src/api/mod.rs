@@ -1,0 +1,5 @@
+//! The typed methods of [`crate::PortClient`], one module per area of the API.
+
+mod actions;
+mod catalog;
+mod runs;
