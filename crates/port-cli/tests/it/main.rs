@@ -1,0 +1,9 @@
+//! `port` end to end: the real binary, against a real in-process portd where a server
+//! is needed.
+
+mod exit_codes;
+mod help;
+mod output;
+mod profiles;
+mod support;
+mod workflow;
