@@ -325,7 +325,10 @@ impl Services {
                     icon: e.icon.clone(),
                     deleted: false,
                 }),
-                synchronized: evaluated.synchronized(),
+                // portd derives the status only from answers it receives itself; a pulled
+                // synchronized run is reported by its runner, as Port's agent does.
+                synchronized: evaluated.synchronized()
+                    && evaluated.delivery.mode == DeliveryMode::Webhook,
                 created_by: caller.user_id().to_owned(),
             },
             now,

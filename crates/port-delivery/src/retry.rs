@@ -18,6 +18,14 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
+/// Whether a synchronized webhook's answer is worth another attempt. There the answer
+/// *is* the run's result, so a handler's own failure (500) ends the run at once; only
+/// answers saying the handler was never reached (timeout, throttling, a gateway or an
+/// unavailable service in front of it) are retried.
+pub fn retryable_synchronized_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 502 | 503 | 504)
+}
+
 /// `delay` ±20 %, uniformly; a zero delay stays zero.
 pub fn jittered(delay: Duration) -> Duration {
     if delay.is_zero() {
@@ -66,6 +74,16 @@ mod tests {
         }
         for status in [200, 301, 302, 400, 401, 403, 404, 410, 422] {
             assert!(!retryable_status(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_synchronized_handlers_own_failure_is_final() {
+        for status in [408, 429, 502, 503, 504] {
+            assert!(retryable_synchronized_status(status), "{status}");
+        }
+        for status in [200, 400, 404, 500, 501, 599] {
+            assert!(!retryable_synchronized_status(status), "{status}");
         }
     }
 

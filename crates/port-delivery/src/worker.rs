@@ -219,8 +219,11 @@ impl Outcome {
         }
     }
 
-    fn retryable(&self) -> bool {
+    fn retryable(&self, synchronized: bool) -> bool {
         match self {
+            Self::Answered(answer) if synchronized => {
+                retry::retryable_synchronized_status(answer.status.as_u16())
+            }
             Self::Answered(answer) => retry::retryable_status(answer.status.as_u16()),
             Self::NoAnswer(_) => true,
             Self::Refused { retryable, .. } => *retryable,
@@ -354,7 +357,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
     let what = outcome.describe();
     let max = ctx.config.max_attempts();
     let next = ctx.config.retry_schedule.get(number as usize).copied();
-    if let (true, Some(scheduled)) = (outcome.retryable(), next) {
+    if let (true, Some(scheduled)) = (outcome.retryable(delivery.synchronized), next) {
         let retry_after = answer
             .and_then(|a| a.retry_after.as_deref())
             .and_then(|v| retry::parse_retry_after(v, ctx.now()));
@@ -383,7 +386,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
     match answer {
         // A synchronized run ends with its receiver's answer, whatever it was.
         Some(answer) if delivery.synchronized => {
-            let message = if outcome.retryable() {
+            let message = if outcome.retryable(true) {
                 format!(
                     "Webhook delivery attempt {number} of {max} failed: {what}; no attempts left"
                 )
@@ -402,7 +405,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             Ok(())
         }
         _ => {
-            let reason = if outcome.retryable() {
+            let reason = if outcome.retryable(delivery.synchronized) {
                 format!("no successful answer after {number} attempts; the last one: {what}")
             } else {
                 format!("{what} (not retried)")
