@@ -5,5 +5,7 @@ mod exit_codes;
 mod help;
 mod output;
 mod profiles;
+#[cfg(unix)]
+mod quickstart;
 mod support;
 mod workflow;
