@@ -41,6 +41,7 @@ pub fn app_with(state: AppState, extra: &[Endpoint]) -> Router {
         router = router.route(endpoint.path, method_router);
     }
     router
+        .merge(crate::ui::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -88,9 +88,20 @@ impl IntoResponse for ApiError {
             self.0.message
         };
         let body = json!({ "ok": false, "error": self.0.kind.identifier(), "message": message });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is down or busy: tell clients when to come back (RFC 9110).
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
+
+/// The `Retry-After` (seconds) of every 503 answer.
+pub const RETRY_AFTER_SECS: &str = "2";
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;

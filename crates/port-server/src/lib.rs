@@ -7,6 +7,7 @@
 //! - [`start`] / [`serve`] run a real server from a [`Config`], with the delivery
 //!   worker and the reaper of `port-delivery` ([`delivery`]); [`Extensions`] let other
 //!   crates add routes, background tasks and a notifier.
+//! - [`ui`] serves the web UI at `/` (runs, run pages, action forms).
 //! - With the `testing` feature, [`testing::TestServer`] runs one on a free port.
 
 pub mod adapters;
@@ -22,6 +23,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod ui;
 
 #[cfg(feature = "testing")]
 pub mod testing;

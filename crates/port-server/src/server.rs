@@ -79,6 +79,9 @@ impl HealthCheck for StoreHealth {
     }
 }
 
+/// How long a request waits for a PostgreSQL connection before answering 503.
+pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Opens the configured database (creating the data directory for SQLite).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
     if config.database_url.is_none() {
@@ -86,7 +89,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeErr
     }
     let url = config.database_url();
     tracing::info!(database = %port_store::redact_url(&url), "opening the database");
-    Ok(port_store::open(&url, &StoreOptions::default()).await?)
+    let mut options = StoreOptions::default();
+    if config.database_url.is_some() {
+        // A PostgreSQL that is down refuses connections; sqlx retries until the acquire
+        // timeout, so this bounds how long a request waits before its 503.
+        options.acquire_timeout = PG_ACQUIRE_TIMEOUT;
+    }
+    Ok(port_store::open(&url, &options).await?)
 }
 
 /// The URL clients should use, from the bound address (`0.0.0.0` becomes loopback).

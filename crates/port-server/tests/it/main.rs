@@ -17,3 +17,4 @@ mod seed_replay;
 mod socket;
 mod support;
 mod tenancy;
+mod ui;
