@@ -81,6 +81,32 @@ fn quickstart_blocks(readme: &str) -> Vec<Block> {
     blocks
 }
 
+/// The lines of a script, outside here-documents, that hold a `#` comment: pasted
+/// into zsh (without `interactive_comments`, its default) it would run them as words.
+fn comment_lines(script: &str) -> Vec<&str> {
+    let mut here_document_end: Option<&str> = None;
+    let mut found = Vec::new();
+    for line in script.lines() {
+        if let Some(end) = here_document_end {
+            if line.trim() == end {
+                here_document_end = None;
+            }
+            continue;
+        }
+        if let Some(at) = line.find("<<") {
+            here_document_end = line[at + 2..]
+                .trim_start_matches('-')
+                .split_whitespace()
+                .next()
+                .map(|word| word.trim_matches(|c| c == '\'' || c == '"'));
+        }
+        if line.trim_start().starts_with('#') || line.contains(" #") {
+            found.push(line);
+        }
+    }
+    found
+}
+
 /// The directory of the binaries under test, once `portd` and `port-runner` are built
 /// there too: cargo builds only this crate's own binaries (`port`) for its tests.
 fn binaries() -> &'static Path {
@@ -229,8 +255,20 @@ fn find_credentials(dir: &Path, depth: usize) -> Vec<PathBuf> {
     found
 }
 
-/// A line of `port` output with its variable parts replaced: a leading log
-/// timestamp (`2026-11-27 03:47:40  `) and a line that is a run id.
+/// Whether `text` starts with a time as `port` prints it: `2026-11-27 03:47:40`.
+fn starts_with_time(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 19
+        && bytes[..19].iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b' ',
+            13 | 16 => *b == b':',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+/// A line of `port` output with its variable parts replaced: times, and a line that
+/// is a run id.
 fn normalize(line: &str) -> String {
     let line = line.trim_end();
     let is_run_id = line
@@ -239,35 +277,33 @@ fn normalize(line: &str) -> String {
     if is_run_id {
         return "<run id>".to_owned();
     }
-    let bytes = line.as_bytes();
-    let timestamp = bytes.len() > 21
-        && bytes[..19].iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            10 => *b == b' ',
-            13 | 16 => *b == b':',
-            _ => b.is_ascii_digit(),
-        });
-    if timestamp {
-        return format!("<time>{}", &line[19..]);
+    let mut normalized = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if starts_with_time(rest) {
+            normalized.push_str("<time>");
+            rest = &rest[19..];
+        } else {
+            normalized.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
     }
-    line.to_owned()
+    normalized
 }
 
-/// Asserts that the sample's lines appear in `output`, in order (other lines may come
-/// between them).
-fn assert_sample_printed(sample: &str, output: &str) {
+/// The first line of the sample that is not in `output`, where the sample's lines
+/// must appear in order (other lines may come between them); `None` when all are.
+fn missing_sample_line(sample: &str, output: &str) -> Option<String> {
     let printed: Vec<String> = output.lines().map(normalize).collect();
     let mut from = 0;
     for line in sample.lines().filter(|l| !l.trim().is_empty()) {
         let wanted = normalize(line);
         match printed[from..].iter().position(|p| *p == wanted) {
             Some(at) => from += at + 1,
-            None => panic!(
-                "the README's sample output line {line:?} is not in what the quickstart \
-                 printed (after line {from}):\n{output}"
-            ),
+            None => return Some(line.to_owned()),
         }
     }
+    None
 }
 
 async fn log_lines(client: &PortClient, run: &Run) -> Vec<String> {
@@ -396,6 +432,11 @@ fn the_readme_quickstart_runs_as_written() {
         .map(|b| b.text.as_str())
         .collect::<Vec<_>>()
         .join("\n");
+    let comments = comment_lines(&script);
+    assert!(
+        comments.is_empty(),
+        "comments in the quickstart's commands break pasting into zsh: {comments:?}"
+    );
     assert!(
         script.contains("127.0.0.1:8080"),
         "the runner listens on 127.0.0.1:8080"
@@ -475,7 +516,13 @@ fn the_readme_quickstart_runs_as_written() {
         "portd or port-runner still ran {STOP_TIMEOUT:?} after the quickstart's last step\n{report}"
     );
     for sample in blocks.iter().filter(|b| b.lang == "text") {
-        assert_sample_printed(&sample.text, &finished.stdout);
+        if let Some(line) = missing_sample_line(&sample.text, &finished.stdout) {
+            panic!(
+                "the README's sample output line {line:?} is not in what the quickstart \
+                 printed (in this order):\n{}",
+                finished.stdout
+            );
+        }
     }
 
     let credentials = find_credentials(&tmp, 3);
@@ -500,13 +547,33 @@ fn sample_output_is_compared_without_times_and_run_ids() {
         "<time>  creating my-microservice"
     );
     assert_eq!(normalize("Status:   SUCCESS  "), "Status:   SUCCESS");
-    assert_eq!(normalize("r_"), "r_");
-    assert_sample_printed(
-        "r_1\n2020-01-01 00:00:00  a\n\nStatus:   SUCCESS\n",
-        "r_2\n2026-11-27 03:47:40  a\nnoise\nStatus:   SUCCESS\n",
+    assert_eq!(
+        normalize("Created:     2026-11-27 04:51:36"),
+        "Created:     <time>"
     );
-    let missing = std::panic::catch_unwind(|| assert_sample_printed("b\na\n", "a\nb\n"));
-    assert!(missing.is_err(), "lines out of order are not the sample");
+    assert_eq!(normalize("été 2026-11-27 04:51"), "été 2026-11-27 04:51");
+    assert_eq!(normalize("r_"), "r_");
+    let output = "r_2\n2026-11-27 03:47:40  a\nnoise\nStatus:   SUCCESS\n";
+    assert_eq!(
+        missing_sample_line("r_1\n2020-01-01 00:00:00  a\n\nStatus:   SUCCESS\n", output),
+        None
+    );
+    assert_eq!(
+        missing_sample_line("Status:   SUCCESS\n2020-01-01 00:00:00  a\n", output),
+        Some("2020-01-01 00:00:00  a".to_owned()),
+        "lines out of order are not the sample"
+    );
+    assert_eq!(
+        missing_sample_line("Status:   FAILURE\n", output),
+        Some("Status:   FAILURE".to_owned())
+    );
+}
+
+#[test]
+fn comments_are_found_outside_here_documents_only() {
+    let script = "cat > a.sh <<'EOF'\n#!/bin/sh\necho a # b\nEOF\nls  # all\n# alone\n\
+                  cat <<-\"END\"\n# in\nEND\necho 'no comment'\n";
+    assert_eq!(comment_lines(script), ["ls  # all", "# alone"]);
 }
 
 #[test]
