@@ -349,7 +349,7 @@ pub fn parse_entity_body(
         Some(_) => {
             return Err(invalid(
                 "blueprint",
-                format!("must be {blueprint:?}, the blueprint of the route"),
+                format!("must be {}, the blueprint of the route", blueprint.as_str()),
             ));
         }
     }

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use port_core::run::WireVersion;
 use port_core::service::Caller;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
@@ -17,25 +18,87 @@ use crate::state::AppState;
 /// The request body limit (port-api.md §1.5).
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
-/// A JSON body. Malformed JSON or a body of the wrong shape is 422 `invalid_request`
-/// naming the field; a body over [`BODY_LIMIT_BYTES`] is 413. The content type is not
-/// checked, because some Port clients send JSON without one.
+/// A JSON object body. Malformed JSON, a body that is not an object, or one of the
+/// wrong shape is 422 `invalid_request` naming the field; a body over
+/// [`BODY_LIMIT_BYTES`] is 413. The content type is not checked, because some Port
+/// clients send JSON without one.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large()
+        } else {
+            ApiError::invalid("the request body could not be read")
+        }
+    })
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large()
-            } else {
-                ApiError::invalid("the request body could not be read")
-            }
-        })?;
-        parse_json(&bytes).map(ApiJson)
+        parse_json_object(&body_bytes(req, state).await?).map(ApiJson)
     }
+}
+
+/// A JSON body that may be an object or an array (the legacy action routes take one
+/// action or an array of them); otherwise as [`ApiJson`].
+#[derive(Debug, Clone)]
+pub struct ApiJsonAny<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJsonAny<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        parse_json(&body_bytes(req, state).await?).map(ApiJsonAny)
+    }
+}
+
+/// [`parse_json`] for a body that must be a JSON object: serde would otherwise read a
+/// struct from an array (`[[]]`), which the document calls invalid.
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => parse_json(bytes),
+        Some(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::invalid("body: must be a JSON object")),
+            Err(_) => parse_json(bytes),
+        },
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option` field: the key
+/// may be left out, but `null` is refused (the document types it without null).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Like [`present`] for a non-negative integer, which JSON may also write `2644.0`
+/// (JSON Schema's `integer` accepts it).
+pub fn present_whole<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Number::deserialize(deserializer)?;
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid value: {value}, expected a non-negative integer"
+            ))
+        })
 }
 
 /// Parses a JSON body into `T`; the message names the field at fault.
@@ -130,10 +193,11 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A boolean parameter: `true` or `false` (empty means absent).
+    /// A boolean parameter: `true` or `false` (an empty value is neither, as the
+    /// document says).
     pub fn flag(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.first(name) {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
             Some(_) => Err(ApiError::invalid(format!(
@@ -149,7 +213,7 @@ impl QueryParams {
     /// An integer parameter within `min..=max`.
     pub fn integer_in(&self, name: &str, min: u64, max: u64) -> ApiResult<Option<u64>> {
         match self.first(name) {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some(raw) => match raw.parse::<u64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(ApiError::invalid(format!(
@@ -162,7 +226,7 @@ impl QueryParams {
     /// `version=v1|v2`, v1 when absent (port-api.md §1.6).
     pub fn version(&self) -> ApiResult<WireVersion> {
         match self.first("version") {
-            None | Some("") => Ok(WireVersion::V1),
+            None => Ok(WireVersion::V1),
             Some(raw) => WireVersion::parse(raw)
                 .ok_or_else(|| ApiError::invalid("querystring.version: must be one of v1, v2")),
         }
@@ -171,7 +235,7 @@ impl QueryParams {
     /// `version=v1|v2`, v2 when absent (routes whose shapes Port documents as v2 only).
     pub fn version_or_v2(&self) -> ApiResult<WireVersion> {
         match self.first("version") {
-            None | Some("") => Ok(WireVersion::V2),
+            None => Ok(WireVersion::V2),
             Some(_) => self.version(),
         }
     }
@@ -255,6 +319,12 @@ mod tests {
         assert!(q.integer_in("limit", 6, 10).is_err());
         assert_eq!(q.flag("active").unwrap(), Some(true));
         assert_eq!(q.version().unwrap(), WireVersion::V1);
+        // An empty value is not absent: the document's enums and ranges exclude it.
+        let empty = QueryParams::parse("limit=&active=&version=");
+        assert!(empty.integer_in("limit", 1, 10).is_err());
+        assert!(empty.flag("active").is_err());
+        assert!(empty.version().is_err());
+        assert!(empty.version_or_v2().is_err());
     }
 
     #[test]

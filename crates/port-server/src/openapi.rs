@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::routes::{Endpoint, ParamKind};
+use port_core::id::{ActionIdentifier, BlueprintIdentifier, EntityIdentifier, PropertyKey};
+
+use crate::routes::{Endpoint, ParamKind, QueryParam, RUN_ID_PATTERN};
 
 /// Error statuses every authenticated route may answer.
 const AUTHENTICATED_ERRORS: [(u16, &str); 3] = [
@@ -21,19 +23,75 @@ const BODY_ERRORS: [(u16, &str); 2] = [
     (422, "The JSON provided does not match the route's schema"),
 ];
 
+/// The 422 of a route with a validated query parameter.
+const QUERY_ERROR: (u16, &str) = (
+    422,
+    "A query parameter is not valid (outside its enum, range or pattern)",
+);
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters (inner spaces
+/// allowed; HTTP strips leading and trailing ones).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+
+/// The schema of an identifier (Port's pattern and length).
+fn identifier_schema(pattern: &str, max_length: Option<usize>) -> Value {
+    let mut schema = json!({ "type": "string", "minLength": 1, "pattern": pattern });
+    if let (Some(max), Value::Object(map)) = (max_length, &mut schema) {
+        map.insert("maxLength".into(), json!(max));
+    }
+    schema
+}
+
+fn blueprint_identifier() -> Value {
+    identifier_schema(BlueprintIdentifier::PATTERN, Some(100))
+}
+
+fn entity_identifier() -> Value {
+    identifier_schema(EntityIdentifier::PATTERN, Some(1000))
+}
+
+fn action_identifier() -> Value {
+    identifier_schema(ActionIdentifier::PATTERN, None)
+}
+
+fn path_parameter_schema(name: &str) -> Value {
+    match name {
+        "blueprint_identifier" => blueprint_identifier(),
+        "entity_identifier" => entity_identifier(),
+        "action_identifier" => action_identifier(),
+        "run_id" => json!({ "type": "string", "pattern": RUN_ID_PATTERN }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
 fn path_parameters(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
         .collect()
 }
 
-fn query_parameter(param: &crate::routes::QueryParam) -> Value {
-    let scalar = match param.kind {
-        ParamKind::String => json!({ "type": "string" }),
-        ParamKind::Boolean => json!({ "type": "boolean" }),
-        ParamKind::Integer => json!({ "type": "integer" }),
+fn query_parameter(param: &QueryParam) -> Value {
+    let mut scalar = Map::new();
+    let kind = match param.kind {
+        ParamKind::String => "string",
+        ParamKind::Boolean => "boolean",
+        ParamKind::Integer => "integer",
     };
+    scalar.insert("type".into(), json!(kind));
+    if !param.values.is_empty() {
+        scalar.insert("enum".into(), json!(param.values));
+    }
+    if let Some(minimum) = param.minimum {
+        scalar.insert("minimum".into(), json!(minimum));
+    }
+    if let Some(maximum) = param.maximum {
+        scalar.insert("maximum".into(), json!(maximum));
+    }
+    if let Some(pattern) = param.pattern {
+        scalar.insert("pattern".into(), json!(pattern));
+    }
+    let scalar = Value::Object(scalar);
     let schema = if param.repeated {
         json!({ "type": "array", "items": scalar })
     } else {
@@ -42,7 +100,7 @@ fn query_parameter(param: &crate::routes::QueryParam) -> Value {
     json!({
         "name": param.name,
         "in": "query",
-        "required": false,
+        "required": param.required,
         "description": param.description,
         "schema": schema,
     })
@@ -66,7 +124,7 @@ fn operation(endpoint: &Endpoint) -> Value {
             "in": "header",
             "required": false,
             "description": "Requests with the same key within 24 hours return the same run and start nothing new.",
-            "schema": { "type": "string", "maxLength": 255 },
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN },
         }));
     }
     if !parameters.is_empty() {
@@ -105,16 +163,33 @@ fn operation(endpoint: &Endpoint) -> Value {
             responses.insert(status.to_string(), error(description));
         }
     }
+    if endpoint.query.iter().any(QueryParam::is_validated) {
+        let (status, description) = QUERY_ERROR;
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| error(description));
+    }
+    for (status, description) in endpoint.errors {
+        // A status the route answers for more than one reason lists them all.
+        let description = match responses.get(&status.to_string()) {
+            Some(existing) => format!(
+                "{}; {description}",
+                existing["description"].as_str().unwrap_or_default()
+            ),
+            None => (*description).to_owned(),
+        };
+        responses.insert(status.to_string(), error(&description));
+    }
     if endpoint.path == "/v1/blueprints/{blueprint_identifier}/entities/bulk" {
         responses.insert(
             "207".into(),
             json!({ "description": "Some entities failed", "content": { "application/json": { "schema": schema_ref("BulkEntitiesResponse") } } }),
         );
     }
-    if endpoint.operation_id == "redeliverRun" {
+    if endpoint.operation_id == "createEntity" {
         responses.insert(
-            "422".into(),
-            error("run_exhausted: the run has ended; invalid_request: it waits for approval"),
+            "200".into(),
+            json!({ "description": "Updated (with upsert=true)", "content": { "application/json": { "schema": schema_ref("EntityResponse") } } }),
         );
     }
     op.insert("responses".into(), Value::Object(responses));
@@ -173,8 +248,21 @@ fn envelope(key: &str, value: Value) -> Value {
 
 fn schemas() -> Value {
     let mut all = core_schemas();
-    if let (Value::Object(all), Value::Object(more)) = (&mut all, delivery_schemas()) {
-        all.extend(more);
+    // PUT takes the identifier from the path: the body may leave it out.
+    if let Value::Object(map) = &mut all
+        && let Some(mut replace) = map.get("Blueprint").cloned()
+    {
+        replace["required"] = json!(["title", "schema"]);
+        map.insert("BlueprintReplaceRequest".into(), replace);
+    }
+    for more in [
+        delivery_schemas(),
+        legacy_action_schemas(),
+        definition_schemas(),
+    ] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
+            all.extend(more);
+        }
     }
     all
 }
@@ -253,14 +341,14 @@ fn core_schemas() -> Value {
             "type": "object",
             "required": ["identifier", "title", "schema"],
             "properties": {
-                "identifier": { "type": "string", "maxLength": 100 },
-                "title": { "type": "string" },
-                "icon": { "type": "string" },
-                "description": { "type": "string" },
+                "identifier": blueprint_identifier(),
+                "title": { "type": "string", "minLength": 1 },
+                "icon": { "type": ["string", "null"] },
+                "description": { "type": ["string", "null"] },
                 "schema": {
                     "type": "object",
                     "required": ["properties"],
-                    "properties": { "properties": object, "required": { "type": "array", "items": { "type": "string" } } },
+                    "properties": { "properties": schema_ref("PropertyDefinitions"), "required": { "type": "array", "items": { "type": "string" }, "description": "Keys of `properties`." } },
                 },
                 "relations": object,
             },
@@ -271,7 +359,7 @@ fn core_schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "identifier": { "type": "string", "maxLength": 1000 },
+                "identifier": entity_identifier(),
                 "title": { "type": ["string", "null"] },
                 "icon": { "type": ["string", "null"] },
                 "team": { "type": ["string", "array", "null"], "items": { "type": "string" } },
@@ -314,10 +402,7 @@ fn core_schemas() -> Value {
             "additionalProperties": false,
             "required": ["query"],
             "properties": {
-                "query": {
-                    "type": "object",
-                    "description": "{combinator: and|or, rules: [{property, operator, value} | nested query]}; property is a key or $identifier/$title/$team/$icon/$blueprint; operators =, !=, in, notIn, contains, doesNotContains, beginsWith, doesNotBeginsWith, endsWith, doesNotEndsWith, isEmpty, isNotEmpty.",
-                },
+                "query": schema_ref("SearchQuery"),
                 "include": { "type": "array", "items": { "type": "string" } },
                 "exclude": { "type": "array", "items": { "type": "string" } },
                 "limit": { "type": "integer", "minimum": 1, "maximum": 1000 },
@@ -329,12 +414,12 @@ fn core_schemas() -> Value {
             "type": "object",
             "required": ["identifier", "trigger", "invocationMethod"],
             "properties": {
-                "identifier": { "type": "string" },
+                "identifier": action_identifier(),
                 "title": { "type": "string" },
                 "icon": { "type": "string" },
                 "description": { "type": "string" },
-                "trigger": object,
-                "invocationMethod": object,
+                "trigger": schema_ref("ActionTrigger"),
+                "invocationMethod": schema_ref("InvocationMethod"),
                 "requiredApproval": { "type": ["boolean", "object"] },
                 "approvalNotification": object,
                 "publish": { "type": "boolean" },
@@ -342,8 +427,7 @@ fn core_schemas() -> Value {
                 "timeoutSeconds": { "type": "integer", "minimum": 1, "description": "portd extension: IN_PROGRESS runs older than this fail." },
             },
         },
-        "ActionResponse": envelope("action", schema_ref("Action")),
-        "ActionsResponse": envelope("actions", json!({ "type": "array", "items": schema_ref("Action") })),
+        "ActionResponse": envelope("action", json!({ "anyOf": [schema_ref("Action"), schema_ref("LegacyAction")], "description": "v2, or v1 with version=v1" })),
         "ExecuteRequest": {
             "type": "object",
             "additionalProperties": false,
@@ -466,6 +550,7 @@ fn delivery_schemas() -> Value {
         "AckRequest": {
             "type": "object",
             "required": ["runIds"],
+            "description": "A JSON object (an array is 422).",
             "properties": { "runIds": { "type": "array", "maxItems": 1000, "items": { "type": "string" } } },
         },
         "AckResponse": envelope("ackedCount", json!({ "type": "integer", "minimum": 0 })),
@@ -476,5 +561,189 @@ fn delivery_schemas() -> Value {
             },
         },
         "HeartbeatResponse": envelope("claimedUntil", json!({ "type": "string", "format": "date-time" })),
+    })
+}
+
+/// The legacy (v1) action shapes of the blueprint-scoped action routes.
+fn legacy_action_schemas() -> Value {
+    let object = json!({ "type": "object" });
+    json!({
+        "LegacyActionRequest": {
+            "type": "object",
+            "description": "A legacy (v1) action: `trigger` is the operation and `userInputs` sits at the top; the blueprint is the route's.",
+            "required": ["identifier", "trigger", "userInputs", "invocationMethod"],
+            "properties": {
+                "identifier": action_identifier(),
+                "title": { "type": "string" },
+                "icon": { "type": "string" },
+                "description": { "type": "string" },
+                "trigger": { "type": "string", "enum": ["CREATE", "DAY-2", "DELETE"] },
+                "userInputs": object,
+                "invocationMethod": object,
+                "blueprint": { "type": "string", "description": "The route's blueprint (another is 422)." },
+                "requiredApproval": { "type": ["boolean", "object"] },
+                "approvalNotification": object,
+                "publish": { "type": "boolean" },
+                "allowAnyoneToViewRuns": { "type": "boolean" },
+                "timeoutSeconds": { "type": "integer", "minimum": 1 },
+            },
+        },
+        "LegacyActionsRequest": { "type": "array", "items": schema_ref("LegacyActionRequest") },
+        "LegacyActionOrActions": {
+            "oneOf": [schema_ref("LegacyActionRequest"), schema_ref("LegacyActionsRequest")],
+        },
+        "LegacyAction": {
+            "type": "object",
+            "description": "An action in the legacy (v1) shape: `trigger` is the operation (CREATE, DAY-2, DELETE). An action without a v1 form is shown in the v2 shape.",
+            "required": ["identifier", "trigger", "invocationMethod"],
+            "properties": {
+                "id": { "type": "string" },
+                "identifier": { "type": "string" },
+                "title": { "type": "string" },
+                "trigger": { "anyOf": [{ "type": "string", "enum": ["CREATE", "DAY-2", "DELETE"] }, object] },
+                "userInputs": object,
+                "invocationMethod": object,
+                "blueprint": { "type": "string" },
+            },
+        },
+        "LegacyActionResponse": envelope("action", schema_ref("LegacyAction")),
+        "LegacyActionsResponse": envelope("actions", json!({ "type": "array", "items": schema_ref("LegacyAction") })),
+        "LegacyActionsCreatedResponse": {
+            "oneOf": [schema_ref("LegacyActionResponse"), schema_ref("LegacyActionsResponse")],
+        },
+        "ActionsResponse": envelope("actions", json!({ "type": "array", "items": { "anyOf": [schema_ref("Action"), schema_ref("LegacyAction")] }, "description": "v2, or v1 with version=v1" })),
+    })
+}
+
+/// Property keys: Port's pattern, at most 100 characters.
+fn property_names() -> Value {
+    json!({ "pattern": PropertyKey::PATTERN, "maxLength": 100 })
+}
+
+/// The parts of actions, blueprints and searches the server parses key by key.
+fn definition_schemas() -> Value {
+    let object = json!({ "type": "object" });
+    let user_inputs = json!({
+        "type": "object",
+        "required": ["properties"],
+        "properties": {
+            "properties": schema_ref("PropertyDefinitions"),
+            "required": { "type": "array", "items": { "type": "string" }, "description": "Keys of `properties`." },
+        },
+    });
+    json!({
+        "PropertyDefinitions": {
+            "type": "object",
+            "description": "JSON Schema definitions of properties (or user inputs) by key.",
+            "propertyNames": property_names(),
+            "additionalProperties": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": { "type": "string", "enum": ["string", "number", "integer", "boolean", "object", "array"] },
+                },
+            },
+        },
+        "ActionTrigger": {
+            "anyOf": [
+                {
+                    "title": "Self-service",
+                    "type": "object",
+                    "required": ["type", "operation", "userInputs"],
+                    "properties": {
+                        "type": { "const": "self-service" },
+                        "operation": { "type": "string", "enum": ["CREATE", "DAY-2", "DELETE"] },
+                        "blueprintIdentifier": blueprint_identifier(),
+                        "userInputs": user_inputs,
+                        "condition": object,
+                    },
+                },
+                {
+                    "title": "Automation",
+                    "type": "object",
+                    "required": ["type", "event"],
+                    "properties": {
+                        "type": { "const": "automation" },
+                        "event": { "type": "object", "required": ["type"], "properties": { "type": { "type": "string" } } },
+                    },
+                },
+            ],
+        },
+        "InvocationMethod": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": { "type": "string", "enum": ["WEBHOOK", "KAFKA", "GITHUB", "GITLAB", "AZURE_DEVOPS", "INTEGRATION_ACTION", "UPSERT_ENTITY"] },
+            },
+            "allOf": [
+                invocation_kind("WEBHOOK", &[("url", "string")], json!({
+                    "url": { "type": "string" },
+                    "agent": { "type": ["boolean", "string"] },
+                    "synchronized": { "type": ["boolean", "string"] },
+                    "method": { "type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE", "GET"] },
+                    "headers": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "body": { "type": ["object", "array"] },
+                })),
+                invocation_kind("GITHUB", &[("org", "string"), ("repo", "string"), ("workflow", "string")], json!({})),
+                invocation_kind("GITLAB", &[("projectName", "string"), ("groupName", "string")], json!({})),
+                invocation_kind("AZURE_DEVOPS", &[("webhook", "string"), ("org", "string")], json!({})),
+                invocation_kind("INTEGRATION_ACTION", &[("installationId", "string"), ("integrationActionType", "string"), ("integrationActionExecutionProperties", "object")], json!({})),
+                invocation_kind("UPSERT_ENTITY", &[("blueprintIdentifier", "string"), ("mapping", "object")], json!({})),
+            ],
+        },
+        "SearchQuery": {
+            "description": "{combinator: and|or, rules: [{property, operator, value} | nested query]}; property is a key or $identifier/$title/$team/$icon/$blueprint. Queries nest at most 16 levels deep.",
+            "anyOf": [
+                {
+                    "title": "Group",
+                    "type": "object",
+                    "required": ["combinator", "rules"],
+                    "properties": {
+                        "combinator": { "type": "string", "enum": ["and", "or"] },
+                        "rules": { "type": "array", "items": schema_ref("SearchQuery") },
+                    },
+                },
+                {
+                    "title": "Rule",
+                    "type": "object",
+                    "required": ["property", "operator"],
+                    "not": { "anyOf": [{ "required": ["rules"] }, { "required": ["combinator"] }] },
+                    "properties": {
+                        "property": { "type": "string" },
+                        "operator": { "type": "string", "enum": ["=", "!=", "in", "notIn", "contains", "doesNotContains", "beginsWith", "doesNotBeginsWith", "endsWith", "doesNotEndsWith", "isEmpty", "isNotEmpty"] },
+                    },
+                    "allOf": [
+                        {
+                            "if": { "properties": { "operator": { "enum": ["in", "notIn"] } } },
+                            "then": { "required": ["value"], "properties": { "value": { "type": "array" } } },
+                        },
+                        {
+                            "if": { "properties": { "operator": { "not": { "enum": ["isEmpty", "isNotEmpty"] } } } },
+                            "then": { "required": ["value"] },
+                        },
+                    ],
+                },
+            ],
+        },
+    })
+}
+
+/// `if type is kind then these fields are required, with these shapes`.
+fn invocation_kind(kind: &str, required: &[(&str, &str)], extra: Value) -> Value {
+    let mut properties = match extra {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    for (key, ty) in required {
+        properties
+            .entry((*key).to_owned())
+            .or_insert_with(|| json!({ "type": ty }));
+    }
+    json!({
+        "if": { "properties": { "type": { "const": kind } } },
+        "then": {
+            "required": required.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
+            "properties": properties,
+        },
     })
 }

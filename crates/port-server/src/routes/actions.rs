@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{blueprints, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+use crate::extract::{ApiJson, ApiJsonAny, ApiPath, Authenticated, QueryParams};
 use crate::state::AppState;
 
 fn taken(identifier: &ActionIdentifier) -> ApiError {
@@ -109,7 +109,7 @@ fn path_identifier_matches(definition: &ActionDefinition, identifier: &str) -> A
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "identifier: must be {identifier:?}, the identifier in the path"
+            "identifier: must be {identifier}, the identifier in the path"
         )))
     }
 }
@@ -166,7 +166,7 @@ pub(crate) async fn list(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let trigger_type = match query.first("trigger_type") {
-        None | Some("") => None,
+        None => None,
         Some(t @ ("self-service" | "automation")) => Some(t == "self-service"),
         Some(_) => {
             return Err(ApiError::invalid(
@@ -299,7 +299,7 @@ pub(crate) async fn create_v1(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiPath(blueprint): ApiPath<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJsonAny(body): ApiJsonAny<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     let definitions = parse_v1_many(&body, &blueprint)?;
@@ -359,7 +359,7 @@ pub(crate) async fn replace_all_v1(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiPath(blueprint): ApiPath<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJsonAny(body): ApiJsonAny<Value>,
 ) -> ApiResult<Json<Value>> {
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     if !body.is_array() {

@@ -97,7 +97,7 @@ fn check_path_identifier(body: &Value, identifier: &BlueprintIdentifier) -> ApiR
         None => Ok(()),
         Some(Value::String(s)) if s == identifier.as_str() => Ok(()),
         Some(_) => Err(ApiError::invalid(format!(
-            "identifier: must be {identifier:?}, the identifier in the path"
+            "identifier: must be {identifier}, the identifier in the path"
         ))),
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::ok;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Authenticated, parse_json};
+use crate::extract::{ApiJson, ApiPath, Authenticated, parse_json_object, present, present_whole};
 use crate::state::AppState;
 
 /// Runs one claim may take at most.
@@ -140,11 +140,12 @@ fn claim_owner(caller: &Caller) -> String {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClaimBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole")]
     limit: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole")]
     visibility_timeout_ms: Option<u64>,
-    #[serde(default)]
+    /// A string when present: `null` is refused, as the document says.
+    #[serde(default, deserialize_with = "present")]
     installation_id: Option<String>,
 }
 
@@ -235,7 +236,7 @@ pub(crate) async fn ack(
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct HeartbeatBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole")]
     visibility_timeout_ms: Option<u64>,
 }
 
@@ -252,7 +253,7 @@ pub(crate) async fn heartbeat(
     let body: HeartbeatBody = if body.iter().all(u8::is_ascii_whitespace) {
         HeartbeatBody::default()
     } else {
-        parse_json(&body)?
+        parse_json_object(&body)?
     };
     let extend = visibility_ms(body.visibility_timeout_ms, "visibilityTimeoutMs")?;
     let run = state.services().get_run(&caller, &run_id).await?;

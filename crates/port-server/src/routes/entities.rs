@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::{blueprints, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, present, present_whole};
 use crate::state::AppState;
 
 /// Most entities one bulk request may carry.
@@ -66,7 +66,7 @@ async fn bound_run(
     caller: &Caller,
     query: &QueryParams,
 ) -> ApiResult<Option<Run>> {
-    match query.first("run_id").filter(|id| !id.is_empty()) {
+    match query.first("run_id") {
         Some(run_id) => Ok(Some(state.services().bindable_run(caller, run_id).await?)),
         None => Ok(None),
     }
@@ -106,7 +106,7 @@ async fn write_entity(
     let identifier = match (path_identifier, &body.identifier) {
         (Some(path), Some(given)) if given.as_str() != path => {
             return Err(ApiError::invalid(format!(
-                "identifier: must be {path:?}, the identifier in the path"
+                "identifier: must be {path}, the identifier in the path"
             )));
         }
         (Some(path), _) => {
@@ -573,14 +573,14 @@ pub(crate) async fn bulk(
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchBody {
     query: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     include: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     exclude: Option<Vec<String>>,
-    #[serde(default)]
-    limit: Option<u32>,
+    #[serde(default, deserialize_with = "present_whole")]
+    limit: Option<u64>,
     /// Our cursor: the identifier after which the page starts (the previous `next`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     from: Option<String>,
 }
 
@@ -598,9 +598,9 @@ pub(crate) async fn search(
 ) -> ApiResult<Json<Value>> {
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     let query = EntityQuery::parse(&body.query, "query")?;
-    let limit = match body.limit {
+    let limit = match body.limit.map(usize::try_from) {
         None => SEARCH_DEFAULT_LIMIT,
-        Some(n) if (1..=SEARCH_MAX_LIMIT).contains(&(n as usize)) => n as usize,
+        Some(Ok(n)) if (1..=SEARCH_MAX_LIMIT).contains(&n) => n,
         Some(_) => {
             return Err(ApiError::invalid(format!(
                 "limit: must be from 1 to {SEARCH_MAX_LIMIT}"
@@ -661,12 +661,9 @@ pub(crate) async fn audit_log(
     Authenticated(caller): Authenticated,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let run_id = query
-        .first("run_id")
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid("querystring.run_id: is required (only run audit logs are kept)")
-        })?;
+    let run_id = query.first("run_id").ok_or_else(|| {
+        ApiError::invalid("querystring.run_id: is required (only run audit logs are kept)")
+    })?;
     let run = state.services().get_run(&caller, run_id).await?;
     let audits = state
         .store()

@@ -61,14 +61,65 @@ pub enum ParamKind {
     Integer,
 }
 
-/// A documented query parameter.
+/// A documented query parameter, with the constraints the server checks (a value
+/// outside them is 422 `invalid_request` naming `querystring.<name>`).
 #[derive(Debug, Clone, Copy)]
 pub struct QueryParam {
     pub name: &'static str,
     pub kind: ParamKind,
     /// May be given more than once (`?source=UI&source=API`).
     pub repeated: bool,
+    /// Whether the route refuses a request without it.
+    pub required: bool,
+    /// The accepted values (of each occurrence when repeated); empty: any.
+    pub values: &'static [&'static str],
+    /// The smallest and largest accepted integer.
+    pub minimum: Option<u64>,
+    pub maximum: Option<u64>,
+    /// The pattern a string value must match.
+    pub pattern: Option<&'static str>,
     pub description: &'static str,
+}
+
+impl QueryParam {
+    /// Only these values are accepted.
+    pub const fn one_of(self, values: &'static [&'static str]) -> Self {
+        Self { values, ..self }
+    }
+
+    /// An integer from `minimum` to `maximum`.
+    pub const fn range(self, minimum: u64, maximum: u64) -> Self {
+        Self {
+            minimum: Some(minimum),
+            maximum: Some(maximum),
+            ..self
+        }
+    }
+
+    /// A string matching `pattern`.
+    pub const fn matching(self, pattern: &'static str) -> Self {
+        Self {
+            pattern: Some(pattern),
+            ..self
+        }
+    }
+
+    pub const fn required(self) -> Self {
+        Self {
+            required: true,
+            ..self
+        }
+    }
+
+    /// Whether the server refuses some values (422): the document must say which.
+    pub const fn is_validated(&self) -> bool {
+        self.required
+            || !self.values.is_empty()
+            || self.minimum.is_some()
+            || self.maximum.is_some()
+            || self.pattern.is_some()
+            || !matches!(self.kind, ParamKind::String)
+    }
 }
 
 const fn param(name: &'static str, kind: ParamKind, description: &'static str) -> QueryParam {
@@ -76,18 +127,24 @@ const fn param(name: &'static str, kind: ParamKind, description: &'static str) -
         name,
         kind,
         repeated: false,
+        required: false,
+        values: &[],
+        minimum: None,
+        maximum: None,
+        pattern: None,
         description,
     }
 }
 
 const fn repeated(name: &'static str, description: &'static str) -> QueryParam {
     QueryParam {
-        name,
-        kind: ParamKind::String,
         repeated: true,
-        description,
+        ..param(name, ParamKind::String, description)
     }
 }
+
+/// Port's run id (`r_` and 16 alphanumerics).
+pub const RUN_ID_PATTERN: &str = "^r_[A-Za-z0-9]{16}$";
 
 /// One route: how it is served and how it is documented.
 #[derive(Clone, Copy)]
@@ -107,6 +164,9 @@ pub struct Endpoint {
     /// The component schema of the success body.
     pub response: &'static str,
     pub query: &'static [QueryParam],
+    /// The error statuses the route answers besides the common ones (401, 404, 500; 413
+    /// and 422 with a body; 422 with a validated query parameter), with why.
+    pub errors: &'static [(u16, &'static str)],
     /// The handler, as a method router for this method only.
     pub route: fn() -> MethodRouter<AppState>,
 }
@@ -130,11 +190,57 @@ pub(crate) fn blueprint_identifier(raw: &str) -> ApiResult<BlueprintIdentifier> 
     BlueprintIdentifier::parse(raw).map_err(|_| ApiError::not_found(format!("blueprint {raw}")))
 }
 
-const VERSION: QueryParam = param("version", ParamKind::String, "Response shape: v1 or v2.");
+const VERSIONS: &[&str] = &["v1", "v2"];
+const VERSION: QueryParam =
+    param("version", ParamKind::String, "Response shape: v1 or v2.").one_of(VERSIONS);
+const VERSION_V2: QueryParam = param(
+    "version",
+    ParamKind::String,
+    "Response shape: v2 (default) or v1.",
+)
+.one_of(VERSIONS);
 const RUN_ID: QueryParam = param(
     "run_id",
     ParamKind::String,
     "Bind the change to this run; it must be IN_PROGRESS (else 400 run_exhausted).",
+)
+.matching(RUN_ID_PATTERN);
+const LOG_PAGE: &[QueryParam] = &[
+    param("limit", ParamKind::Integer, "1 to 50, default 50.").range(1, 50),
+    param("offset", ParamKind::Integer, "Lines to skip.").range(0, u32::MAX as u64),
+];
+
+/// Why an entity write bound to a run (`?run_id=`) is refused.
+const RUN_ENDED_400: (u16, &str) = (
+    400,
+    "run_exhausted: the run named by run_id has ended and takes no more changes",
+);
+const TAKEN_409: (u16, &str) = (
+    409,
+    "identifier_taken: an object with this identifier already exists",
+);
+const HAS_DEPENDENTS_403: (u16, &str) = (
+    403,
+    "has_dependents: other entities relate to it (pass delete_dependents=true)",
+);
+const DESTINATION_403: (u16, &str) = (
+    403,
+    "private_destination / not_resolvable_destination: the webhook URL may not be called",
+);
+const NOT_APPROVER_403: (u16, &str) = (
+    403,
+    "missing_permissions: the caller is not an approver of the run",
+);
+/// A run that ended takes no more changes (the run's state, not the request's shape).
+const RUN_ENDED_422: (u16, &str) = (422, "run_exhausted: the run has ended");
+const NOT_WAITING_422: (u16, &str) = (
+    422,
+    "run_not_waiting_for_approval: the run is not waiting for approval",
+);
+/// A write to a run that kept losing the race with other writes.
+const RUN_REFUSALS_409: (u16, &str) = (
+    409,
+    "conflict: the run changed too often at once; try again",
 );
 const CREATE_MISSING: QueryParam = param(
     "create_missing_related_entities",
@@ -175,6 +281,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[],
         route: || get(healthz),
     },
     Endpoint {
@@ -188,6 +295,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[],
         route: || get(readyz),
     },
     Endpoint {
@@ -201,6 +309,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "PrometheusText",
         query: &[],
+        errors: &[],
         route: || get(metrics),
     },
     Endpoint {
@@ -215,6 +324,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         response: "Object",
         query: &[],
         // Replaced by `app_with`, which knows the full route list.
+        errors: &[],
         route: || get(|| async { Json(json!({})) }),
     },
     // Auth.
@@ -229,6 +339,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("AccessTokenRequest"),
         response: "AccessTokenResponse",
         query: &[],
+        errors: &[],
         route: || post(auth::access_token),
     },
     // Blueprints.
@@ -243,6 +354,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Blueprint"),
         response: "BlueprintResponse",
         query: &[],
+        errors: &[TAKEN_409],
         route: || post(blueprints::create),
     },
     Endpoint {
@@ -256,6 +368,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "BlueprintsResponse",
         query: &[],
+        errors: &[],
         route: || get(blueprints::list),
     },
     Endpoint {
@@ -269,6 +382,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "BlueprintResponse",
         query: &[],
+        errors: &[],
         route: || get(blueprints::get),
     },
     Endpoint {
@@ -279,9 +393,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         tag: "Blueprints",
         authenticated: true,
         success: 200,
-        body: Some("Blueprint"),
+        body: Some("BlueprintReplaceRequest"),
         response: "BlueprintResponse",
         query: &[],
+        errors: &[],
         route: || put(blueprints::replace),
     },
     Endpoint {
@@ -295,6 +410,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Object"),
         response: "BlueprintResponse",
         query: &[],
+        errors: &[],
         route: || patch(blueprints::patch),
     },
     Endpoint {
@@ -308,6 +424,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[],
         route: || delete(blueprints::delete),
     },
     // Entities.
@@ -322,6 +439,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Entity"),
         response: "EntityResponse",
         query: ENTITY_WRITE_FLAGS,
+        errors: &[RUN_ENDED_400, TAKEN_409],
         route: || post(entities::create),
     },
     Endpoint {
@@ -335,6 +453,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "EntitiesResponse",
         query: &[],
+        errors: &[],
         route: || get(entities::list),
     },
     Endpoint {
@@ -348,6 +467,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("BulkEntitiesRequest"),
         response: "BulkEntitiesResponse",
         query: ENTITY_WRITE_FLAGS,
+        errors: &[RUN_ENDED_400],
         route: || post(entities::bulk),
     },
     Endpoint {
@@ -361,6 +481,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("EntitySearchRequest"),
         response: "EntitiesResponse",
         query: &[],
+        errors: &[],
         route: || post(entities::search),
     },
     Endpoint {
@@ -374,6 +495,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "EntityResponse",
         query: &[],
+        errors: &[],
         route: || get(entities::get),
     },
     Endpoint {
@@ -387,6 +509,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Entity"),
         response: "EntityResponse",
         query: &[CREATE_MISSING, RUN_ID],
+        errors: &[RUN_ENDED_400],
         route: || put(entities::replace),
     },
     Endpoint {
@@ -400,6 +523,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Entity"),
         response: "EntityResponse",
         query: &[CREATE_MISSING, RUN_ID],
+        errors: &[RUN_ENDED_400],
         route: || patch(entities::patch),
     },
     Endpoint {
@@ -420,6 +544,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             ),
             RUN_ID,
         ],
+        errors: &[RUN_ENDED_400, HAS_DEPENDENTS_403],
         route: || delete(entities::delete),
     },
     Endpoint {
@@ -435,8 +560,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[param(
             "run_id",
             ParamKind::String,
-            "The run whose entity changes to list (required).",
-        )],
+            "The run whose entity changes to list.",
+        )
+        .matching(RUN_ID_PATTERN)
+        .required()],
+        errors: &[],
         route: || get(entities::audit_log),
     },
     // Actions (v2).
@@ -451,6 +579,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Action"),
         response: "ActionResponse",
         query: &[],
+        errors: &[TAKEN_409],
         route: || post(actions::create),
     },
     Endpoint {
@@ -466,24 +595,23 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[
             repeated("action_identifier", "Action identifiers."),
             repeated("blueprint_identifier", "Blueprint identifiers."),
-            repeated("operation", "CREATE, DAY-2 or DELETE."),
+            repeated("operation", "CREATE, DAY-2 or DELETE.")
+                .one_of(&["CREATE", "DAY-2", "DELETE"]),
             param(
                 "trigger_type",
                 ParamKind::String,
                 "self-service or automation.",
-            ),
+            )
+            .one_of(&["self-service", "automation"]),
             repeated("trigger_event", "Automation event types."),
             param(
                 "published",
                 ParamKind::Boolean,
                 "Published (true) or unpublished actions.",
             ),
-            param(
-                "version",
-                ParamKind::String,
-                "Response shape: v2 (default) or v1.",
-            ),
+            VERSION_V2,
         ],
+        errors: &[],
         route: || get(actions::list),
     },
     Endpoint {
@@ -496,11 +624,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 200,
         body: None,
         response: "ActionResponse",
-        query: &[param(
-            "version",
-            ParamKind::String,
-            "Response shape: v2 (default) or v1.",
-        )],
+        query: &[VERSION_V2],
+        errors: &[],
         route: || get(actions::get),
     },
     Endpoint {
@@ -514,6 +639,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("Action"),
         response: "ActionResponse",
         query: &[],
+        errors: &[],
         route: || put(actions::replace),
     },
     Endpoint {
@@ -527,6 +653,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[],
         route: || delete(actions::delete),
     },
     Endpoint {
@@ -544,6 +671,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             ParamKind::String,
             "Accepted and ignored: portd has no users.",
         )],
+        errors: &[DESTINATION_403],
         route: || post(runs::execute),
     },
     // Actions (legacy v1, blueprint-scoped).
@@ -555,9 +683,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         tag: "Actions (legacy)",
         authenticated: true,
         success: 201,
-        body: Some("Object"),
-        response: "ActionResponse",
+        body: Some("LegacyActionOrActions"),
+        response: "LegacyActionsCreatedResponse",
         query: &[],
+        errors: &[TAKEN_409],
         route: || post(actions::create_v1),
     },
     Endpoint {
@@ -569,8 +698,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         authenticated: true,
         success: 200,
         body: None,
-        response: "ActionsResponse",
+        response: "LegacyActionsResponse",
         query: &[],
+        errors: &[],
         route: || get(actions::list_v1),
     },
     Endpoint {
@@ -581,9 +711,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         tag: "Actions (legacy)",
         authenticated: true,
         success: 200,
-        body: Some("Object"),
-        response: "ActionsResponse",
+        body: Some("LegacyActionsRequest"),
+        response: "LegacyActionsResponse",
         query: &[],
+        errors: &[TAKEN_409],
         route: || put(actions::replace_all_v1),
     },
     Endpoint {
@@ -595,8 +726,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         authenticated: true,
         success: 200,
         body: None,
-        response: "ActionResponse",
+        response: "LegacyActionResponse",
         query: &[],
+        errors: &[],
         route: || get(actions::get_v1),
     },
     Endpoint {
@@ -607,9 +739,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         tag: "Actions (legacy)",
         authenticated: true,
         success: 200,
-        body: Some("Object"),
-        response: "ActionResponse",
+        body: Some("LegacyActionRequest"),
+        response: "LegacyActionResponse",
         query: &[],
+        errors: &[],
         route: || put(actions::replace_v1),
     },
     Endpoint {
@@ -623,6 +756,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[],
         route: || delete(actions::delete_v1),
     },
     Endpoint {
@@ -636,6 +770,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("ExecuteRequest"),
         response: "RunResponse",
         query: &[],
+        errors: &[DESTINATION_403],
         route: || post(runs::execute_v1),
     },
     // Runs.
@@ -662,7 +797,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
                 "status",
                 ParamKind::String,
                 "Only runs with this status (portd extension).",
-            ),
+            )
+            .one_of(&[
+                "IN_PROGRESS",
+                "SUCCESS",
+                "FAILURE",
+                "WAITING_FOR_APPROVAL",
+                "DECLINED",
+            ]),
             param(
                 "user_email",
                 ParamKind::String,
@@ -673,20 +815,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
                 ParamKind::String,
                 "Runs created by this user (or client id).",
             ),
-            repeated("source", "UI, API or AUTOMATION."),
+            repeated("source", "UI, API or AUTOMATION.").one_of(&["UI", "API", "AUTOMATION"]),
             param(
                 "external_run_id",
                 ParamKind::String,
                 "Runs with this externalRunId.",
             ),
-            param("limit", ParamKind::Integer, "1 to 1000, default 100."),
+            param("limit", ParamKind::Integer, "1 to 1000, default 100.").range(1, 1000),
             param(
                 "before",
                 ParamKind::String,
                 "Cursor (portd extension): the `next` of the previous page.",
-            ),
+            )
+            .matching(RUN_ID_PATTERN),
             VERSION,
         ],
+        errors: &[],
         route: || get(runs::list),
     },
     // Pull-mode runners (`agent: true`). Static paths: they win over `{run_id}`.
@@ -701,6 +845,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("ClaimRequest"),
         response: "ClaimResponse",
         query: &[],
+        errors: &[],
         route: || post(deliveries::claim_pending),
     },
     Endpoint {
@@ -714,6 +859,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("AckRequest"),
         response: "AckResponse",
         query: &[],
+        errors: &[],
         route: || patch(deliveries::ack),
     },
     Endpoint {
@@ -727,6 +873,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "RunResponse",
         query: &[VERSION],
+        errors: &[],
         route: || get(runs::get),
     },
     Endpoint {
@@ -740,6 +887,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("RunPatch"),
         response: "RunResponse",
         query: &[VERSION],
+        errors: &[RUN_ENDED_422, RUN_REFUSALS_409],
         route: || patch(runs::patch),
     },
     Endpoint {
@@ -753,6 +901,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("ApprovalRequest"),
         response: "RunResponse",
         query: &[VERSION],
+        errors: &[NOT_APPROVER_403, NOT_WAITING_422, RUN_REFUSALS_409],
         route: || patch(runs::approval),
     },
     Endpoint {
@@ -770,6 +919,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             ParamKind::Boolean,
             "Also list designated approvers who have not decided.",
         )],
+        errors: &[],
         route: || get(runs::approvers),
     },
     Endpoint {
@@ -783,6 +933,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("RunLogRequest"),
         response: "RunLogResponse",
         query: &[],
+        errors: &[RUN_ENDED_422, RUN_REFUSALS_409],
         route: || post(runs::add_log),
     },
     Endpoint {
@@ -795,10 +946,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 200,
         body: None,
         response: "RunLogsResponse",
-        query: &[
-            param("limit", ParamKind::Integer, "1 to 50, default 50."),
-            param("offset", ParamKind::Integer, "Lines to skip."),
-        ],
+        query: LOG_PAGE,
+        errors: &[],
         route: || get(runs::list_logs),
     },
     Endpoint {
@@ -812,6 +961,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "EventStream",
         query: &[],
+        errors: &[],
         route: || get(stream::stream_logs),
     },
     Endpoint {
@@ -825,6 +975,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "DeliveriesResponse",
         query: &[],
+        errors: &[],
         route: || get(deliveries::list),
     },
     Endpoint {
@@ -838,6 +989,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "Ok",
         query: &[],
+        errors: &[(
+            422,
+            "run_exhausted: the run has ended; invalid_request: it waits for approval",
+        )],
         route: || post(deliveries::redeliver),
     },
     Endpoint {
@@ -851,6 +1006,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("HeartbeatRequest"),
         response: "HeartbeatResponse",
         query: &[],
+        errors: &[],
         route: || post(deliveries::heartbeat),
     },
     Endpoint {
@@ -863,10 +1019,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 200,
         body: None,
         response: "RunLogsResponse",
-        query: &[
-            param("limit", ParamKind::Integer, "1 to 50, default 50."),
-            param("offset", ParamKind::Integer, "Lines to skip."),
-        ],
+        query: LOG_PAGE,
+        errors: &[],
         route: || get(runs::list_logs),
     },
 ];

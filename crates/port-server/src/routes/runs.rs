@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::{actions, blueprints, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams};
+use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, present};
 use crate::state::AppState;
 
 /// The header that makes execute requests idempotent.
@@ -32,7 +32,7 @@ const LOGS_MAX_LIMIT: u64 = 50;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExecuteBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     properties: Option<Map<String, Value>>,
     #[serde(default)]
     entity: Option<String>,
@@ -43,7 +43,11 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN => {
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                && key.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+        {
             Ok(Some(key.to_owned()))
         }
         _ => Err(ApiError::invalid(format!(
@@ -109,7 +113,7 @@ fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    let status = match query.first("status").filter(|v| !v.is_empty()) {
+    let status = match query.first("status") {
         Some(raw) => Some(RunStatus::parse(raw).ok_or_else(|| {
             ApiError::invalid("querystring.status: must be one of IN_PROGRESS, SUCCESS, FAILURE, WAITING_FOR_APPROVAL, DECLINED")
         })?),
@@ -119,14 +123,13 @@ fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
         .all("source")
         .into_iter()
         .flat_map(|v| v.split(','))
-        .filter(|v| !v.is_empty())
         .map(|v| {
             RunSource::parse(v).ok_or_else(|| {
                 ApiError::invalid("querystring.source: must be one of UI, API, AUTOMATION")
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let before = match query.first("before").filter(|v| !v.is_empty()) {
+    let before = match query.first("before") {
         Some(raw) => Some(
             RunId::parse(raw)
                 .map_err(|_| ApiError::invalid("querystring.before: must be a run id"))?,
@@ -217,17 +220,17 @@ enum LinkWire {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct PatchBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     status: Option<FinalStatusWire>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     status_label: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     link: Option<LinkWire>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     summary: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     external_run_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     message: Option<Map<String, Value>>,
 }
 
@@ -267,7 +270,7 @@ enum DecisionWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApprovalBody {
     status: DecisionWire,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     description: Option<String>,
 }
 
@@ -324,9 +327,9 @@ pub(crate) async fn approvers(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct LogBody {
     message: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     termination_status: Option<FinalStatusWire>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     status_label: Option<String>,
 }
 

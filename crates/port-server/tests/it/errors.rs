@@ -158,3 +158,85 @@ async fn metrics_count_routes_by_pattern() {
     assert!(text.contains(r#"portd_http_request_duration_seconds_count{method="GET",route="/v1/blueprints/{blueprint_identifier}"} 2"#));
     assert!(text.contains("portd_runs_created_total 0"));
 }
+
+/// Bodies the document calls invalid are refused (schemathesis found them accepted).
+#[tokio::test]
+async fn bodies_outside_the_document_are_refused() {
+    let h = Harness::memory().await;
+    // The ack body is an object: an array of arrays is not one.
+    let raw = h
+        .raw(
+            Method::PATCH,
+            "/v1/actions/runs/ack",
+            Some(&h.token),
+            &[],
+            Body::from("[[]]"),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    assert_eq!(raw["message"], "body: must be a JSON object");
+    h.patch("/v1/actions/runs/ack", json!({ "runIds": [] }))
+        .await
+        .expect(200);
+    // installationId is a string when present.
+    let null = h
+        .post(
+            "/v1/actions/runs/claim-pending",
+            json!({ "limit": 1, "visibilityTimeoutMs": 60000, "installationId": null }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    assert!(
+        null["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("installationId"),
+        "{null}"
+    );
+    h.post(
+        "/v1/actions/runs/claim-pending",
+        json!({ "limit": 1, "installationId": "runner-1" }),
+    )
+    .await
+    .expect(200);
+    // JSON Schema's integer includes 2644.0.
+    h.post(
+        "/v1/actions/runs/claim-pending",
+        json!({ "limit": 1.0, "visibilityTimeoutMs": 2644.0 }),
+    )
+    .await
+    .expect(200);
+    h.post(
+        "/v1/actions/runs/claim-pending",
+        json!({ "visibilityTimeoutMs": 2644.5 }),
+    )
+    .await
+    .expect_error(422, "invalid_request");
+}
+
+/// Messages name identifiers as they are written, not as Rust debug forms.
+#[tokio::test]
+async fn messages_print_plain_identifiers() {
+    let h = Harness::memory().await;
+    h.create_microservice_blueprint().await;
+    let body = h
+        .post(
+            "/v1/blueprints/microservice/entities",
+            json!({ "identifier": "svc", "blueprint": "other", "properties": {} }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    assert_eq!(
+        body["message"],
+        "blueprint: must be microservice, the blueprint of the route"
+    );
+    let body = h
+        .put(
+            "/v1/blueprints/microservice",
+            json!({ "identifier": "other", "title": "x", "schema": { "properties": {} } }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("BlueprintIdentifier("), "{message}");
+}

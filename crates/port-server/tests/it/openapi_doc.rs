@@ -99,3 +99,255 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// A harness with a blueprint, actions, an entity and a run, and the path of an
+/// endpoint with its parameters filled with those.
+async fn seeded() -> (Harness, String) {
+    let h = Harness::memory().await;
+    h.seed_catalog().await;
+    h.post(
+        "/v1/blueprints/microservice/entities",
+        serde_json::json!({ "identifier": "svc", "title": "Svc", "properties": {} }),
+    )
+    .await
+    .expect(201);
+    let run = h.create_run().await;
+    (h, run)
+}
+
+fn filled(path: &str, run: &str) -> String {
+    path.replace("{blueprint_identifier}", "microservice")
+        .replace("{action_identifier}", "deploy_microservice")
+        .replace("{entity_identifier}", "svc")
+        .replace("{run_id}", run)
+}
+
+fn documented_query_schema<'a>(doc: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "query" && p["name"] == name)
+        .map(|p| &p["schema"])
+        .unwrap_or_else(|| panic!("{method} {path}: ?{name} is not documented"))
+}
+
+/// Every query parameter the server refuses values of says which values it takes
+/// (enum, range, pattern or a non-string type), and its route documents the 422;
+/// every value the document allows at the edges is accepted.
+#[tokio::test]
+async fn validated_query_parameters_document_their_constraints() {
+    let (h, run) = seeded().await;
+    let doc = h
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(200);
+    let mut checked = 0;
+    for endpoint in ENDPOINTS.iter().filter(|e| e.authenticated) {
+        if endpoint.operation_id == "streamRunLogs" {
+            continue;
+        }
+        let method = Method::from_bytes(endpoint.method.as_str().as_bytes()).unwrap();
+        let key = endpoint.method.openapi_key();
+        for param in endpoint.query {
+            let schema = documented_query_schema(&doc, endpoint.path, key, param.name);
+            let scalar = if param.repeated {
+                &schema["items"]
+            } else {
+                schema
+            };
+            // A value no constrained parameter takes, and the empty value.
+            for bad in ["not-a-valid-value", ""] {
+                let uri = format!("{}?{}={bad}", filled(endpoint.path, &run), param.name);
+                let reply = h
+                    .raw(method.clone(), &uri, Some(&h.token), &[], Body::from("{}"))
+                    .await;
+                let refused = reply.status.as_u16() == 422
+                    && reply.body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&format!("querystring.{}", param.name)));
+                if refused {
+                    checked += 1;
+                    let constrained = scalar["type"] != "string"
+                        || scalar.get("enum").is_some()
+                        || scalar.get("pattern").is_some();
+                    assert!(
+                        constrained,
+                        "{endpoint:?}: ?{}={bad} is refused but the document allows it: {schema}",
+                        param.name
+                    );
+                    assert!(
+                        doc["paths"][endpoint.path][key]["responses"]["422"].is_object(),
+                        "{endpoint:?} answers 422 but does not document it"
+                    );
+                }
+            }
+            // The documented values are accepted (as far as the query goes).
+            let mut good: Vec<String> = scalar["enum"]
+                .as_array()
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for edge in ["minimum", "maximum"] {
+                if let Some(n) = scalar[edge].as_u64() {
+                    good.push(n.to_string());
+                }
+            }
+            if scalar["type"] == "boolean" {
+                good.extend(["true".to_owned(), "false".to_owned()]);
+            }
+            for value in good {
+                let uri = format!("{}?{}={value}", filled(endpoint.path, &run), param.name);
+                let reply = h
+                    .raw(method.clone(), &uri, Some(&h.token), &[], Body::from("{}"))
+                    .await;
+                let message = reply.body["message"].as_str().unwrap_or_default();
+                assert!(
+                    !message.starts_with(&format!("querystring.{}", param.name)),
+                    "{endpoint:?}: documented ?{}={value} is refused: {message}",
+                    param.name
+                );
+            }
+        }
+    }
+    assert!(checked >= 15, "only {checked} refusals seen");
+    // The ranges the server checks are the documented ones.
+    let limit = documented_query_schema(&doc, "/v1/actions/runs", "get", "limit");
+    assert_eq!(
+        (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+        (Some(1), Some(1000))
+    );
+    let limit = documented_query_schema(&doc, "/v1/actions/runs/{run_id}/logs", "get", "limit");
+    assert_eq!(
+        (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+        (Some(1), Some(50))
+    );
+    let version = documented_query_schema(&doc, "/v1/actions/runs/{run_id}", "get", "version");
+    assert_eq!(version["enum"], serde_json::json!(["v1", "v2"]));
+}
+
+/// The statuses schemathesis saw undocumented (2026-11-27) are documented.
+#[tokio::test]
+async fn every_status_a_route_answers_is_documented() {
+    let h = Harness::memory().await;
+    let doc = h
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(200);
+    let expected: &[(&str, &str, &[u16])] = &[
+        ("/v1/actions", "get", &[422]),
+        ("/v1/actions/{action_identifier}", "get", &[422]),
+        ("/v1/actions/runs", "get", &[422]),
+        ("/v1/actions/runs/{run_id}", "get", &[422]),
+        ("/v1/actions/runs/{run_id}", "patch", &[409, 422]),
+        (
+            "/v1/actions/runs/{run_id}/approval",
+            "patch",
+            &[403, 409, 422],
+        ),
+        ("/v1/actions/runs/{run_id}/approvers", "get", &[422]),
+        ("/v1/actions/runs/{run_id}/logs", "get", &[422]),
+        ("/v1/actions/runs/{run_id}/logs", "post", &[409, 422]),
+        ("/v1/actions/runs/{run_id}/logging", "get", &[422]),
+        (
+            "/v1/actions/runs/{run_id}/deliveries/redeliver",
+            "post",
+            &[422],
+        ),
+        ("/v1/audit-log", "get", &[422]),
+        ("/v1/blueprints", "post", &[409, 422]),
+        (
+            "/v1/blueprints/{blueprint_identifier}/entities",
+            "post",
+            &[200, 201, 400, 409, 422],
+        ),
+        (
+            "/v1/blueprints/{blueprint_identifier}/entities/{entity_identifier}",
+            "delete",
+            &[400, 403, 422],
+        ),
+        ("/v1/actions", "post", &[409, 422]),
+        ("/v1/actions/{action_identifier}/runs", "post", &[403, 422]),
+    ];
+    for (path, method, statuses) in expected {
+        let responses = &doc["paths"][path][method]["responses"];
+        for status in *statuses {
+            assert!(
+                responses[status.to_string()].is_object(),
+                "{method} {path} does not document {status}: {responses}"
+            );
+        }
+    }
+    // The Idempotency-Key constraints the server checks.
+    let key = doc["paths"]["/v1/actions/{action_identifier}/runs"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .unwrap();
+    assert_eq!(key["schema"]["minLength"], 1);
+    assert_eq!(key["schema"]["maxLength"], 255);
+    assert!(key["schema"]["pattern"].is_string());
+}
+
+/// Validates `instance` against the document's component `name`.
+#[track_caller]
+fn assert_matches_component(doc: &Value, name: &str, instance: &Value) {
+    let schema = serde_json::json!({
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": doc["components"],
+    });
+    let validator = jsonschema::draft202012::new(&schema)
+        .unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}\n{instance:#}");
+}
+
+/// The legacy action routes answer the v1 shape and document it (schemathesis found
+/// them documented with the v2 `Action`).
+#[tokio::test]
+async fn legacy_and_current_responses_match_their_documented_schemas() {
+    let (h, run) = seeded().await;
+    let doc = h
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(200);
+    for endpoint in ENDPOINTS.iter().filter(|e| {
+        e.method == port_server::HttpMethod::Get
+            && e.authenticated
+            && e.operation_id != "streamRunLogs"
+    }) {
+        let mut uri = filled(endpoint.path, &run);
+        if endpoint.operation_id == "getAuditLog" {
+            uri.push_str(&format!("?run_id={run}"));
+        }
+        let body = h.get(&uri).await.expect(endpoint.success);
+        let schema = &doc["paths"][endpoint.path]["get"]["responses"][endpoint.success.to_string()]
+            ["content"]["application/json"]["schema"]["$ref"];
+        let name = schema
+            .as_str()
+            .unwrap()
+            .strip_prefix("#/components/schemas/")
+            .unwrap();
+        assert_matches_component(&doc, name, &body);
+    }
+    let legacy = h
+        .get("/v1/blueprints/microservice/actions")
+        .await
+        .expect(200);
+    assert!(
+        legacy["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["trigger"].is_string()),
+        "{legacy}"
+    );
+}
