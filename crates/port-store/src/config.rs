@@ -7,8 +7,10 @@ use std::time::Duration;
 /// SQLite's `synchronous` setting for the writer connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// Every acknowledged write is on disk before it is acknowledged (fsync on each
-    /// commit). The default: an accepted run or log line survives a power cut.
+    /// Every write is on disk before it is acknowledged: an accepted run or log line
+    /// survives a power cut. The default. Implemented as group commit: SQLite commits
+    /// with `NORMAL` and the write waits for an fsync of the WAL that began after its
+    /// commit, one fsync serving every writer waiting at the time.
     #[default]
     Full,
     /// In WAL mode, commits are fsynced at checkpoints only: faster, never corrupt,

@@ -208,29 +208,39 @@ impl Conn<'_> {
 
 /// A write transaction of either driver.
 pub(crate) enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// With group commit, the commit is acknowledged once the WAL sync covers it.
+    Sqlite(
+        sqlx::Transaction<'static, Sqlite>,
+        Option<std::sync::Arc<crate::group_commit::GroupCommit>>,
+    ),
     Pg(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlite(tx) => Conn::Sqlite(tx),
+            Self::Sqlite(tx, _) => Conn::Sqlite(tx),
             Self::Pg(tx) => Conn::Pg(tx),
         }
     }
 
     pub(crate) async fn commit(self) -> StoreResult<()> {
         match self {
-            Self::Sqlite(tx) => tx.commit().await,
-            Self::Pg(tx) => tx.commit().await,
+            Self::Sqlite(tx, group_commit) => {
+                // The commit releases the writer first, then waits for the disk.
+                tx.commit().await.map_err(map_err)?;
+                match group_commit {
+                    Some(group_commit) => group_commit.committed().await,
+                    None => Ok(()),
+                }
+            }
+            Self::Pg(tx) => tx.commit().await.map_err(map_err),
         }
-        .map_err(map_err)
     }
 
     pub(crate) async fn rollback(self) -> StoreResult<()> {
         match self {
-            Self::Sqlite(tx) => tx.rollback().await,
+            Self::Sqlite(tx, _) => tx.rollback().await,
             Self::Pg(tx) => tx.rollback().await,
         }
         .map_err(map_err)

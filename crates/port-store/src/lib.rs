@@ -1,8 +1,8 @@
 //! `port-store`: durable storage for portd, implementing every storage port of
 //! `port_core::ports` on sqlx.
 //!
-//! - **SQLite** is the embedded default: one file, WAL, `synchronous=FULL` (see
-//!   [`Synchronous`]), a single writer connection taking `BEGIN IMMEDIATE` for every write
+//! - **SQLite** is the embedded default: one file, WAL, durable acknowledgements by
+//!   group commit (see [`Synchronous`]), a single writer connection taking `BEGIN IMMEDIATE` for every write
 //!   transaction, a pool of read-only connections, a 5 s busy timeout and foreign keys on.
 //! - **PostgreSQL** serves several replicas: the same schema and semantics, a pool,
 //!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`) and
@@ -30,6 +30,7 @@ use port_core::ports::{Store, StoreResult};
 mod codec;
 mod config;
 mod db;
+mod group_commit;
 mod store;
 
 pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use port_core::action::{Action, ActionDefinition, ActionMeta};
@@ -28,6 +29,7 @@ use crate::StoreAdmin;
 use crate::codec;
 use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
 use crate::db::{Conn, Pooled, Row, Sql, Tx, from_i64, map_err, taken, to_i64};
+use crate::group_commit::GroupCommit;
 
 /// How long an idempotency key answers with its run; older keys are replaced.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -48,6 +50,8 @@ enum Backend {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        /// Set for [`Synchronous::Full`]: commits are made durable in groups.
+        group_commit: Option<Arc<GroupCommit>>,
     },
     Postgres {
         pool: PgPool,
@@ -92,15 +96,17 @@ impl SqlStore {
             .filename(path)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        let synchronous = match options.sqlite_synchronous {
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Normal => SqliteSynchronous::Normal,
+        // FULL durability comes from group commit (crate::group_commit): SQLite itself
+        // commits with NORMAL, and each commit is acknowledged after a shared WAL fsync.
+        let group_commit = match options.sqlite_synchronous {
+            Synchronous::Full => Some(GroupCommit::new(path)),
+            Synchronous::Normal => None,
         };
         let writer_options = base
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous);
+            .synchronous(SqliteSynchronous::Normal);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -126,7 +132,11 @@ impl SqlStore {
             .map_err(connect_err)?;
         tracing::info!(database = %target, synchronous = options.sqlite_synchronous.as_str(), "storage ready");
         Ok(Self {
-            backend: Backend::Sqlite { writer, reader },
+            backend: Backend::Sqlite {
+                writer,
+                reader,
+                group_commit,
+            },
         })
     }
 
@@ -173,9 +183,14 @@ impl SqlStore {
     /// so a transaction that reads before it writes never fails half-way with BUSY.
     async fn begin(&self) -> StoreResult<Tx> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                writer.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite)
-            }
+            Backend::Sqlite {
+                writer,
+                group_commit,
+                ..
+            } => writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map(|tx| Tx::Sqlite(tx, group_commit.clone())),
             Backend::Postgres { pool } => pool.begin().await.map(Tx::Pg),
         }
         .map_err(map_err)
@@ -1400,7 +1415,7 @@ impl StoreAdmin for SqlStore {
 
     async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }
