@@ -9,6 +9,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod ci;
+mod crash_test;
+mod schemathesis;
 mod tidy;
 
 #[derive(Debug, Parser)]
@@ -28,12 +30,20 @@ enum Task {
     Ci,
     /// Run the repository's structural checks (the same ones `cargo test` runs).
     Tidy,
+    /// Kill portd with SIGKILL under load at random moments, restart it, and check that
+    /// nothing acknowledged was lost (builds portd and port-chaos first).
+    CrashTest(crash_test::CrashTestArgs),
+    /// Run schemathesis against a fresh portd's /openapi.json (installs it into
+    /// target/venv from PyPI; more arguments after `--`).
+    Schemathesis(schemathesis::SchemathesisArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
+        Task::CrashTest(args) => crash_test::run(&args),
+        Task::Schemathesis(args) => schemathesis::run(&args),
     };
     // Printed here rather than returned, so that RUST_BACKTRACE does not bury the message
     // under a backtrace of xtask itself.

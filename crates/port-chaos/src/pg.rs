@@ -1,0 +1,292 @@
+//! PostgreSQL for the suite: a throw-away schema in a shared server (dropped
+//! afterwards), and a private cluster (`initdb` into a temporary directory, started
+//! and stopped with `pg_ctl`) that a test may stop with `-m immediate` without
+//! disturbing anything else on the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+use rand::Rng as _;
+use sqlx::Connection as _;
+
+/// The variable naming the shared test server.
+pub const ENV_TEST_DATABASE_URL: &str = "PORT_TEST_DATABASE_URL";
+
+/// `url` with `options=-c search_path=<schema>` added.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// A schema of its own in a shared PostgreSQL, dropped by [`PgSchema::drop_now`] or,
+/// failing that, when dropped.
+#[derive(Debug)]
+pub struct PgSchema {
+    base_url: String,
+    name: String,
+    dropped: bool,
+}
+
+impl PgSchema {
+    /// Creates `chaos_<random>` in the database `base_url` names.
+    pub async fn create(base_url: &str) -> Result<Self> {
+        let name = format!("chaos_{:016x}", rand::rng().random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(base_url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating schema {name}"))?;
+        conn.close().await?;
+        Ok(Self {
+            base_url: base_url.to_owned(),
+            name,
+            dropped: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL portd should use: the schema first on the search path.
+    pub fn url(&self) -> String {
+        with_search_path(&self.base_url, &self.name)
+    }
+
+    pub async fn drop_now(mut self) -> Result<()> {
+        drop_schema(&self.base_url, &self.name).await?;
+        self.dropped = true;
+        Ok(())
+    }
+}
+
+async fn drop_schema(base_url: &str, name: &str) -> Result<()> {
+    let mut conn = sqlx::PgConnection::connect(base_url).await?;
+    sqlx::query("SET lock_timeout = '10s'")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (base_url, name) = (self.base_url.clone(), self.name.clone());
+        // Drop cannot await; a thread with its own runtime can, even inside a runtime.
+        let outcome = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(drop_schema(&base_url, &name)))
+        })
+        .join();
+        if !matches!(outcome, Ok(Ok(()))) {
+            eprintln!("warning: could not drop schema {}", self.name);
+        }
+    }
+}
+
+/// The directory holding `initdb` and `pg_ctl`: Debian's newest
+/// `/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`.
+pub fn server_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    bin.join("initdb").is_file().then_some(bin)
+}
+
+/// Why a private cluster cannot be made here, if it cannot: no server binaries, or
+/// running as root (which `initdb` refuses) without a `postgres` user to run it as.
+pub fn private_cluster_unsupported() -> Option<String> {
+    if server_bin_dir().is_none() {
+        return Some("no PostgreSQL server binaries (initdb) found".to_owned());
+    }
+    let has_postgres_user = Command::new("id")
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if running_as_root() && !has_postgres_user {
+        return Some("running as root with no `postgres` user for initdb to run as".to_owned());
+    }
+    None
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A PostgreSQL cluster of the test's own, on a free loopback port, in a temporary
+/// directory. As root (which `initdb` refuses) it runs as the `postgres` user through
+/// `runuser`. Stopped (immediately) and deleted when dropped.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    running: bool,
+    // Last: removed after the server stopped.
+    dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    /// `initdb` into a new temporary directory (not started yet).
+    pub fn init(bin: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("port-chaos-pg-")
+            .tempdir()
+            .context("creating the cluster directory")?;
+        let as_postgres = running_as_root();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .context("running chown")?;
+            if !status.success() {
+                bail!("chown postgres {} failed ({status})", dir.path().display());
+            }
+        }
+        let cluster = Self {
+            bin: bin.to_path_buf(),
+            data: dir.path().join("data"),
+            log: dir.path().join("postgres.log"),
+            socket_dir: dir.path().to_path_buf(),
+            port: crate::portd::free_port()?,
+            as_postgres,
+            running: false,
+            dir,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        Ok(cluster)
+    }
+
+    /// Runs one of the server's programs (as `postgres` when we are root).
+    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", path.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{program} {} failed ({}):\n{}{}\n{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                crate::portd::log_tail(&self.log, 20)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&mut self) -> Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=40 -c shared_buffers=16MB",
+            self.port,
+            self.socket_dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-l",
+                &self.log.display().to_string(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// `pg_ctl stop -m immediate`: the server quits at once, without a checkpoint
+    /// (crash recovery runs at the next start).
+    pub fn stop_immediate(&mut self) -> Result<()> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (TCP, as a deployment would use).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop_immediate();
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! portd's router in process over a real SQLite database, with organizations and
+//! tokens. No delivery worker runs, so whatever the tests make portd store, nothing is
+//! ever sent anywhere.
+
+use std::sync::Arc;
+
+use axum::Router;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt as _, Full};
+use port_core::ports::Store;
+use port_server::bootstrap::{create_credential, create_organization};
+use port_server::{AppState, app};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+/// An organization and a valid token of it.
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub org_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token: String,
+}
+
+/// An answer: status, headers and body (`Null` for event streams, whose body never
+/// ends; a string when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+pub struct InProcess {
+    pub router: Router,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("portd.db").display());
+        let store = port_store::open(&url, &port_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = store;
+        let state = AppState::builder(store).build();
+        Self {
+            router: app(state.clone()),
+            state,
+            _dir: dir,
+        }
+    }
+
+    /// A new organization with one credential and a token.
+    pub async fn org(&self, name: &str) -> Org {
+        let store = self.state.store().as_ref();
+        let org = create_organization(store, self.state.ids(), self.state.clock().as_ref(), name)
+            .await
+            .unwrap();
+        let credential = create_credential(store, self.state.clock().as_ref(), &org.id, None, None)
+            .await
+            .unwrap();
+        let token = self.state.authenticator().token_for(&credential).token;
+        Org {
+            org_id: org.id.to_string(),
+            client_id: credential.client_id,
+            client_secret: credential.client_secret.expose().to_owned(),
+            token,
+        }
+    }
+
+    /// Sends a request; `None` when `uri` is not a valid request target.
+    pub async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Option<Answer> {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request.body(Full::new(Bytes::from(body))).ok()?;
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let streaming = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let body = if streaming {
+            Value::Null
+        } else {
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Some(Answer { status, body })
+    }
+
+    /// A JSON request with a bearer token.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(token) = token {
+            headers.push(("authorization".to_owned(), format!("Bearer {token}")));
+        }
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.raw(method, uri, &headers, body)
+            .await
+            .expect("a valid request")
+    }
+}
+
+/// Objects of one organization, for paths to name.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub blueprint: String,
+    pub action: String,
+    pub legacy_action: String,
+    pub entity: String,
+    pub run: String,
+    pub ended_run: String,
+}
+
+/// A blueprint, a v2 action and a legacy one (webhooks to a closed loopback port:
+/// nothing is delivered in process anyway), an entity, a run with a log line, and a
+/// run that has ended.
+pub async fn seed(h: &InProcess, org: &Org) -> Known {
+    let token = Some(org.token.as_str());
+    let ok = |answer: Answer, status: u16| {
+        assert_eq!(answer.status, status, "seeding: {:#}", answer.body);
+        answer.body
+    };
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/blueprints",
+            token,
+            Some(json!({
+                "identifier": "service",
+                "title": "Service",
+                "schema": { "properties": { "region": { "type": "string" } }, "required": [] }
+            })),
+        )
+        .await,
+        201,
+    );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/actions",
+            token,
+            Some(json!({
+                "identifier": "deploy",
+                "title": "Deploy",
+                "trigger": {
+                    "type": "self-service",
+                    "operation": "DAY-2",
+                    "blueprintIdentifier": "service",
+                    "userInputs": {
+                        "properties": {
+                            "note": { "type": "string" },
+                            "token": { "type": "string", "encryption": "aes256-gcm" }
+                        },
+                        "required": []
+                    }
+                },
+                "invocationMethod": { "type": "WEBHOOK", "url": "http://127.0.0.1:9/hook" }
+            })),
+        )
+        .await,
+        201,
+    );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/blueprints/service/actions",
+            token,
+            Some(json!({
+                "identifier": "legacy_create",
+                "title": "Create",
+                "trigger": "CREATE",
+                "userInputs": { "properties": { "name": { "type": "string" } }, "required": [] },
+                "invocationMethod": { "type": "WEBHOOK", "url": "http://127.0.0.1:9/legacy" }
+            })),
+        )
+        .await,
+        201,
+    );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/blueprints/service/entities",
+            token,
+            Some(json!({ "identifier": "svc", "properties": { "region": "eu" } })),
+        )
+        .await,
+        201,
+    );
+    let execute = |properties: Value| {
+        h.send(
+            Method::POST,
+            "/v1/actions/deploy/runs",
+            token,
+            Some(json!({ "entity": "svc", "properties": properties })),
+        )
+    };
+    let run = ok(execute(json!({ "note": "first" })).await, 202)["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        h.send(
+            Method::POST,
+            &format!("/v1/actions/runs/{run}/logs"),
+            token,
+            Some(json!({ "message": "a log line" })),
+        )
+        .await,
+        201,
+    );
+    let ended_run = ok(execute(json!({ "note": "second" })).await, 202)["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        h.send(
+            Method::PATCH,
+            &format!("/v1/actions/runs/{ended_run}"),
+            token,
+            Some(json!({ "status": "SUCCESS" })),
+        )
+        .await,
+        200,
+    );
+    Known {
+        blueprint: "service".into(),
+        action: "deploy".into(),
+        legacy_action: "legacy_create".into(),
+        entity: "svc".into(),
+        run,
+        ended_run,
+    }
+}
+
+/// `path` with each `{param}` replaced by `fill(param)`.
+pub fn fill_path(path: &str, mut fill: impl FnMut(&str) -> String) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+        out.push_str(&fill(&rest[open + 1..close]));
+        rest = &rest[(close + 1).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The known object a path parameter names.
+pub fn known_value(known: &Known, param: &str) -> String {
+    match param {
+        "blueprint_identifier" => known.blueprint.clone(),
+        "action_identifier" => known.action.clone(),
+        "entity_identifier" => known.entity.clone(),
+        "run_id" => known.run.clone(),
+        other => panic!("a path parameter the tests do not know: {other}"),
+    }
+}
