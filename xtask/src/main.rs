@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod ci;
 mod crash_test;
 mod schemathesis;
@@ -30,6 +31,9 @@ enum Task {
     Ci,
     /// Run the repository's structural checks (the same ones `cargo test` runs).
     Tidy,
+    /// Measure portd against a bare axum baseline in the same run (builds port-bench in
+    /// release mode; `--quick` for a short run; more arguments after `--`).
+    Bench(bench::BenchArgs),
     /// Kill portd with SIGKILL under load at random moments, restart it, and check that
     /// nothing acknowledged was lost (builds portd and port-chaos first).
     CrashTest(crash_test::CrashTestArgs),
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::Ci => ci::run(),
         Task::Tidy => tidy::run(),
+        Task::Bench(args) => bench::run(&args),
         Task::CrashTest(args) => crash_test::run(&args),
         Task::Schemathesis(args) => schemathesis::run(&args),
     };
