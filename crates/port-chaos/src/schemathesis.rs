@@ -219,8 +219,10 @@ pub async fn run(
         "10".into(),
         "--seed".into(),
         "1".into(),
+        // One worker: with two, hypothesis's shared caches race now and then and the run
+        // ends in an internal "inconsistent results" error that says nothing of portd.
         "--workers".into(),
-        "2".into(),
+        "1".into(),
     ];
     for operation in EXCLUDED_OPERATIONS {
         args.push("--exclude-operation-id".into());
