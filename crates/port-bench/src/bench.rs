@@ -29,12 +29,12 @@ use crate::child::{Child, PortdSetup};
 use crate::http::{Call, Conn};
 use crate::load::{self, MakeCall, Plan, Throughput};
 use crate::machine::{self, Memory};
-use crate::pg::Schema;
 use crate::protocol::SeedRequest;
 use crate::receiver::{self, Receiver};
 use crate::serve::Kind;
 use crate::settings::{Phase, Settings};
 use crate::stats::{Latency, Summary};
+use port_store::ScratchSchema;
 
 /// The agent-mode action of the throughput phase.
 const AGENT_ACTION: &str = "bench_agent";
@@ -204,7 +204,7 @@ struct Portd {
     token: String,
     org_id: String,
     client: reqwest::Client,
-    schema: Option<Schema>,
+    schema: Option<ScratchSchema>,
     data_dir: PathBuf,
 }
 
@@ -220,7 +220,7 @@ impl Portd {
         let schema = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
-                Schema::create(
+                crate::pg::create_schema(
                     settings
                         .database_url
                         .as_deref()
@@ -231,7 +231,7 @@ impl Portd {
         };
         let setup = PortdSetup {
             data_dir: data_dir.clone(),
-            database_url: schema.as_ref().map(Schema::url),
+            database_url: schema.as_ref().map(ScratchSchema::url),
             client_id: random_string(32),
             client_secret: random_string(64),
             log_filter: settings.portd_log.clone(),
@@ -894,7 +894,10 @@ async fn scale_steps(
         )
         .await?;
         let db_bytes = match &portd.schema {
-            Some(schema) => schema.size().await.ok(),
+            Some(schema) => match settings.database_url.as_deref() {
+                Some(base_url) => crate::pg::size(base_url, schema).await.ok(),
+                None => None,
+            },
             None => Some(portd.db_bytes()),
         };
         steps.push(ScaleStep {

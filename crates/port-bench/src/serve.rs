@@ -296,35 +296,33 @@ async fn copy_runs(url: &str, org: &OrgId, wanted: u64, deadline: Instant) -> Re
             let originals_batch = "SELECT id FROM runs WHERE org_id = ?1 AND substr(id, 3, 1) <> 'z'                  ORDER BY id LIMIT ?3 OFFSET ?4";
             let new_id =
                 |column: &str| format!("'r_z' || printf('%02d', ?2) || substr({column}, 6)");
-            let mut tx = pool.begin().await?;
-            let runs = sqlx::query(&format!(
+            let runs_sql = format!(
                 "INSERT OR IGNORE INTO runs (org_id, id, status, action_identifier, blueprint_identifier, \
                  entity_identifier, created_by, source, external_run_id, created_at, updated_at, version, document) \
                  SELECT org_id, {}, status, action_identifier, blueprint_identifier, entity_identifier, \
                  created_by, source, external_run_id, created_at, updated_at, version, document \
                  FROM runs WHERE org_id = ?1 AND id IN ({originals_batch})",
                 new_id("id")
-            ))
-            .bind(org.as_str())
-            .bind(pass)
-            .bind(i64::try_from(n)?)
-            .bind(i64::try_from(offset)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let logs = sqlx::query(&format!(
+            );
+            let logs_sql = format!(
                 "INSERT OR IGNORE INTO run_logs (org_id, run_id, seq, id, message, created_at, created_by) \
                  SELECT org_id, {}, seq, id, message, created_at, created_by \
                  FROM run_logs WHERE org_id = ?1 AND run_id IN ({originals_batch})",
                 new_id("run_id")
-            ))
-            .bind(org.as_str())
-            .bind(pass)
-            .bind(i64::try_from(n)?)
-            .bind(i64::try_from(offset)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            );
+            let mut tx = pool.begin().await?;
+            let mut copy = async |sql: &str| -> Result<u64> {
+                Ok(sqlx::query(sql)
+                    .bind(org.as_str())
+                    .bind(pass)
+                    .bind(i64::try_from(n)?)
+                    .bind(i64::try_from(offset)?)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected())
+            };
+            let runs = copy(&runs_sql).await?;
+            let logs = copy(&logs_sql).await?;
             tx.commit().await?;
             copied.runs += runs;
             copied.logs += logs;

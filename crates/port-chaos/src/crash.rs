@@ -32,9 +32,9 @@ use sqlx::Connection as _;
 use crate::api::Api;
 use crate::load::Load;
 use crate::oracle::{ACTION, BLUEPRINT, DeliveryCheck, Oracle};
-use crate::pg::PgSchema;
 use crate::portd::{Portd, PortdSettings};
 use crate::receiver::{Mode, Receiver};
+use port_store::ScratchSchema;
 
 const CLIENT_ID: &str = "chaos-client";
 const CLIENT_SECRET: &str = "chaos-secret-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ";
@@ -150,7 +150,7 @@ impl fmt::Display for CrashReport {
 /// Where the data lives.
 enum Backend {
     Sqlite,
-    Postgres(PgSchema),
+    Postgres(ScratchSchema),
 }
 
 /// The integrity check of a database nobody is using (portd is dead).
@@ -192,7 +192,11 @@ async fn integrity_check(backend: &Backend, data_dir: &std::path::Path) -> Resul
 pub async fn run(config: &CrashConfig) -> Result<CrashReport> {
     let started = Instant::now();
     let backend = match &config.database_url {
-        Some(url) => Backend::Postgres(PgSchema::create(url).await?),
+        Some(url) => Backend::Postgres(
+            ScratchSchema::create(url, "chaos")
+                .await
+                .context("creating a PostgreSQL schema for the crash test")?,
+        ),
         None => Backend::Sqlite,
     };
     let dir = tempfile::Builder::new()

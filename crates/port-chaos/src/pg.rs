@@ -1,5 +1,5 @@
-//! PostgreSQL for the suite: a throw-away schema in a shared server (dropped
-//! afterwards), and a private cluster (`initdb` into a temporary directory, started
+//! PostgreSQL for the suite (besides `port_store::ScratchSchema`, the throw-away schema
+//! the kill -9 cycles run in): a private cluster (`initdb` into a temporary directory, started
 //! and stopped with `pg_ctl`) that a test may stop with `-m immediate` without
 //! disturbing anything else on the machine.
 
@@ -7,94 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
-use rand::Rng as _;
-use sqlx::Connection as _;
 
 /// The variable naming the shared test server.
 pub const ENV_TEST_DATABASE_URL: &str = "PORT_TEST_DATABASE_URL";
-
-/// `url` with `options=-c search_path=<schema>` added.
-pub fn with_search_path(url: &str, schema: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
-
-/// A schema of its own in a shared PostgreSQL, dropped by [`PgSchema::drop_now`] or,
-/// failing that, when dropped.
-#[derive(Debug)]
-pub struct PgSchema {
-    base_url: String,
-    name: String,
-    dropped: bool,
-}
-
-impl PgSchema {
-    /// Creates `chaos_<random>` in the database `base_url` names.
-    pub async fn create(base_url: &str) -> Result<Self> {
-        let name = format!("chaos_{:016x}", rand::rng().random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(base_url)
-            .await
-            .context("connecting to PostgreSQL")?;
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating schema {name}"))?;
-        conn.close().await?;
-        Ok(Self {
-            base_url: base_url.to_owned(),
-            name,
-            dropped: false,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The URL portd should use: the schema first on the search path.
-    pub fn url(&self) -> String {
-        with_search_path(&self.base_url, &self.name)
-    }
-
-    pub async fn drop_now(mut self) -> Result<()> {
-        drop_schema(&self.base_url, &self.name).await?;
-        self.dropped = true;
-        Ok(())
-    }
-}
-
-async fn drop_schema(base_url: &str, name: &str) -> Result<()> {
-    let mut conn = sqlx::PgConnection::connect(base_url).await?;
-    sqlx::query("SET lock_timeout = '10s'")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(())
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if self.dropped {
-            return;
-        }
-        let (base_url, name) = (self.base_url.clone(), self.name.clone());
-        // Drop cannot await; a thread with its own runtime can, even inside a runtime.
-        let outcome = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(drop_schema(&base_url, &name)))
-        })
-        .join();
-        if !matches!(outcome, Ok(Ok(()))) {
-            eprintln!("warning: could not drop schema {}", self.name);
-        }
-    }
-}
 
 /// The directory holding `initdb` and `pg_ctl`: Debian's newest
 /// `/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`.

@@ -31,9 +31,11 @@ mod codec;
 mod config;
 mod db;
 mod group_commit;
+mod scratch;
 mod store;
 
 pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};
+pub use scratch::{ScratchSchema, with_search_path};
 pub use store::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore};
 
 /// Operations on the store itself rather than on its data.

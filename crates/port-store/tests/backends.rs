@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use port_core::ports::Store;
 use port_core::testing::MemoryStore;
-use port_store::{BackendKind, StoreAdmin, StoreOptions, Synchronous};
-use sqlx::Connection as _;
+use port_store::{BackendKind, ScratchSchema, StoreAdmin, StoreOptions, Synchronous};
 use tempfile::TempDir;
 
 const DATABASE_URL_VAR: &str = "PORT_TEST_DATABASE_URL";
@@ -28,7 +27,7 @@ pub struct Backend {
     store: Arc<dyn Store>,
     admin: Option<Arc<dyn StoreAdmin>>,
     _dir: Option<TempDir>,
-    schema: Option<Schema>,
+    schema: Option<ScratchSchema>,
 }
 
 impl Backend {
@@ -72,7 +71,7 @@ pub async fn sqlite(_test: &str) -> Result<Option<Backend>> {
 }
 
 pub async fn postgres(_test: &str) -> Result<Option<Backend>> {
-    let Some(schema) = Schema::create().await? else {
+    let Some(schema) = scratch_schema().await? else {
         return Ok(None);
     };
     let admin = port_store::open(&schema.url(), &StoreOptions::default()).await?;
@@ -85,94 +84,20 @@ pub async fn postgres(_test: &str) -> Result<Option<Backend>> {
     }))
 }
 
-/// A throw-away PostgreSQL schema, dropped by [`Schema::drop_now`] or, if a test panics
-/// first, on drop.
-pub struct Schema {
-    base_url: String,
-    name: String,
-    dropped: bool,
-}
-
-impl Schema {
-    /// None (after saying so once) when no test database is configured.
-    async fn create() -> Result<Option<Self>> {
-        static SAID: AtomicBool = AtomicBool::new(false);
-        let Ok(base_url) = std::env::var(DATABASE_URL_VAR) else {
-            if !SAID.swap(true, Ordering::SeqCst) {
-                visible(&format!("skipped: {DATABASE_URL_VAR} not set"));
-            }
-            return Ok(None);
-        };
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base_url)
-            .await
-            .context("connect to the test database")?;
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
-        Ok(Some(Self {
-            base_url,
-            name,
-            dropped: false,
-        }))
-    }
-
-    /// The test database's URL with this schema first on the search path.
-    fn url(&self) -> String {
-        let separator = if self.base_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{separator}options=-c%20search_path%3D{}",
-            self.base_url, self.name
-        )
-    }
-
-    async fn drop_now(mut self) -> Result<()> {
-        drop_schema(&self.base_url, &self.name).await?;
-        self.dropped = true;
-        Ok(())
-    }
-}
-
-async fn drop_schema(base_url: &str, name: &str) -> Result<()> {
-    let mut conn = sqlx::PgConnection::connect(base_url).await?;
-    // A crashed test may leave a transaction holding locks; give up rather than hang.
-    sqlx::query("SET lock_timeout = '10s'")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(())
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if self.dropped {
-            return;
+/// A throw-away PostgreSQL schema for one test; `None` (after saying so once) when no
+/// test database is configured.
+async fn scratch_schema() -> Result<Option<ScratchSchema>> {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let Ok(base_url) = std::env::var(DATABASE_URL_VAR) else {
+        if !SAID.swap(true, Ordering::SeqCst) {
+            visible(&format!("skipped: {DATABASE_URL_VAR} not set"));
         }
-        let (base_url, name) = (self.base_url.clone(), self.name.clone());
-        // Drop cannot await; a thread with its own runtime can, even inside a test's.
-        let outcome = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(drop_schema(&base_url, &name)))
-        })
-        .join();
-        if !matches!(outcome, Ok(Ok(()))) {
-            visible(&format!(
-                "warning: could not drop test schema {}",
-                self.name
-            ));
-        }
-    }
+        return Ok(None);
+    };
+    let schema = ScratchSchema::create(&base_url, "t")
+        .await
+        .context("create a schema in the test database")?;
+    Ok(Some(schema))
 }
 
 /// One `#[tokio::test]` per conformance function, for the backend `setup` makes.
@@ -282,7 +207,7 @@ async fn sqlite_refuses_a_missing_directory() {
 
 #[tokio::test]
 async fn postgres_admin() -> Result<()> {
-    let Some(schema) = Schema::create().await? else {
+    let Some(schema) = scratch_schema().await? else {
         return Ok(());
     };
     let store = port_store::open(&schema.url(), &StoreOptions::default()).await?;
