@@ -934,6 +934,58 @@ impl DeliveryStore for MemoryStore {
     }
 }
 
+/// The seed tutorial's two legacy (v1) actions of the `microservice` blueprint, and the
+/// `payload.action` its CREATE invocation carries: one copy for every crate's tests.
+pub mod seed {
+    pub const CREATE_MICROSERVICE: &str = r#"{
+        "identifier": "create_microservice",
+        "title": "Create Microservice",
+        "userInputs": {
+            "properties": {
+                "name": { "title": "Service name", "type": "string" },
+                "region": { "title": "Cloud Region", "type": "string" }
+            }
+        },
+        "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
+        "trigger": "CREATE",
+        "description": "Create new microservice"
+    }"#;
+
+    pub const DEPLOY_MICROSERVICE: &str = r#"{
+        "identifier": "deploy_microservice",
+        "title": "Deploy Microservice",
+        "userInputs": {
+            "properties": {
+                "environment": { "title": "Environment", "type": "string" }
+            }
+        },
+        "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
+        "trigger": "DAY-2",
+        "description": "Deploy the microservice in a specified environment"
+    }"#;
+
+    /// The seed's `payload.action` of the CREATE invocation.
+    pub const CREATE_PAYLOAD_ACTION: &str = r#"{
+        "id": "action_ed2B0O9CbEYkuqvN",
+        "identifier": "create_microservice",
+        "title": "Create Microservice",
+        "userInputs": {
+            "properties": {
+                "name": { "title": "Service name", "type": "string" },
+                "region": { "title": "Cloud Region", "type": "string" }
+            }
+        },
+        "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
+        "trigger": "CREATE",
+        "description": "Create new microservice",
+        "blueprint": "microservice",
+        "createdAt": "2022-12-07T09:48:28.659Z",
+        "createdBy": "auth0|638879fa62c686d381b36ecb",
+        "updatedAt": "2022-12-07T09:48:28.659Z",
+        "updatedBy": "auth0|638879fa62c686d381b36ecb"
+    }"#;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

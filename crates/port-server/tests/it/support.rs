@@ -286,33 +286,19 @@ pub fn microservice_blueprint() -> Value {
     })
 }
 
+/// The seed's legacy action, as the array its route takes.
+fn seed_actions(v1: &str) -> Value {
+    Value::Array(vec![
+        serde_json::from_str(v1).expect("the seed's action is JSON"),
+    ])
+}
+
 pub fn create_microservice_actions() -> Value {
-    json!([{
-        "identifier": "create_microservice",
-        "title": "Create Microservice",
-        "userInputs": {
-            "properties": {
-                "name": { "title": "Service name", "type": "string" },
-                "region": { "title": "Cloud Region", "type": "string" }
-            }
-        },
-        "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
-        "trigger": "CREATE",
-        "description": "Create new microservice"
-    }])
+    seed_actions(port_core::testing::seed::CREATE_MICROSERVICE)
 }
 
 pub fn deploy_microservice_actions() -> Value {
-    json!([{
-        "identifier": "deploy_microservice",
-        "title": "Deploy Microservice",
-        "userInputs": {
-            "properties": { "environment": { "title": "Environment", "type": "string" } }
-        },
-        "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
-        "trigger": "DAY-2",
-        "description": "Deploy the microservice in a specified environment"
-    }])
+    seed_actions(port_core::testing::seed::DEPLOY_MICROSERVICE)
 }
 
 /// A v2 action bound to the `microservice` blueprint.

@@ -24,6 +24,7 @@ use port_core::run::{
     RunSource, RunState, RunStatus, start, transition,
 };
 use port_core::run_log::{NewRunLog, RunLog};
+use port_core::testing::seed::{CREATE_MICROSERVICE, CREATE_PAYLOAD_ACTION, DEPLOY_MICROSERVICE};
 use port_core::testing::{FixedClock, test_ids};
 use port_core::time::Timestamp;
 use serde_json::{Map, Value, json};
@@ -294,54 +295,6 @@ fn entity(org: &OrgId, blueprint: &str, id: &str, t: Timestamp) -> Entity {
         stamp: stamp(t, "KZ5zDPudPshQMShUb4cLopBEE1fNSJGE"),
     }
 }
-
-const CREATE_MICROSERVICE: &str = r#"{
-    "identifier": "create_microservice",
-    "title": "Create Microservice",
-    "userInputs": {
-        "properties": {
-            "name": { "title": "Service name", "type": "string" },
-            "region": { "title": "Cloud Region", "type": "string" }
-        }
-    },
-    "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
-    "trigger": "CREATE",
-    "description": "Create new microservice"
-}"#;
-
-const DEPLOY_MICROSERVICE: &str = r#"{
-    "identifier": "deploy_microservice",
-    "title": "Deploy Microservice",
-    "userInputs": {
-        "properties": {
-            "environment": { "title": "Environment", "type": "string" }
-        }
-    },
-    "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
-    "trigger": "DAY-2",
-    "description": "Deploy the microservice in a specified environment"
-}"#;
-
-/// The seed's `payload.action` of the CREATE invocation.
-const CREATE_PAYLOAD_ACTION: &str = r#"{
-    "id": "action_ed2B0O9CbEYkuqvN",
-    "identifier": "create_microservice",
-    "title": "Create Microservice",
-    "userInputs": {
-        "properties": {
-            "name": { "title": "Service name", "type": "string" },
-            "region": { "title": "Cloud Region", "type": "string" }
-        }
-    },
-    "invocationMethod": { "url": "https://getport.io", "agent": false, "type": "WEBHOOK" },
-    "trigger": "CREATE",
-    "description": "Create new microservice",
-    "blueprint": "microservice",
-    "createdAt": "2022-12-07T09:48:28.659Z",
-    "createdBy": "auth0|638879fa62c686d381b36ecb",
-    "updatedAt": "2022-12-07T09:48:28.659Z",
-    "updatedBy": "auth0|638879fa62c686d381b36ecb"
-}"#;
 
 fn seed_action(v1: &str, id: &str, created: &str) -> Result<Action> {
     let value: Value = serde_json::from_str(v1)?;
