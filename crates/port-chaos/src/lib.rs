@@ -7,6 +7,8 @@
 //! - [`outage`]: PostgreSQL stopped with `pg_ctl stop -m immediate` under load, on a
 //!   private cluster ([`pg::PrivateCluster`]): 503 with `Retry-After` meanwhile,
 //!   recovery within 10 s of its return, nothing acknowledged lost.
+//! - [`isolation`]: one organization attacks a real portd while another keeps using it;
+//!   the victim's latency and portd's health are measured (the `isolation` tests).
 //! - [`schemathesis`]: runs schemathesis against a real portd's `/openapi.json`
 //!   (`cargo xtask schemathesis`).
 //!
@@ -15,6 +17,7 @@
 
 pub mod api;
 pub mod crash;
+pub mod isolation;
 pub mod load;
 pub mod oracle;
 pub mod outage;
@@ -22,3 +25,10 @@ pub mod pg;
 pub mod portd;
 pub mod receiver;
 pub mod schemathesis;
+
+/// Writes a line straight to stderr: libtest captures `eprintln!` of passing tests, and
+/// the suite's figures are meant for CI logs.
+pub fn visible(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
