@@ -6,6 +6,7 @@
 //! conflict the run is re-read and the command applied again, so concurrent writers
 //! never lose an update and a run never ends twice.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,9 +50,22 @@ impl Caller {
 
 /// Decides whether a webhook destination may be called (SSRF protection). The server
 /// implements it with DNS; the default allows everything, as self-hosting expects.
+///
+/// Two moments use it: [`Self::check`] at execute time, so a refused URL answers Port's
+/// error at once, and [`Self::allows`] when the delivery worker connects: it resolves
+/// a host once, vets every address with `allows` (see
+/// [`crate::destination::vet`]) and connects only to those, so a name that resolves
+/// differently the second time (DNS rebinding) gains nothing.
 #[async_trait]
 pub trait DestinationPolicy: Send + Sync {
+    /// Whether runs may be sent to `url`; 403 `private_destination` or
+    /// `not_resolvable_destination` when not.
     async fn check(&self, url: &str) -> Result<(), PortError>;
+
+    /// Whether a connection to `ip` may be opened.
+    fn allows(&self, _ip: IpAddr) -> bool {
+        true
+    }
 }
 
 /// Allows every destination.

@@ -10,6 +10,10 @@
 //!   `Retry-After`. Each attempt is recorded, each failure leaves a line in the run's
 //!   log, and a delivery that is refused or runs out of attempts fails its run.
 //!   Synchronized runs end with their receiver's answer.
+//! - [`VettingResolver`]: the delivery client's resolver. A host is resolved once per
+//!   connection and only addresses the destination policy allows are connected to, so
+//!   a name that rebinds after the execute-time check reaches nothing; such a refusal
+//!   fails the run at once.
 //! - [`spawn_reaper`] / [`reap_stale_runs`]: fail runs left `IN_PROGRESS` past their
 //!   timeout.
 //!
@@ -37,6 +41,7 @@
 mod config;
 mod hub;
 mod reaper;
+mod resolve;
 mod retry;
 mod send;
 mod worker;
@@ -47,6 +52,7 @@ pub use config::{
 };
 pub use hub::Hub;
 pub use reaper::{reap_stale_runs, spawn_reaper};
+pub use resolve::{RefusedDestination, VettingResolver};
 pub use send::{EXCERPT_BYTES, MAX_RESPONSE_BYTES, USER_AGENT_VALUE, WEBHOOK_ID_HEADER};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{DeliveryError, DeliveryWorker, SYSTEM_ACTOR};

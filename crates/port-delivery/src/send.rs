@@ -1,12 +1,16 @@
 //! One attempt at a webhook: the request rebuilt from the stored method, signed over
 //! the exact bytes sent, and what came back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use port_core::PortError;
 use port_core::signature::sign;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
+
+use crate::resolve::{VettingResolver, refusal_in};
 
 /// Sent on every attempt of one delivery, so receivers can deduplicate (as in
 /// Standard Webhooks).
@@ -207,6 +211,9 @@ impl Answer {
 pub enum NoAnswer {
     TimedOut(Duration),
     Transport(String),
+    /// The host resolved to addresses the destination policy refuses (or to none):
+    /// nothing was connected to.
+    Refused(PortError),
 }
 
 impl NoAnswer {
@@ -214,15 +221,30 @@ impl NoAnswer {
         match self {
             Self::TimedOut(after) => format!("no answer within {}", crate::worker::human(*after)),
             Self::Transport(e) => e.clone(),
+            Self::Refused(e) => format!("{} ({})", e.message, e.kind),
+        }
+    }
+
+    fn of(error: reqwest::Error) -> Self {
+        match refusal_in(&error) {
+            Some(refused) => Self::Refused(refused.0.clone()),
+            None => Self::Transport(describe_error(error)),
         }
     }
 }
 
-/// The HTTP client deliveries use: no redirects (a 3xx is the receiver's answer, and
-/// following it could reach hosts the destination policy never saw).
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client deliveries use: names resolved once by `resolver`, which passes on
+/// only addresses the destination policy allows; no redirects (a 3xx is the receiver's
+/// answer, and following it could reach hosts the policy never saw); no proxy (the
+/// address vetted must be the address connected to).
+pub fn client(
+    timeout: Duration,
+    resolver: Arc<VettingResolver>,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(resolver)
         .connect_timeout(timeout)
         .build()
 }
@@ -243,7 +265,7 @@ pub async fn send(
             .body(request.body.clone())
             .send()
             .await
-            .map_err(|e| NoAnswer::Transport(describe_error(e)))?;
+            .map_err(NoAnswer::of)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -252,11 +274,7 @@ pub async fn send(
             .map(str::to_owned);
         let mut body = Vec::new();
         let mut truncated = false;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| NoAnswer::Transport(describe_error(e)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(NoAnswer::of)? {
             let room = body_limit - body.len();
             if chunk.len() > room {
                 body.extend_from_slice(&chunk[..room]);

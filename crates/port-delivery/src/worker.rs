@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, DeliveryConfig};
 use crate::hub::Hub;
+use crate::resolve::{VettingResolver, refused_literal};
 use crate::retry;
 use crate::send::{self, Answer, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, WebhookRequest};
 
@@ -70,8 +71,33 @@ impl DeliveryWorker {
         config: DeliveryConfig,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, DeliveryError> {
+        let lookup = VettingResolver::system(services.destinations.clone());
+        Self::spawn_resolving(services, hub, config, lookup, shutdown)
+    }
+
+    /// Like [`Self::spawn`], resolving host names with `resolver` (whose answers the
+    /// destination policy still vets); for tests that need a DNS of their own.
+    pub fn spawn_with_resolver(
+        services: Services,
+        hub: Arc<Hub>,
+        config: DeliveryConfig,
+        resolver: Arc<dyn reqwest::dns::Resolve>,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, DeliveryError> {
+        let lookup = VettingResolver::new(resolver, services.destinations.clone());
+        Self::spawn_resolving(services, hub, config, lookup, shutdown)
+    }
+
+    fn spawn_resolving(
+        services: Services,
+        hub: Arc<Hub>,
+        config: DeliveryConfig,
+        resolver: VettingResolver,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, DeliveryError> {
         config.validate()?;
-        let client = send::client(config.timeout).map_err(DeliveryError::HttpClient)?;
+        let client =
+            send::client(config.timeout, Arc::new(resolver)).map_err(DeliveryError::HttpClient)?;
         let ctx = Ctx {
             services,
             config: Arc::new(config),
@@ -211,6 +237,16 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// A refusal by the destination policy. Its message names the host, never the URL
+    /// (which may hold secrets). An address portd does not call stays refused; a name
+    /// that resolved to nothing may resolve later.
+    fn refused(refusal: PortError) -> Self {
+        Self::Refused {
+            reason: format!("{} ({})", refusal.message, refusal.kind),
+            retryable: refusal.kind == ErrorKind::NotResolvableDestination,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::Answered(answer) => answer.describe(),
@@ -287,13 +323,10 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
 
     let started_at = ctx.now();
     let clock = Instant::now();
-    let outcome = match ctx.services.destinations.check(request.url.as_str()).await {
-        Err(e) => Outcome::Refused {
-            // The policy's message may quote the URL, which may hold secrets.
-            reason: format!("the destination was refused ({})", e.kind),
-            retryable: e.kind == ErrorKind::NotResolvableDestination,
-        },
-        Ok(()) => {
+    // Names are vetted by the client's resolver as it connects; addresses here.
+    let outcome = match refused_literal(&request.url, &*ctx.services.destinations) {
+        Some(refusal) => Outcome::refused(refusal),
+        None => {
             let headers = request.signed_headers(
                 credential.client_secret.expose().as_bytes(),
                 started_at.unix_seconds(),
@@ -306,6 +339,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             };
             match send::send(&ctx.client, &request, headers, ctx.config.timeout, limit).await {
                 Ok(answer) => Outcome::Answered(answer),
+                Err(NoAnswer::Refused(refusal)) => Outcome::refused(refusal),
                 Err(no) => Outcome::NoAnswer(no),
             }
         }

@@ -2,5 +2,6 @@
 //! (SQLite in a temporary directory) and real HTTP receivers on loopback.
 
 mod delivery;
+mod destinations;
 mod reaper;
 mod support;

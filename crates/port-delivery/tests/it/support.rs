@@ -2,8 +2,8 @@
 //! forward, and a harness with a real store, the services, a hub and the worker.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +25,7 @@ use port_core::testing::{MemoryStore, SeqEntropy};
 use port_core::{RunId, Timestamp};
 use port_delivery::{CancellationToken, DeliveryConfig, DeliveryWorker, Hub};
 use port_store::{StoreOptions, Synchronous};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::Notify;
@@ -190,15 +191,28 @@ impl Receiver {
         Self::start_with_hook(script, None).await
     }
 
+    /// Listens on `addr` (say `127.0.0.2:PORT`) instead of a free port of 127.0.0.1.
+    pub async fn start_on(addr: SocketAddr, script: Vec<Reply>) -> Result<Self> {
+        Self::listen(addr, script, None).await
+    }
+
     /// `on_request` runs as each request arrives, before it is recorded.
     pub async fn start_with_hook(script: Vec<Reply>, on_request: Option<Hook>) -> Result<Self> {
+        Self::listen(SocketAddr::from(([127, 0, 0, 1], 0)), script, on_request).await
+    }
+
+    async fn listen(
+        addr: SocketAddr,
+        script: Vec<Reply>,
+        on_request: Option<Hook>,
+    ) -> Result<Self> {
         let state = Arc::new(ReceiverState {
             script: Mutex::new(script.into()),
             received: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             on_request,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .fallback(receive)
@@ -237,6 +251,51 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS
+
+/// A DNS of the test's own: every name resolves to the next address of a script (the
+/// last one repeats), and each lookup is counted.
+pub struct ScriptedDns {
+    answers: Mutex<VecDeque<IpAddr>>,
+    lookups: AtomicUsize,
+}
+
+impl ScriptedDns {
+    pub fn new(answers: impl IntoIterator<Item = IpAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            answers: Mutex::new(answers.into_iter().collect()),
+            lookups: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+
+    /// The next answer, as a lookup.
+    pub fn answer(&self) -> Option<IpAddr> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let mut answers = lock(&self.answers);
+        if answers.len() > 1 {
+            answers.pop_front()
+        } else {
+            answers.front().copied()
+        }
+    }
+}
+
+impl Resolve for ScriptedDns {
+    fn resolve(&self, _name: Name) -> Resolving {
+        let addresses: Vec<SocketAddr> = self
+            .answer()
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect();
+        Box::pin(async move { Ok(Box::new(addresses.into_iter()) as Addrs) })
     }
 }
 
@@ -344,6 +403,24 @@ impl Harness {
             self.services.clone(),
             self.hub.clone(),
             config,
+            self.shutdown.clone(),
+        )?;
+        self.worker = Some(handle);
+        Ok(())
+    }
+
+    /// Starts the worker resolving host names with `resolver` (the destination policy
+    /// still vets its answers).
+    pub fn start_worker_with_resolver(
+        &mut self,
+        config: DeliveryConfig,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<()> {
+        let handle = DeliveryWorker::spawn_with_resolver(
+            self.services.clone(),
+            self.hub.clone(),
+            config,
+            resolver,
             self.shutdown.clone(),
         )?;
         self.worker = Some(handle);
