@@ -9,6 +9,7 @@
 pub mod action;
 pub mod catalog;
 pub mod catalog_rules;
+pub mod claim;
 pub mod destination;
 pub mod error;
 pub mod id;

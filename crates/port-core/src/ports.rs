@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::action::Action;
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
+use crate::claim::ClaimLimits;
 use crate::error::StoreError;
 use crate::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, OrgId, RunId,
@@ -398,16 +399,19 @@ pub struct DeliveryAttempt {
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Cross-organization (the delivery worker serves every organization): leases up
-    /// to `limit` pending webhook deliveries that are due at `now` and not leased by
-    /// someone else (or whose lease expired), until `now + lease_ms`. Two claimers
-    /// never hold one delivery.
+    /// Cross-organization (the delivery worker serves every organization): leases
+    /// pending webhook deliveries that are due at `now` and not leased by someone else
+    /// (or whose lease expired), until `now + lease_ms`, as many as `limits` lets in:
+    /// fair across organizations and within each organization's and destination's room
+    /// ([`crate::claim::plan`] over each organization's oldest
+    /// [`ClaimLimits::lookahead`] due deliveries). Returned in the order chosen. Two
+    /// claimers never hold one delivery.
     async fn claim_due_webhooks(
         &self,
         owner: &str,
         now: Timestamp,
         lease_ms: i64,
-        limit: u32,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<Delivery>>;
     /// Records an attempt (and counts it) while the lease is held.
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()>;
@@ -432,9 +436,12 @@ pub trait DeliveryStore: Send + Sync {
     /// without waiting for the leases to expire. Never call it while another live worker
     /// uses `owner`.
     async fn release_leases(&self, owner: &str, now: Timestamp) -> StoreResult<u64>;
-    /// The earliest `next_attempt_at` of a pending webhook delivery, so the worker can
-    /// sleep exactly until then.
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
+    /// The earliest `next_attempt_at` after `after` of a pending webhook delivery, so
+    /// the worker can sleep exactly until then. Deliveries due already are not asked
+    /// about: the worker just claimed what it could of them, and the rest wait for a
+    /// slot (a finished attempt wakes it), another worker, or an expired lease (its
+    /// safety poll). One index probe, however long the backlog.
+    async fn next_due_after(&self, after: Timestamp) -> StoreResult<Option<Timestamp>>;
     /// The organization's deliveries of a run with their attempts, oldest first.
     async fn deliveries_of_run(
         &self,

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 
 use crate::action::Action;
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
+use crate::claim::{self, Candidate, ClaimLimits};
+use crate::destination::Destination;
 use crate::error::StoreError;
 use crate::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, ID_ALPHABET, OrgId, RunId,
@@ -194,7 +196,7 @@ fn lease_free(d: &Delivery, now: Timestamp) -> bool {
 }
 
 /// Leases the first `limit` deliveries matching `pick`, oldest due first.
-fn claim(
+fn claim_matching(
     state: &mut State,
     owner: &str,
     now: Timestamp,
@@ -712,12 +714,39 @@ impl DeliveryStore for MemoryStore {
         owner: &str,
         now: Timestamp,
         lease_ms: i64,
-        limit: u32,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<Delivery>> {
         let mut s = self.state();
-        Ok(claim(&mut s, owner, now, lease_ms, limit, false, |d| {
+        let mut by_org: BTreeMap<OrgId, Vec<&Delivery>> = BTreeMap::new();
+        for d in s.deliveries.values().filter(|d| {
             d.mode == DeliveryMode::Webhook
-        }))
+                && d.state == DeliveryState::Pending
+                && d.next_attempt_at <= now
+                && lease_free(d, now)
+        }) {
+            by_org.entry(d.org_id.clone()).or_default().push(d);
+        }
+        let mut candidates = Vec::new();
+        for (org, mut due) in by_org {
+            due.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+            due.truncate(limits.lookahead(&org) as usize);
+            candidates.extend(due.into_iter().map(|d| Candidate {
+                id: d.id.clone(),
+                org_id: d.org_id.clone(),
+                next_attempt_at: d.next_attempt_at,
+                destination: Destination::of_request(&d.request),
+            }));
+        }
+        let mut out = Vec::new();
+        for id in claim::plan(candidates, limits) {
+            if let Some(d) = s.deliveries.get_mut(&id) {
+                d.lease_owner = Some(owner.to_owned());
+                d.lease_until = Some(now.plus_millis(lease_ms));
+                d.updated_at = now;
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
     }
 
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()> {
@@ -809,15 +838,13 @@ impl DeliveryStore for MemoryStore {
         Ok(released)
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+    async fn next_due_after(&self, after: Timestamp) -> StoreResult<Option<Timestamp>> {
         let s = self.state();
         Ok(s.deliveries
             .values()
             .filter(|d| d.mode == DeliveryMode::Webhook && d.state == DeliveryState::Pending)
-            .map(|d| match d.lease_until {
-                Some(until) if until > d.next_attempt_at => until,
-                _ => d.next_attempt_at,
-            })
+            .map(|d| d.next_attempt_at)
+            .filter(|due| *due > after)
             .min())
     }
 
@@ -878,11 +905,20 @@ impl DeliveryStore for MemoryStore {
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
         let mut s = self.state();
-        Ok(claim(&mut s, owner, now, visibility_ms, limit, true, |d| {
-            d.mode == DeliveryMode::Agent
-                && &d.org_id == org
-                && (d.installation_id.is_none() || d.installation_id.as_deref() == installation_id)
-        }))
+        Ok(claim_matching(
+            &mut s,
+            owner,
+            now,
+            visibility_ms,
+            limit,
+            true,
+            |d| {
+                d.mode == DeliveryMode::Agent
+                    && &d.org_id == org
+                    && (d.installation_id.is_none()
+                        || d.installation_id.as_deref() == installation_id)
+            },
+        ))
     }
 
     async fn ack_agent_deliveries(

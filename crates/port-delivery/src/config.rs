@@ -15,6 +15,14 @@ pub const ENV_RUN_TIMEOUT: &str = "PORTD_RUN_TIMEOUT_SECS";
 pub const ENV_WORKER_ID: &str = "PORTD_DELIVERY_WORKER_ID";
 /// How often the reaper looks for stale runs, in seconds.
 pub const ENV_REAPER_INTERVAL: &str = "PORTD_REAPER_INTERVAL_SECS";
+/// Attempts in flight at once, all organizations together.
+pub const ENV_MAX_IN_FLIGHT: &str = "PORTD_DELIVERY_MAX_IN_FLIGHT";
+/// Attempts in flight at once for one organization; see
+/// [`DeliveryConfig::max_in_flight_per_org`].
+pub const ENV_MAX_IN_FLIGHT_PER_ORG: &str = "PORTD_DELIVERY_MAX_IN_FLIGHT_PER_ORG";
+/// Attempts in flight at once for one organization to one host; see
+/// [`DeliveryConfig::max_in_flight_per_host`].
+pub const ENV_MAX_IN_FLIGHT_PER_HOST: &str = "PORTD_DELIVERY_MAX_IN_FLIGHT_PER_HOST";
 
 /// The least time a lease outlives an attempt's timeout, so that the store work around
 /// an attempt (reading the run, recording the attempt) fits in it too.
@@ -33,6 +41,8 @@ pub enum ConfigError {
     EmptySchedule { name: &'static str },
     #[error("{name}: must not be empty")]
     Empty { name: &'static str },
+    #[error("{name}: {value:?} is not a whole number")]
+    NotCount { name: &'static str, value: String },
 }
 
 /// Settings of the delivery worker and the reaper.
@@ -60,8 +70,20 @@ pub struct DeliveryConfig {
     pub run_timeout_default: Option<Duration>,
     /// How often the reaper looks for stale runs.
     pub reaper_interval: Duration,
-    /// How many attempts are in flight at once.
+    /// How many attempts are in flight at once, all organizations together.
     pub max_in_flight: usize,
+    /// How many of one organization's attempts are in flight at once, so that one
+    /// organization's receivers that never answer hold at most this many slots and the
+    /// others keep theirs. Each free slot goes to the organization with the fewest
+    /// attempts in flight, so a backlog starves no one either. Default:
+    /// half of `max_in_flight`.
+    pub max_in_flight_per_org: usize,
+    /// How many of one organization's attempts to one destination (`host:port` of the
+    /// URL) are in flight at once, so that one hanging receiver leaves the
+    /// organization's other receivers some slots. Counted per organization: another
+    /// organization's receiver on the same host never waits for these. Default: half of
+    /// `max_in_flight_per_org`.
+    pub max_in_flight_per_host: usize,
     /// The longest the worker sleeps without looking at the store. Wake-ups from the
     /// hub and the store's next due time come first; this covers deliveries written by
     /// other replicas (PostgreSQL) and leases that expire.
@@ -87,6 +109,8 @@ impl Default for DeliveryConfig {
             run_timeout_default: None,
             reaper_interval: Duration::from_secs(15),
             max_in_flight: 32,
+            max_in_flight_per_org: 16,
+            max_in_flight_per_host: 8,
             safety_poll: Duration::from_secs(1),
         }
     }
@@ -123,6 +147,18 @@ impl DeliveryConfig {
         if let Some(value) = set(ENV_WORKER_ID) {
             config.worker_id = value.trim().to_owned();
         }
+        // Unset caps follow the one above them: half of it.
+        if let Some(value) = set(ENV_MAX_IN_FLIGHT) {
+            config.max_in_flight = parse_count(ENV_MAX_IN_FLIGHT, &value)?;
+            config.max_in_flight_per_org = (config.max_in_flight / 2).max(1);
+        }
+        if let Some(value) = set(ENV_MAX_IN_FLIGHT_PER_ORG) {
+            config.max_in_flight_per_org = parse_count(ENV_MAX_IN_FLIGHT_PER_ORG, &value)?;
+        }
+        config.max_in_flight_per_host = (config.max_in_flight_per_org / 2).max(1);
+        if let Some(value) = set(ENV_MAX_IN_FLIGHT_PER_HOST) {
+            config.max_in_flight_per_host = parse_count(ENV_MAX_IN_FLIGHT_PER_HOST, &value)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -142,10 +178,13 @@ impl DeliveryConfig {
         if let Some((name, _)) = positive.into_iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::NotPositive { name });
         }
-        if self.max_in_flight == 0 {
-            return Err(ConfigError::NotPositive {
-                name: "max_in_flight",
-            });
+        let caps = [
+            ("max_in_flight", self.max_in_flight),
+            ("max_in_flight_per_org", self.max_in_flight_per_org),
+            ("max_in_flight_per_host", self.max_in_flight_per_host),
+        ];
+        if let Some((name, _)) = caps.into_iter().find(|(_, cap)| *cap == 0) {
+            return Err(ConfigError::NotPositive { name });
         }
         if self.worker_id.is_empty() {
             return Err(ConfigError::Empty { name: "worker_id" });
@@ -172,6 +211,17 @@ fn parse_seconds(name: &'static str, value: &str) -> Result<Duration, ConfigErro
     let secs: f64 = value.trim().parse().map_err(|_| not_seconds())?;
     // Rejects negatives, NaN, infinities and values too large for a Duration.
     Duration::try_from_secs_f64(secs).map_err(|_| not_seconds())
+}
+
+fn parse_count(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+    let count: usize = value.trim().parse().map_err(|_| ConfigError::NotCount {
+        name,
+        value: value.to_owned(),
+    })?;
+    if count == 0 {
+        return Err(ConfigError::NotPositive { name });
+    }
+    Ok(count)
 }
 
 fn parse_schedule(name: &'static str, value: &str) -> Result<Vec<Duration>, ConfigError> {
@@ -214,6 +264,73 @@ mod tests {
         assert_eq!(config.run_timeout_default, None);
         assert!(config.effective_lease() >= config.timeout + MIN_LEASE_MARGIN);
         assert!(config.worker_id.starts_with("portd-"));
+        assert_eq!(
+            (
+                config.max_in_flight,
+                config.max_in_flight_per_org,
+                config.max_in_flight_per_host
+            ),
+            (32, 16, 8)
+        );
+        assert_eq!(
+            config,
+            DeliveryConfig {
+                worker_id: config.worker_id.clone(),
+                ..DeliveryConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn in_flight_caps_are_read_and_follow_each_other() {
+        let caps = |vars: &[(&str, &str)]| {
+            from(vars).map(|c| {
+                (
+                    c.max_in_flight,
+                    c.max_in_flight_per_org,
+                    c.max_in_flight_per_host,
+                )
+            })
+        };
+        assert_eq!(caps(&[(ENV_MAX_IN_FLIGHT, "100")]), Ok((100, 50, 25)));
+        assert_eq!(caps(&[(ENV_MAX_IN_FLIGHT_PER_ORG, "6")]), Ok((32, 6, 3)));
+        assert_eq!(
+            caps(&[
+                (ENV_MAX_IN_FLIGHT, "1"),
+                (ENV_MAX_IN_FLIGHT_PER_HOST, " 4 ")
+            ]),
+            Ok((1, 1, 4))
+        );
+        assert_eq!(
+            caps(&[(ENV_MAX_IN_FLIGHT_PER_ORG, "0")]),
+            Err(ConfigError::NotPositive {
+                name: ENV_MAX_IN_FLIGHT_PER_ORG
+            })
+        );
+        assert_eq!(
+            caps(&[(ENV_MAX_IN_FLIGHT_PER_HOST, "2.5")]),
+            Err(ConfigError::NotCount {
+                name: ENV_MAX_IN_FLIGHT_PER_HOST,
+                value: "2.5".into()
+            })
+        );
+        assert_eq!(
+            caps(&[(ENV_MAX_IN_FLIGHT, "-3")]),
+            Err(ConfigError::NotCount {
+                name: ENV_MAX_IN_FLIGHT,
+                value: "-3".into()
+            })
+        );
+        let zero = DeliveryConfig {
+            max_in_flight_per_host: 0,
+            ..DeliveryConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::NotPositive {
+                name: "max_in_flight_per_host"
+            })
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ mod send;
 mod worker;
 
 pub use config::{
-    ConfigError, DeliveryConfig, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
+    ConfigError, DeliveryConfig, ENV_MAX_IN_FLIGHT, ENV_MAX_IN_FLIGHT_PER_HOST,
+    ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
     ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
 };
 pub use hub::Hub;

@@ -7,16 +7,17 @@
 //! and then any worker claims the delivery again: delivery is at least once, and the
 //! `webhook-id` header lets receivers drop duplicates.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use port_core::claim::{ClaimLimits, InFlight};
+use port_core::destination::Destination;
 use port_core::error::StoreError;
 use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState, Notice};
 use port_core::run::{RunCommand, RunState};
 use port_core::run_log::NewRunLog;
 use port_core::service::Services;
-use port_core::{ErrorKind, LogId, PortError, Timestamp};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use port_core::{ErrorKind, LogId, OrgId, PortError, Timestamp};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -134,33 +135,87 @@ pub(crate) fn human(d: Duration) -> String {
     format!("{} s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
+/// What the worker has in flight, shared with its attempts: each holds a [`Slot`] and
+/// gives it back when it ends, however it ends.
+#[derive(Clone, Default)]
+struct Slots(Arc<Mutex<InFlight>>);
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, InFlight> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn snapshot(&self) -> InFlight {
+        self.lock().clone()
+    }
+
+    fn take(&self, delivery: &Delivery) -> Slot {
+        let destination = Destination::of_request(&delivery.request);
+        self.lock().add(&delivery.org_id, destination.as_ref());
+        Slot {
+            slots: self.clone(),
+            org: delivery.org_id.clone(),
+            destination,
+        }
+    }
+}
+
+/// One attempt's place under the worker's caps.
+struct Slot {
+    slots: Slots,
+    org: OrgId,
+    destination: Option<Destination>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots
+            .lock()
+            .remove(&self.org, self.destination.as_ref());
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 async fn run(ctx: Ctx, hub: Arc<Hub>, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(ctx.config.max_in_flight));
+    let slots = Slots::default();
     let lease = ctx.config.effective_lease();
     let mut tasks = JoinSet::new();
-    tracing::info!(worker = ctx.owner(), "delivery worker started");
+    tracing::info!(
+        worker = ctx.owner(),
+        max_in_flight = ctx.config.max_in_flight,
+        per_org = ctx.config.max_in_flight_per_org,
+        per_host = ctx.config.max_in_flight_per_host,
+        "delivery worker started"
+    );
     while !shutdown.is_cancelled() {
         let mut wake_at: Option<Timestamp> = None;
-        let free = permits.available_permits();
+        let in_flight = slots.snapshot();
+        let free = count(ctx.config.max_in_flight).saturating_sub(in_flight.total());
         if free > 0 {
             let now = ctx.now();
-            let limit = u32::try_from(free).unwrap_or(u32::MAX);
+            // Only what fits under every cap is claimed; the rest stays in the outbox,
+            // unleased, until an attempt ends and frees a slot (which wakes this loop).
+            let limits = ClaimLimits {
+                total: free,
+                per_org: count(ctx.config.max_in_flight_per_org),
+                per_destination: count(ctx.config.max_in_flight_per_host),
+                in_flight,
+            };
             match ctx
                 .services
                 .store
-                .claim_due_webhooks(ctx.owner(), now, millis(lease), limit)
+                .claim_due_webhooks(ctx.owner(), now, millis(lease), &limits)
                 .await
             {
                 Ok(batch) => {
-                    let full = batch.len() == free;
+                    let full = count(batch.len()) == free;
                     for delivery in batch {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
-                            // Cannot happen (we claimed no more than the free permits);
-                            // the lease brings the delivery back if it does.
-                            break;
-                        };
+                        let slot = slots.take(&delivery);
                         let lease_until = now.plus_millis(millis(lease));
-                        tasks.spawn(process(ctx.clone(), delivery, lease_until, permit));
+                        tasks.spawn(process(ctx.clone(), delivery, lease_until, slot));
                     }
                     if full {
                         // More may be due: claim again before sleeping.
@@ -171,11 +226,8 @@ async fn run(ctx: Ctx, hub: Arc<Hub>, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "claiming deliveries failed; retrying after the safety poll")
                 }
             }
-            match ctx.services.store.next_due_at().await {
-                // A time not after the claim belongs to a delivery someone holds; its
-                // lease ending is covered by the safety poll.
-                Ok(Some(due)) if due > now => wake_at = Some(due),
-                Ok(_) => {}
+            match ctx.services.store.next_due_after(now).await {
+                Ok(due) => wake_at = due,
                 Err(e) => tracing::warn!(error = %e, "reading the next due delivery failed"),
             }
         }
@@ -209,12 +261,7 @@ fn log_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-async fn process(
-    ctx: Ctx,
-    delivery: Delivery,
-    lease_until: Timestamp,
-    _permit: OwnedSemaphorePermit,
-) {
+async fn process(ctx: Ctx, delivery: Delivery, lease_until: Timestamp, _slot: Slot) {
     if let Err(e) = deliver(&ctx, &delivery, lease_until).await {
         tracing::warn!(
             delivery = %delivery.id,

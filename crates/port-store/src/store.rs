@@ -1,5 +1,6 @@
 //! The sqlx store: every port of `port_core::ports`, written once for both databases.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use port_core::action::{Action, ActionDefinition, ActionMeta};
 use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Stamp};
+use port_core::claim::{self, Candidate, ClaimLimits};
+use port_core::destination::Destination;
 use port_core::error::StoreError;
 use port_core::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, OrgId, RunId,
@@ -1132,6 +1135,78 @@ impl SqlStore {
     }
 }
 
+/// Organizations whose due webhooks one statement reads (its bound parameters grow with it).
+const ORGS_PER_CANDIDATE_QUERY: usize = 32;
+
+impl SqlStore {
+    /// Every organization with a pending webhook delivery, by a skip scan of
+    /// `deliveries_due_by_org`: one index probe per organization, however long its
+    /// backlog.
+    async fn organizations_with_pending_webhooks(&self) -> StoreResult<Vec<OrgId>> {
+        let sql = Sql::new(
+            "WITH RECURSIVE orgs (org_id) AS ( \
+               SELECT MIN(org_id) FROM deliveries WHERE state = 'PENDING' AND mode = $1 \
+               UNION ALL \
+               SELECT (SELECT MIN(d.org_id) FROM deliveries d \
+                       WHERE d.state = 'PENDING' AND d.mode = $1 AND d.org_id > orgs.org_id) \
+               FROM orgs WHERE orgs.org_id IS NOT NULL \
+             ) SELECT org_id FROM orgs WHERE org_id IS NOT NULL",
+        )
+        .bind(DeliveryMode::Webhook.as_str());
+        self.read_all(&sql)
+            .await?
+            .iter()
+            .map(|row| parse_col(row, "org_id"))
+            .collect()
+    }
+
+    /// Each organization's oldest due, unleased webhook deliveries, as many as
+    /// `limits.lookahead` says, with their destinations.
+    async fn due_webhook_candidates(
+        &self,
+        orgs: &[OrgId],
+        now: Timestamp,
+        limits: &ClaimLimits,
+    ) -> StoreResult<Vec<Candidate>> {
+        let url = match self.backend {
+            Backend::Sqlite { .. } => "json_extract(request, '$.url')",
+            Backend::Postgres { .. } => "(request::json ->> 'url')",
+        };
+        let mut sql = Sql::new("").bind(DeliveryMode::Webhook.as_str()).bind(now);
+        for (i, org) in orgs.iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push(&format!(
+                "SELECT * FROM (SELECT id, org_id, next_attempt_at, {url} AS url FROM deliveries \
+                 WHERE state = 'PENDING' AND mode = $1 AND org_id = "
+            ));
+            sql.push_bind(org);
+            sql.push(
+                " AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+                 ORDER BY next_attempt_at, id LIMIT ",
+            );
+            sql.push_bind(i64::from(limits.lookahead(org)));
+            sql.push(&format!(") AS due_{i}"));
+        }
+        self.read_all(&sql)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Candidate {
+                    id: parse_col(row, "id")?,
+                    org_id: parse_col(row, "org_id")?,
+                    next_attempt_at: row.timestamp("next_attempt_at")?,
+                    destination: row
+                        .opt_text("url")?
+                        .as_deref()
+                        .and_then(Destination::of_url),
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn claim_due_webhooks(
@@ -1139,15 +1214,44 @@ impl DeliveryStore for SqlStore {
         owner: &str,
         now: Timestamp,
         lease_ms: i64,
-        limit: u32,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<Delivery>> {
-        let sql = Sql::new("")
+        // Read what could be claimed (on SQLite without the writer), plan, then lease
+        // exactly the planned deliveries that are still claimable.
+        let orgs: Vec<OrgId> = self
+            .organizations_with_pending_webhooks()
+            .await?
+            .into_iter()
+            .filter(|org| limits.lookahead(org) > 0)
+            .collect();
+        let mut candidates = Vec::new();
+        for chunk in orgs.chunks(ORGS_PER_CANDIDATE_QUERY) {
+            candidates.extend(self.due_webhook_candidates(chunk, now, limits).await?);
+        }
+        let planned = claim::plan(candidates, limits);
+        if planned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new("")
             .bind(owner)
             .bind(now.plus_millis(lease_ms))
             .bind(now)
-            .bind(i64::from(limit))
+            .bind(i64::try_from(planned.len()).unwrap_or(i64::MAX))
             .bind(DeliveryMode::Webhook.as_str());
-        self.claim(sql, "", false).await
+        let mut filter = String::from(" AND id IN (");
+        for (i, id) in planned.iter().enumerate() {
+            if i > 0 {
+                filter.push_str(", ");
+            }
+            sql = sql.bind(id);
+            filter.push_str(&format!("${}", 5 + i + 1));
+        }
+        filter.push(')');
+        let mut claimed = self.claim(sql, &filter, false).await?;
+        let order: HashMap<&DeliveryId, usize> =
+            planned.iter().enumerate().map(|(i, id)| (id, i)).collect();
+        claimed.sort_by_key(|d| order.get(&d.id).copied().unwrap_or(usize::MAX));
+        Ok(claimed)
     }
 
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()> {
@@ -1238,13 +1342,13 @@ impl DeliveryStore for SqlStore {
         self.write_one(&sql).await
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
-        // A leased delivery is due again only when its lease ends.
+    async fn next_due_after(&self, after: Timestamp) -> StoreResult<Option<Timestamp>> {
         let sql = Sql::new(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at THEN lease_until \
-             ELSE next_attempt_at END) AS due FROM deliveries WHERE state = 'PENDING' AND mode = $1",
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries \
+             WHERE state = 'PENDING' AND mode = $1 AND next_attempt_at > $2",
         )
-        .bind(DeliveryMode::Webhook.as_str());
+        .bind(DeliveryMode::Webhook.as_str())
+        .bind(after);
         match self.read_optional(&sql).await? {
             Some(row) => row.opt_timestamp("due"),
             None => Ok(None),

@@ -118,6 +118,8 @@ macro_rules! conformance_tests {
             webhook_delivery_lifecycle,
             leases_are_exclusive_and_expire,
             restarted_worker_releases_its_leases,
+            claims_take_turns_across_organizations,
+            claims_respect_organization_and_destination_room,
             agent_deliveries,
             organizations_are_isolated,
             concurrent_logs_and_patches,

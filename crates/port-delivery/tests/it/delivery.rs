@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+use port_core::claim::ClaimLimits;
 use port_core::ports::{DeliveryState, Notice};
 use port_core::run::{FinalStatus, RunPatch, RunStatus};
 use port_core::signature::{DEFAULT_TOLERANCE_SECS, verify};
@@ -581,7 +582,7 @@ async fn a_crashed_workers_delivery_is_sent_once_its_lease_ends() -> Result<()> 
     let claimed = h
         .services
         .store
-        .claim_due_webhooks("crashed-worker", now, 400, 10)
+        .claim_due_webhooks("crashed-worker", now, 400, &ClaimLimits::up_to(10))
         .await?;
     ensure!(claimed.len() == 1);
 

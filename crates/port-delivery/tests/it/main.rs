@@ -3,5 +3,6 @@
 
 mod delivery;
 mod destinations;
+mod fairness;
 mod reaper;
 mod support;

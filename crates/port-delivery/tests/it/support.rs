@@ -255,6 +255,97 @@ impl Drop for Receiver {
 }
 
 // ---------------------------------------------------------------------------------------
+// A receiver that holds requests
+
+#[derive(Default)]
+struct HeldState {
+    arrived: Mutex<Vec<Instant>>,
+    held: AtomicUsize,
+    most_held: AtomicUsize,
+}
+
+/// A webhook receiver on 127.0.0.1 that accepts every request and answers none until
+/// released (then 200): a backend that hangs.
+pub struct HeldReceiver {
+    pub addr: SocketAddr,
+    state: Arc<HeldState>,
+    release: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HeldReceiver {
+    pub async fn start() -> Result<Self> {
+        let state = Arc::new(HeldState::default());
+        let (release, released) = tokio::sync::watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let handler_state = state.clone();
+        let app = axum::Router::new().fallback(move || {
+            let state = handler_state.clone();
+            let mut released = released.clone();
+            async move {
+                lock(&state.arrived).push(Instant::now());
+                let held = state.held.fetch_add(1, Ordering::SeqCst) + 1;
+                state.most_held.fetch_max(held, Ordering::SeqCst);
+                let _ = released.wait_for(|go| *go).await;
+                state.held.fetch_sub(1, Ordering::SeqCst);
+                StatusCode::OK
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            state,
+            release,
+            task,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Requests that arrived so far.
+    pub fn arrived(&self) -> usize {
+        lock(&self.state.arrived).len()
+    }
+
+    /// The most requests held at once.
+    pub fn most_held(&self) -> usize {
+        self.state.most_held.load(Ordering::SeqCst)
+    }
+
+    /// Answers every held request, and every later one at once.
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+impl Drop for HeldReceiver {
+    fn drop(&mut self) {
+        self.release();
+        self.task.abort();
+    }
+}
+
+/// Waits until `receivers` together got `n` requests.
+pub async fn wait_for_arrivals(receivers: &[&HeldReceiver], n: usize) -> Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let arrived: usize = receivers.iter().map(|r| r.arrived()).sum();
+        if arrived >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("expected {n} held requests, got {arrived}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // DNS
 
 /// A DNS of the test's own: every name resolves to the next address of a script (the
@@ -438,8 +529,38 @@ impl Harness {
         Ok(())
     }
 
+    /// Another organization with its own signing credential.
+    pub async fn add_org(&self, name: &str) -> Result<Caller> {
+        let now = self.clock.now();
+        let org = Organization {
+            id: self.services.ids.next(),
+            name: name.into(),
+            created_at: now,
+        };
+        self.services.store.create_organization(&org).await?;
+        let client_id = format!("{name}-client");
+        self.services
+            .store
+            .add_credential(&Credential {
+                org_id: org.id.clone(),
+                client_id: client_id.clone(),
+                client_secret: ClientSecret::new(SECRET),
+                created_at: now,
+            })
+            .await?;
+        Ok(Caller {
+            org_id: org.id,
+            actor: Actor::machine(&client_id),
+        })
+    }
+
     /// Stores a v2 action definition.
     pub async fn create_action(&self, definition: &Value) -> Result<()> {
+        self.create_action_as(&self.caller, definition).await
+    }
+
+    /// Stores a v2 action definition in `caller`'s organization.
+    pub async fn create_action_as(&self, caller: &Caller, definition: &Value) -> Result<()> {
         let now = self.services.clock.now();
         let action = Action {
             meta: ActionMeta {
@@ -453,17 +574,39 @@ impl Harness {
         };
         self.services
             .store
-            .create_action(&self.caller.org_id, &action)
+            .create_action(&caller.org_id, &action)
             .await?;
         Ok(())
     }
 
     pub async fn execute(&self, action: &str, properties: Value) -> Result<Run> {
+        self.execute_as(&self.caller, action, properties).await
+    }
+
+    pub async fn execute_as(
+        &self,
+        caller: &Caller,
+        action: &str,
+        properties: Value,
+    ) -> Result<Run> {
         let request = ExecuteRequest {
             properties,
             ..ExecuteRequest::default()
         };
-        Ok(self.services.execute(&self.caller, action, request).await?)
+        Ok(self.services.execute(caller, action, request).await?)
+    }
+
+    /// The only delivery of a run of `caller`'s organization.
+    pub async fn delivery_of(&self, caller: &Caller, id: &RunId) -> Result<Delivery> {
+        let mut all = self
+            .services
+            .store
+            .deliveries_of_run(&caller.org_id, id)
+            .await?;
+        match all.len() {
+            1 => Ok(all.remove(0).0),
+            n => bail!("run {id} has {n} deliveries"),
+        }
     }
 
     pub async fn run(&self, id: &RunId) -> Result<Run> {
@@ -497,26 +640,32 @@ impl Harness {
             .await?)
     }
 
-    pub async fn delivery(&self, id: &RunId) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
-        let mut all = self
-            .services
-            .store
-            .deliveries_of_run(&self.caller.org_id, id)
-            .await?;
-        match all.len() {
-            1 => Ok(all.remove(0)),
-            n => bail!("run {id} has {n} deliveries"),
-        }
-    }
-
     pub async fn wait_for_delivery(
         &self,
         id: &RunId,
         state: DeliveryState,
     ) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
+        self.wait_for_delivery_of(&self.caller, id, state).await
+    }
+
+    /// Waits for the only delivery of a run of `caller`'s organization to reach `state`.
+    pub async fn wait_for_delivery_of(
+        &self,
+        caller: &Caller,
+        id: &RunId,
+        state: DeliveryState,
+    ) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let (delivery, attempts) = self.delivery(id).await?;
+            let mut all = self
+                .services
+                .store
+                .deliveries_of_run(&caller.org_id, id)
+                .await?;
+            if all.len() != 1 {
+                bail!("run {id} has {} deliveries", all.len());
+            }
+            let (delivery, attempts) = all.remove(0);
             if delivery.state == state {
                 return Ok((delivery, attempts));
             }

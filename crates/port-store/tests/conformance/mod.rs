@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, ensure};
 use port_core::action::{Action, ActionDefinition, ActionMeta};
 use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Stamp};
+use port_core::claim::{ClaimLimits, InFlight};
+use port_core::destination::Destination;
 use port_core::error::{ErrorKind, StoreError};
 use port_core::id::{
     ActionId, ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, LogId, OrgId,
@@ -1276,7 +1278,10 @@ pub async fn idempotency_key_race(store: Shared) -> Result<()> {
         .await?;
     assert_eq!(run_ids(&runs), created);
     assert_eq!(
-        store.claim_due_webhooks("w", at(0), 1000, 100).await?.len(),
+        store
+            .claim_due_webhooks("w", at(0), 1000, &ClaimLimits::up_to(100))
+            .await?
+            .len(),
         1,
         "one delivery"
     );
@@ -1329,18 +1334,21 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
     let run = new_run(&ids, &org, "deploy", at(0));
     let mut d = new_delivery(&ids, &run, DeliveryMode::Webhook, at(0));
     d.synchronized = true;
-    assert_eq!(store.next_due_at().await?, None);
+    assert_eq!(store.next_due_after(at(-1)).await?, None);
     store.create_run(&run, Some(&d), None).await?;
-    assert_eq!(store.next_due_at().await?, Some(at(0)));
+    assert_eq!(store.next_due_after(at(-1)).await?, Some(at(0)));
+    assert_eq!(store.next_due_after(at(0)).await?, None, "strictly after");
 
     assert!(
         store
-            .claim_due_webhooks("w1", at(-1), 30_000, 10)
+            .claim_due_webhooks("w1", at(-1), 30_000, &ClaimLimits::up_to(10))
             .await?
             .is_empty(),
         "not due yet"
     );
-    let claimed = store.claim_due_webhooks("w1", at(0), 30_000, 10).await?;
+    let claimed = store
+        .claim_due_webhooks("w1", at(0), 30_000, &ClaimLimits::up_to(10))
+        .await?;
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(
@@ -1362,15 +1370,15 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
     assert_eq!((c.created_at, c.updated_at), (at(0), at(0)));
     assert!(
         store
-            .claim_due_webhooks("w2", at(1), 30_000, 10)
+            .claim_due_webhooks("w2", at(1), 30_000, &ClaimLimits::up_to(10))
             .await?
             .is_empty(),
         "leased"
     );
     assert_eq!(
-        store.next_due_at().await?,
-        Some(at(30_000)),
-        "due again when the lease ends"
+        store.next_due_after(at(1)).await?,
+        None,
+        "a leased delivery is not announced: the worker's safety poll finds expired leases"
     );
 
     let first = DeliveryAttempt {
@@ -1401,7 +1409,7 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         (at(60_000), at(250))
     );
     assert_eq!(attempts, vec![first.clone()]);
-    assert_eq!(store.next_due_at().await?, Some(at(60_000)));
+    assert_eq!(store.next_due_after(at(250)).await?, Some(at(60_000)));
     assert!(
         is_conflict(&store.reschedule(&d.id, "w1", at(70_000)).await),
         "the lease was released"
@@ -1409,13 +1417,13 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
 
     assert!(
         store
-            .claim_due_webhooks("w2", at(59_999), 30_000, 10)
+            .claim_due_webhooks("w2", at(59_999), 30_000, &ClaimLimits::up_to(10))
             .await?
             .is_empty()
     );
     assert_eq!(
         store
-            .claim_due_webhooks("w2", at(60_000), 30_000, 10)
+            .claim_due_webhooks("w2", at(60_000), 30_000, &ClaimLimits::up_to(10))
             .await?
             .len(),
         1
@@ -1444,10 +1452,10 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         (DeliveryState::Delivered, 2, None, at(60_200))
     );
     assert_eq!(attempts, vec![first, second]);
-    assert_eq!(store.next_due_at().await?, None);
+    assert_eq!(store.next_due_after(at(-1)).await?, None);
     assert!(
         store
-            .claim_due_webhooks("w3", at(999_999), 30_000, 10)
+            .claim_due_webhooks("w3", at(999_999), 30_000, &ClaimLimits::up_to(10))
             .await?
             .is_empty(),
         "finished"
@@ -1463,7 +1471,9 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         .map(|(d, _)| d.id)
         .collect();
     assert_eq!(listed, vec![d.id.clone(), later.id.clone()], "oldest first");
-    let claimed = store.claim_due_webhooks("w3", at(70_000), 1000, 10).await?;
+    let claimed = store
+        .claim_due_webhooks("w3", at(70_000), 1000, &ClaimLimits::up_to(10))
+        .await?;
     assert_eq!(
         claimed.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![later.id.clone()]
@@ -1484,10 +1494,10 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         DeliveryState::Delivered,
         "older one untouched"
     );
-    assert_eq!(store.next_due_at().await?, Some(at(80_000)));
+    assert_eq!(store.next_due_after(at(79_999)).await?, Some(at(80_000)));
     assert_eq!(
         store
-            .claim_due_webhooks("w4", at(80_000), 1000, 10)
+            .claim_due_webhooks("w4", at(80_000), 1000, &ClaimLimits::up_to(10))
             .await?
             .len(),
         1
@@ -1526,7 +1536,7 @@ pub async fn leases_are_exclusive_and_expire(store: Shared) -> Result<()> {
         .await?;
 
     let w1: Vec<DeliveryId> = store
-        .claim_due_webhooks("w1", at(100), 1_000, 2)
+        .claim_due_webhooks("w1", at(100), 1_000, &ClaimLimits::up_to(2))
         .await?
         .into_iter()
         .map(|d| d.id)
@@ -1537,7 +1547,7 @@ pub async fn leases_are_exclusive_and_expire(store: Shared) -> Result<()> {
         "earliest due first"
     );
     let w2: Vec<DeliveryId> = store
-        .claim_due_webhooks("w2", at(100), 5_000, 10)
+        .claim_due_webhooks("w2", at(100), 5_000, &ClaimLimits::up_to(10))
         .await?
         .into_iter()
         .map(|d| d.id)
@@ -1549,14 +1559,16 @@ pub async fn leases_are_exclusive_and_expire(store: Shared) -> Result<()> {
     );
     assert!(
         store
-            .claim_due_webhooks("w3", at(1_099), 1_000, 10)
+            .claim_due_webhooks("w3", at(1_099), 1_000, &ClaimLimits::up_to(10))
             .await?
             .is_empty(),
         "leases held"
     );
 
     // w1 died without releasing: once its lease expires another worker takes over.
-    let taken: Vec<Delivery> = store.claim_due_webhooks("w3", at(1_100), 1_000, 10).await?;
+    let taken: Vec<Delivery> = store
+        .claim_due_webhooks("w3", at(1_100), 1_000, &ClaimLimits::up_to(10))
+        .await?;
     assert_eq!(taken.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), w1);
     assert!(
         taken
@@ -1571,6 +1583,162 @@ pub async fn leases_are_exclusive_and_expire(store: Shared) -> Result<()> {
     store
         .finish(&w2[0], DeliveryState::Delivered, at(1_200))
         .await?;
+    Ok(())
+}
+
+/// A webhook delivery of a new run of `org` to `url`, due at `due`.
+async fn webhook_to(
+    store: &dyn Store,
+    ids: &IdGenerator,
+    org: &OrgId,
+    url: &str,
+    due: i64,
+) -> Result<NewDelivery> {
+    let run = new_run(ids, org, "deploy", at(0));
+    let mut d = new_delivery(ids, &run, DeliveryMode::Webhook, at(due));
+    d.request["url"] = json!(url);
+    create(store, &run, Some(&d)).await?;
+    Ok(d)
+}
+
+fn claimed_ids(claimed: &[Delivery]) -> Vec<DeliveryId> {
+    claimed.iter().map(|d| d.id.clone()).collect()
+}
+
+/// One organization's backlog does not starve another's: each slot goes to the
+/// organization with the fewest in flight, oldest due first among equals.
+pub async fn claims_take_turns_across_organizations(store: Shared) -> Result<()> {
+    let ids = ids();
+    let a = new_org(&*store, &ids, "A").await?;
+    let b = new_org(&*store, &ids, "B").await?;
+    let c = new_org(&*store, &ids, "C").await?;
+    let mut backlog = Vec::new();
+    for due in 0..6 {
+        backlog.push(
+            webhook_to(&*store, &ids, &a, "https://a.example/hook", due)
+                .await?
+                .id,
+        );
+    }
+    let b0 = webhook_to(&*store, &ids, &b, "https://b.example/hook", 10)
+        .await?
+        .id;
+    let b1 = webhook_to(&*store, &ids, &b, "https://b.example/hook", 11)
+        .await?
+        .id;
+    let c0 = webhook_to(&*store, &ids, &c, "https://c.example/hook", 3)
+        .await?
+        .id;
+    let later = webhook_to(&*store, &ids, &b, "https://b.example/hook", 5_000)
+        .await?
+        .id;
+    let agent_run = new_run(&ids, &c, "deploy", at(0));
+    let agent = new_delivery(&ids, &agent_run, DeliveryMode::Agent, at(0));
+    create(&*store, &agent_run, Some(&agent)).await?;
+
+    let first = store
+        .claim_due_webhooks("w", at(100), 60_000, &ClaimLimits::up_to(5))
+        .await?;
+    assert_eq!(
+        claimed_ids(&first),
+        vec![backlog[0].clone(), c0, b0, backlog[1].clone(), b1],
+        "every organization's oldest, then every one's next"
+    );
+    assert!(first.iter().all(|d| d.lease_owner.as_deref() == Some("w")));
+    let rest = store
+        .claim_due_webhooks("w", at(100), 60_000, &ClaimLimits::up_to(10))
+        .await?;
+    assert_eq!(
+        claimed_ids(&rest),
+        backlog[2..].to_vec(),
+        "not due yet, leased and agent deliveries are left"
+    );
+    assert!(!claimed_ids(&rest).contains(&later));
+    assert_eq!(
+        store.next_due_after(at(100)).await?,
+        Some(at(5_000)),
+        "the worker sleeps until the next delivery falls due"
+    );
+    Ok(())
+}
+
+/// A claim takes no more than each organization's and each (organization,
+/// destination)'s room; what does not fit stays unleased, so no waiting delivery holds
+/// a lease that could expire.
+pub async fn claims_respect_organization_and_destination_room(store: Shared) -> Result<()> {
+    let ids = ids();
+    let a = new_org(&*store, &ids, "A").await?;
+    let b = new_org(&*store, &ids, "B").await?;
+    let hung = "https://hung.example/hook";
+    let a_hung_0 = webhook_to(&*store, &ids, &a, hung, 0).await?;
+    let a_hung_1 = webhook_to(&*store, &ids, &a, hung, 1).await?;
+    let a_ok_0 = webhook_to(&*store, &ids, &a, "https://ok.example/x", 2).await?;
+    let a_ok_1 = webhook_to(&*store, &ids, &a, "https://ok.example/y", 3).await?;
+    // Another organization's deliveries to the same host have rooms of their own.
+    let b_hung_0 = webhook_to(&*store, &ids, &b, hung, 4).await?;
+    let b_hung_1 = webhook_to(&*store, &ids, &b, hung, 5).await?;
+    // No usable URL: no destination, counted for its organization only.
+    let b_broken = webhook_to(&*store, &ids, &b, "not a url", 6).await?;
+
+    // The worker has one of A's in flight, to hung.example.
+    let mut in_flight = InFlight::default();
+    in_flight.add(&a, Destination::of_url(hung).as_ref());
+    let limits = ClaimLimits {
+        total: 10,
+        per_org: 2,
+        per_destination: 1,
+        in_flight: in_flight.clone(),
+    };
+    let claimed = store
+        .claim_due_webhooks("w", at(10), 60_000, &limits)
+        .await?;
+    assert_eq!(
+        claimed_ids(&claimed),
+        vec![b_hung_0.id.clone(), a_ok_0.id.clone(), b_broken.id.clone()],
+        "B, with nothing in flight, first; A: one slot left, not to its full \
+         destination; B: one per destination"
+    );
+    for waiting in [&a_hung_0, &a_hung_1, &a_ok_1, &b_hung_1] {
+        let (now, _) = delivery(&*store, &waiting.org_id, &waiting.run_id, &waiting.id).await?;
+        assert_eq!(
+            (now.lease_owner, now.lease_until, now.attempts),
+            (None, None, 0),
+            "a delivery that does not fit waits unleased"
+        );
+    }
+
+    // Full organizations get nothing, however long their backlogs.
+    let mut full = in_flight;
+    full.add(&a, Destination::of_url("https://ok.example/").as_ref());
+    full.add(&b, Destination::of_url(hung).as_ref());
+    full.add(&b, None);
+    let limits = ClaimLimits {
+        total: 10,
+        per_org: 2,
+        per_destination: 1,
+        in_flight: full,
+    };
+    assert!(
+        store
+            .claim_due_webhooks("w", at(10), 60_000, &limits)
+            .await?
+            .is_empty(),
+        "A and B are full"
+    );
+    // With room again, A's waiting deliveries are claimed oldest due first.
+    let limits = ClaimLimits {
+        total: 10,
+        per_org: 10,
+        per_destination: 10,
+        in_flight: InFlight::default(),
+    };
+    let claimed = store
+        .claim_due_webhooks("w", at(10), 60_000, &limits)
+        .await?;
+    assert_eq!(
+        claimed_ids(&claimed),
+        vec![a_hung_0.id, b_hung_1.id, a_hung_1.id, a_ok_1.id]
+    );
     Ok(())
 }
 
@@ -1591,11 +1759,11 @@ pub async fn restarted_worker_releases_its_leases(store: Shared) -> Result<()> {
     store.create_run(&agent_run, Some(&agent), None).await?;
 
     let mine = store
-        .claim_due_webhooks("node-a", at(10), 60_000, 2)
+        .claim_due_webhooks("node-a", at(10), 60_000, &ClaimLimits::up_to(2))
         .await?;
     ensure!(mine.len() == 2, "node-a claims two: {mine:?}");
     let theirs = store
-        .claim_due_webhooks("node-b", at(10), 60_000, 10)
+        .claim_due_webhooks("node-b", at(10), 60_000, &ClaimLimits::up_to(10))
         .await?;
     ensure!(theirs.len() == 1, "node-b claims the third: {theirs:?}");
     // One of node-a's deliveries ended before the crash: it stays delivered.
@@ -1625,7 +1793,7 @@ pub async fn restarted_worker_releases_its_leases(store: Shared) -> Result<()> {
 
     // Claimable at once, long before the old lease would have expired.
     let again = store
-        .claim_due_webhooks("node-a", at(40), 60_000, 10)
+        .claim_due_webhooks("node-a", at(40), 60_000, &ClaimLimits::up_to(10))
         .await?;
     ensure!(
         again.iter().map(|d| d.id.clone()).collect::<Vec<_>>() == vec![mine[0].id.clone()],
@@ -1775,7 +1943,7 @@ pub async fn agent_deliveries(store: Shared) -> Result<()> {
     );
     assert!(
         store
-            .claim_due_webhooks("w", at(0), 1_000, 10)
+            .claim_due_webhooks("w", at(0), 1_000, &ClaimLimits::up_to(10))
             .await?
             .iter()
             .all(|d| d.mode == DeliveryMode::Webhook)
@@ -2104,7 +2272,7 @@ pub async fn concurrent_claimers(store: Shared) -> Result<()> {
             let mut mine = Vec::new();
             loop {
                 let batch = store
-                    .claim_due_webhooks(owner, at(1_000), 60_000, 7)
+                    .claim_due_webhooks(owner, at(1_000), 60_000, &ClaimLimits::up_to(7))
                     .await?;
                 if batch.is_empty() {
                     return anyhow::Ok(mine);
