@@ -158,6 +158,9 @@ impl Portd {
             .env_remove("PORTD_RUN_TIMEOUT_SECS")
             .env_remove("PORTD_DELIVERY_RETRY_SCHEDULE")
             .env_remove("PORTD_DELIVERY_TIMEOUT_SECS")
+            .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT")
+            .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT_PER_ORG")
+            .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT_PER_HOST")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
