@@ -11,6 +11,7 @@ use anyhow::{Result, bail, ensure};
 use port_chaos::api::Api;
 use port_chaos::isolation::{Tenants, TenantsOptions, VICTIM_CLIENT_SECRET};
 use port_chaos::receiver::Receiver;
+use port_store::ScratchSchema;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -136,8 +137,29 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_receivers_cost_only_their_own_organization() -> Result<()> {
+    hanging_receivers(TenantsOptions::default(), "SQLite").await
+}
+
+/// The same on PostgreSQL, whose claims are the other implementation of the fair claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_receivers_cost_only_their_own_organization_on_postgres() -> Result<()> {
+    let Ok(base_url) = std::env::var("PORT_TEST_DATABASE_URL") else {
+        port_chaos::visible("skipped: PORT_TEST_DATABASE_URL not set");
+        return Ok(());
+    };
+    let schema = ScratchSchema::create(&base_url, "isolation").await?;
+    let outcome = hanging_receivers(
+        TenantsOptions::default().database_url(schema.url()),
+        "PostgreSQL",
+    )
+    .await;
+    schema.drop_now().await?;
+    outcome
+}
+
+async fn hanging_receivers(options: TenantsOptions, backend: &str) -> Result<()> {
     // The attacker's attempts must hang for the whole test, not time out.
-    let options = TenantsOptions::default().env("PORTD_DELIVERY_TIMEOUT_SECS", "120");
+    let options = options.env("PORTD_DELIVERY_TIMEOUT_SECS", "120");
     let mut tenants = Tenants::start(options).await?;
     let victim = tenants.victim.clone();
     let receiver = Receiver::start(VICTIM_CLIENT_SECRET, 14).await?;
@@ -208,7 +230,7 @@ async fn hanging_receivers_cost_only_their_own_organization() -> Result<()> {
         })
         .await?;
     port_chaos::visible(&format!(
-        "isolation `hanging webhook receivers`: victim webhooks baseline median {:.1} ms max {:.1} ms, \
+        "isolation `hanging webhook receivers` ({backend}): victim webhooks baseline median {:.1} ms max {:.1} ms, \
          during median {:.1} ms max {:.1} ms; attacker: {} attempts held of {HANGING} runs, {} runs waiting",
         median(&baseline),
         max(&baseline),
