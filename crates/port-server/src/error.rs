@@ -112,12 +112,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_unavailable_answers_carry_retry_after() {
+    fn only_unavailable_and_throttled_answers_carry_retry_after() {
         let down = ApiError::from(StoreError::Unavailable("connection refused".into()));
         let response = down.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
+        let throttled =
+            ApiError::from(PortError::new(ErrorKind::TooManyRequests, "slow down")).into_response();
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            throttled.headers()[axum::http::header::RETRY_AFTER],
             RETRY_AFTER_SECS
         );
         let broken = ApiError::internal("a bug").into_response();
