@@ -37,6 +37,9 @@ pub enum ErrorKind {
     PayloadTooLarge,
     ServiceUnavailable,
     Conflict,
+    /// The caller used up a share it is allowed (its organization's template
+    /// evaluations, streams, sign-in attempts…): 429, to retry after a pause.
+    TooManyRequests,
 }
 
 impl ErrorKind {
@@ -67,6 +70,7 @@ impl ErrorKind {
             Self::HasDependents => "has_dependents",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Conflict => "conflict",
+            Self::TooManyRequests => "too_many_requests",
         }
     }
 
@@ -82,6 +86,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::IdentifierTaken | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::TooManyRequests => 429,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
             Self::InvalidRequest

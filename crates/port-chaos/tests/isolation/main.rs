@@ -9,3 +9,4 @@
 mod delivery;
 mod destinations;
 mod harness;
+mod templates;
