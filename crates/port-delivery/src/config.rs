@@ -70,7 +70,9 @@ pub struct DeliveryConfig {
     pub run_timeout_default: Option<Duration>,
     /// How often the reaper looks for stale runs.
     pub reaper_interval: Duration,
-    /// How many attempts are in flight at once, all organizations together.
+    /// How many attempts are in flight at once, all organizations together. This and
+    /// the caps below are per worker (per portd process): with several replicas, an
+    /// organization may have its share in flight on each.
     pub max_in_flight: usize,
     /// How many of one organization's attempts are in flight at once, so that one
     /// organization's receivers that never answer hold at most this many slots and the

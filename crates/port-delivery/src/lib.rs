@@ -9,7 +9,11 @@
 //!   attempt. Failed attempts are retried on a jittered schedule, honouring
 //!   `Retry-After`. Each attempt is recorded, each failure leaves a line in the run's
 //!   log, and a delivery that is refused or runs out of attempts fails its run.
-//!   Synchronized runs end with their receiver's answer.
+//!   Synchronized runs end with their receiver's answer. Attempts in flight are capped
+//!   in all, per organization and per organization and host; each free slot goes to
+//!   the organization with the fewest in flight, and what does not fit waits in the
+//!   outbox unleased ([`port_core::claim`]), so receivers that never answer cost only
+//!   their own organization.
 //! - [`VettingResolver`]: the delivery client's resolver. A host is resolved once per
 //!   connection and only addresses the destination policy allows are connected to, so
 //!   a name that rebinds after the execute-time check reaches nothing; such a refusal
