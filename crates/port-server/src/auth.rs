@@ -139,6 +139,10 @@ impl Authenticator {
         let unverified =
             jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&[]), &peek)
                 .map_err(|_| ApiError::unauthorized())?;
+        // No client id holds NUL, and PostgreSQL could not even look one up.
+        if unverified.claims.sub.contains('\0') {
+            return Err(ApiError::unauthorized());
+        }
         let credential = self
             .credential(&unverified.claims.sub)
             .await?

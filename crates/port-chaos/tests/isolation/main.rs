@@ -8,3 +8,4 @@
 
 mod harness;
 mod metrics;
+mod odd_text;
