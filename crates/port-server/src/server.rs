@@ -82,11 +82,10 @@ impl HealthCheck for StoreHealth {
 /// How long a request waits for a PostgreSQL connection before answering 503.
 pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Opens the configured database (creating the data directory for SQLite).
+/// Opens the configured database, after making the data directory private (see
+/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)?;
-    }
+    crate::data_dir::prepare_data_dir(&config.data_dir)?;
     let url = config.database_url();
     tracing::info!(database = %port_store::redact_url(&url), "opening the database");
     let mut options = StoreOptions::default();

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod entities;
 mod errors;
+mod files;
 mod hooks;
 mod log_stream;
 mod openapi_doc;
