@@ -331,6 +331,24 @@ impl QueryParams {
     }
 }
 
+/// The address of the peer that sent the request: `None` when the router is driven
+/// without a socket (tests in process).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 /// The authenticated caller of a route: its organization and client id.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Caller);

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod throttle;
 pub mod ui;
 
 #[cfg(feature = "testing")]

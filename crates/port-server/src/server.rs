@@ -202,6 +202,7 @@ pub async fn start_with(
     config: Config,
     extensions: Extensions,
 ) -> Result<RunningServer, ServeError> {
+    bootstrap::check_bootstrap_secret(config.bootstrap_client_secret.as_deref())?;
     let store = open_store(&config).await?;
     let delivery = delivery_config(&config)?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -241,9 +242,13 @@ pub async fn start_with(
     let router = app_with(state.clone(), &extensions.endpoints);
     let graceful = Shutdown(stopped.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(graceful.wait())
-            .await
+        // The peer's address reaches handlers (the token route's throttle).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful.wait())
+        .await
     });
     tasks.extend(
         extensions
