@@ -9,3 +9,4 @@
 mod harness;
 mod metrics;
 mod odd_text;
+mod token;
