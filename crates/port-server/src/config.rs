@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use port_delivery::DeliveryConfig;
 
 use crate::adapters::DestinationMode;
+use crate::connections::{ConnectionArgs, ConnectionLimits};
 
 /// Where portd listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -80,6 +81,8 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub bootstrap_client_secret: Option<String>,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Everything [`crate::server::start`] needs.
@@ -98,6 +101,8 @@ pub struct Config {
     /// `PORTD_REAPER_INTERVAL_SECS` variables, with the worker id kept in
     /// `<data-dir>/worker-id` unless `PORTD_DELIVERY_WORKER_ID` names one.
     pub delivery: Option<DeliveryConfig>,
+    /// Timeouts and the connection cap (see [`crate::connections`]).
+    pub connections: ConnectionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -116,6 +121,7 @@ impl std::fmt::Debug for Config {
                 &self.bootstrap_client_secret.as_ref().map(|_| "***"),
             )
             .field("delivery", &self.delivery)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -131,6 +137,7 @@ impl Default for Config {
             bootstrap_client_secret: None,
             print_bootstrap_credentials: true,
             delivery: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -146,6 +153,7 @@ impl From<ServerArgs> for Config {
             bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
             print_bootstrap_credentials: true,
             delivery: None,
+            connections: args.connections.into(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod connections;
 pub mod data_dir;
 pub mod delivery;
 pub mod error;

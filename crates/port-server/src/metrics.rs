@@ -71,6 +71,10 @@ struct Tables {
 pub struct Metrics {
     tables: Mutex<Tables>,
     runs_created: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -112,6 +116,29 @@ impl Metrics {
 
     pub fn runs_created(&self) -> u64 {
         self.runs_created.load(Ordering::Relaxed)
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection over the cap (answered 503, or closed when too many were).
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed by the header read timeout (`head`) or the idle timeout.
+    pub fn connection_timed_out(&self, head: bool) {
+        let counter = if head {
+            &self.header_timeouts
+        } else {
+            &self.idle_timeouts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -157,6 +184,32 @@ impl Metrics {
         out.push_str("# HELP portd_runs_created_total Action runs created.\n");
         out.push_str("# TYPE portd_runs_created_total counter\n");
         let _ = writeln!(out, "portd_runs_created_total {}", self.runs_created());
+        out.push_str("# HELP portd_connections_open Connections being served.\n");
+        out.push_str("# TYPE portd_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "portd_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP portd_connections_refused_total Connections over the cap, answered 503 and closed.\n");
+        out.push_str("# TYPE portd_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "portd_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP portd_connections_timed_out_total Connections closed by the header read or idle timeout.\n");
+        out.push_str("# TYPE portd_connections_timed_out_total counter\n");
+        for (reason, counter) in [
+            ("header", &self.header_timeouts),
+            ("idle", &self.idle_timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "portd_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
@@ -243,8 +296,9 @@ mod tests {
         assert!(text.contains(
             r#"portd_http_requests_total{method="other",route="unmatched",status="405"} 1000"#
         ));
-        // One counter line and one histogram (11 buckets, +Inf, sum, count) in all.
+        // One counter line and one histogram (11 buckets, +Inf, sum, count), besides
+        // the unlabelled runs and connection counters.
         let lines = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(lines, 1 + 14 + 1, "{text}");
+        assert_eq!(lines, 1 + 14 + 1 + 4, "{text}");
     }
 }

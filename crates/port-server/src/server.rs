@@ -17,6 +17,7 @@ use crate::adapters::{DestinationMode, PublicDestinations};
 use crate::app::app_with;
 use crate::bootstrap::{self, Bootstrapped, CredentialsFile};
 use crate::config::Config;
+use crate::connections::{self, ConnectionPlan, Reserve};
 use crate::delivery::{delivery_config, start_delivery};
 use crate::routes::Endpoint;
 use crate::state::{AppState, HealthCheck};
@@ -82,19 +83,24 @@ impl HealthCheck for StoreHealth {
 /// How long a request waits for a PostgreSQL connection before answering 503.
 pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Opens the configured database, after making the data directory private (see
-/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too).
-pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
-    crate::data_dir::prepare_data_dir(&config.data_dir)?;
-    let url = config.database_url();
-    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
+/// The store's options for `config`.
+fn store_options(config: &Config) -> StoreOptions {
     let mut options = StoreOptions::default();
     if config.database_url.is_some() {
         // A PostgreSQL that is down refuses connections; sqlx retries until the acquire
         // timeout, so this bounds how long a request waits before its 503.
         options.acquire_timeout = PG_ACQUIRE_TIMEOUT;
     }
-    Ok(port_store::open(&url, &options).await?)
+    options
+}
+
+/// Opens the configured database, after making the data directory private (see
+/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
+    crate::data_dir::prepare_data_dir(&config.data_dir)?;
+    let url = config.database_url();
+    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
+    Ok(port_store::open(&url, &store_options(config)).await?)
 }
 
 /// The URL clients should use, from the bound address (`0.0.0.0` becomes loopback).
@@ -203,8 +209,30 @@ pub async fn start_with(
     extensions: Extensions,
 ) -> Result<RunningServer, ServeError> {
     bootstrap::check_bootstrap_secret(config.bootstrap_client_secret.as_deref())?;
+    let open_files = connections::raise_open_files_limit();
     let store = open_store(&config).await?;
     let delivery = delivery_config(&config)?;
+    let reserve = Reserve::new(
+        store.backend(),
+        &store_options(&config),
+        delivery.max_in_flight,
+    );
+    let plan = match ConnectionPlan::new(config.connections, open_files, reserve) {
+        Ok(plan) => plan,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    if plan.max_connections < config.connections.max_connections {
+        tracing::warn!(
+            asked = config.connections.max_connections,
+            allowed = plan.max_connections,
+            open_files = ?plan.open_files,
+            reserved = reserve.total(),
+            "lowered the connection cap to fit the open-files limit"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -240,23 +268,25 @@ pub async fn start_with(
     let mut tasks = start_delivery(&state, delivery).await?;
     let (stop, stopped) = watch::channel(false);
     let router = app_with(state.clone(), &extensions.endpoints);
-    let graceful = Shutdown(stopped.clone());
-    let server = tokio::spawn(async move {
-        // The peer's address reaches handlers (the token route's throttle).
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful.wait())
-        .await
-    });
+    let server = tokio::spawn(connections::serve(
+        listener,
+        router,
+        plan,
+        state.clone(),
+        Shutdown(stopped.clone()),
+    ));
     tasks.extend(
         extensions
             .tasks
             .into_iter()
             .map(|task| tokio::spawn(task(state.clone(), Shutdown(stopped.clone())))),
     );
-    tracing::info!(address = %local_addr, "portd is listening");
+    tracing::info!(
+        address = %local_addr,
+        max_connections = plan.max_connections,
+        open_files = ?plan.open_files,
+        "portd is listening"
+    );
     Ok(RunningServer {
         local_addr,
         state,

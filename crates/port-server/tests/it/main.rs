@@ -4,6 +4,7 @@ mod actions;
 mod auth;
 mod binary;
 mod blueprints;
+mod connections;
 mod crash;
 mod delivery;
 mod entities;
