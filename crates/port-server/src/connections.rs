@@ -16,9 +16,11 @@
 //!   being sent (an SSE log stream) is a request in flight: streams are never cut.
 //! - **Connection cap** (`PORTD_MAX_CONNECTIONS`, 1024, lowered to fit the descriptor
 //!   limit): a connection beyond it is answered at once with 503 `service_unavailable`
-//!   in Port's envelope, `Retry-After` and `Connection: close`, then closed. At most
-//!   [`REFUSAL_SLOTS`] such answers are in progress at once (each for at most
-//!   [`REFUSAL_TIME`]); connections beyond those are closed unanswered.
+//!   in Port's envelope, `Retry-After` and `Connection: close`, then closed. Up to
+//!   [`REFUSAL_SLOTS`] refused connections at once linger (for at most
+//!   [`REFUSAL_TIME`]) to read what the client sends, so that closing does not reset
+//!   the connection before the client read the answer; beyond those, the answer is
+//!   written without waiting and the connection closed at once.
 //! - **Descriptors**: at start the soft `RLIMIT_NOFILE` is raised to the hard limit,
 //!   and the cap is the smaller of `PORTD_MAX_CONNECTIONS` and what that limit leaves
 //!   after [`Reserve`]: the store's files or pool, the delivery worker's sockets, the
@@ -303,13 +305,17 @@ pub async fn serve(
             }
             Err(_) => {
                 state.metrics().connection_refused();
-                if let Ok(slot) = refusals.clone().try_acquire_owned() {
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(stream)).await;
-                        drop(slot);
-                    });
+                match refusals.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(REFUSAL_TIME, refuse(stream)).await;
+                            drop(slot);
+                        });
+                    }
+                    // Too many refusals in progress: answer what fits in the socket's
+                    // buffer now, and close without lingering.
+                    Err(_) => refuse_now(&stream),
                 }
-                // Else `stream` is dropped here: closed unanswered.
             }
         }
     }
@@ -344,9 +350,30 @@ fn refusal_bytes() -> Vec<u8> {
     .into_bytes()
 }
 
+/// Reads what the client has sent so far, without waiting: closing a socket with
+/// unread data resets the connection, and the client may lose the answer with it.
+fn discard_received(stream: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < 64 * 1024 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => discarded += n,
+            _ => return,
+        }
+    }
+}
+
+/// Answers 503 without waiting (the answer fits in a fresh socket's send buffer); the
+/// caller then drops the socket.
+fn refuse_now(stream: &TcpStream) {
+    discard_received(stream);
+    let _ = stream.try_write(&refusal_bytes());
+}
+
 /// Answers 503 and closes: write, half-close, then read what the client sent until it
 /// closes too (bounded by the caller's [`REFUSAL_TIME`]).
 async fn refuse(mut stream: TcpStream) {
+    discard_received(&stream);
     if stream.write_all(&refusal_bytes()).await.is_err() || stream.shutdown().await.is_err() {
         return;
     }
