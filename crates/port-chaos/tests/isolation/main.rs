@@ -6,6 +6,7 @@
 //! The tests run one at a time ([`port_chaos::isolation::serial`]), in their own test
 //! binary, so no other suite's load is measured as the victim's latency.
 
+mod connections;
 mod harness;
 mod metrics;
 mod odd_text;
