@@ -280,6 +280,18 @@ impl Drop for Portd {
     }
 }
 
+/// Makes a directory its owner's only (0700): portd refuses a data directory open to
+/// others that holds files it did not create, such as the log the suite keeps there.
+pub fn make_private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// The last `lines` lines of a text file.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
