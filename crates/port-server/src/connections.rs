@@ -11,7 +11,7 @@
 //!   must be complete within this time of the connection's accept, or of its first byte
 //!   after an idle keep-alive pause. A client trickling bytes gains nothing: the clock
 //!   never restarts before the head is complete. The connection is then closed.
-//! - **Idle keep-alive timeout** (`PORTD_IDLE_TIMEOUT_SECS`, 75 s): a connection with no
+//! - **Idle keep-alive timeout** (`PORTD_IDLE_TIMEOUT_SECS`, 120 s): a connection with no
 //!   request in flight and no byte received for this long is closed. A response still
 //!   being sent (an SSE log stream) is a request in flight: streams are never cut.
 //! - **Connection cap** (`PORTD_MAX_CONNECTIONS`, 1024, lowered to fit the descriptor
@@ -63,9 +63,11 @@ use crate::state::AppState;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default of `PORTD_HEADER_READ_TIMEOUT_SECS`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default of `PORTD_IDLE_TIMEOUT_SECS`: longer than the usual client pools' idle
-/// timeouts would invite the keep-alive race less, shorter frees slots sooner.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default of `PORTD_IDLE_TIMEOUT_SECS`: longer than the 90 s after which reqwest's
+/// (port-client's, the CLI's, the runner's) and Go's pools drop an idle connection, so
+/// that those clients close first and never send a request on a connection portd is
+/// closing.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Connections over the cap being answered 503 at once.
 pub const REFUSAL_SLOTS: usize = 64;
