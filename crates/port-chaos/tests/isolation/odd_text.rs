@@ -190,6 +190,14 @@ fn expected() -> BTreeSet<Refusal> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_text_is_refused_on_sqlite() {
+    let on_sqlite = attack(TenantsOptions::default(), "NUL in text (SQLite)").await;
+    assert_eq!(on_sqlite, expected());
+}
+
+/// The same answers as on SQLite (see [`expected`]), though PostgreSQL could not
+/// store what SQLite can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_in_text_is_refused_on_postgres_as_on_sqlite() {
     let Some(url) = port_chaos::pg::test_database_url("odd text on PostgreSQL").unwrap() else {
         return;
@@ -201,7 +209,5 @@ async fn nul_in_text_is_refused_on_postgres_as_on_sqlite() {
     )
     .await;
     schema.drop_now().await.unwrap();
-    let on_sqlite = attack(TenantsOptions::default(), "NUL in text (SQLite)").await;
-    assert_eq!(on_postgres, expected(), "PostgreSQL");
-    assert_eq!(on_sqlite, expected(), "SQLite");
+    assert_eq!(on_postgres, expected());
 }
