@@ -139,15 +139,20 @@ impl From<ConnectionArgs> for ConnectionLimits {
 ///   default; PostgreSQL, the pool's sockets plus 2: 12 by default.
 /// - `delivery`: 2 per attempt in flight (its socket and a kept-alive one for the
 ///   next attempt to the same receiver): 64 by default.
+/// - `templates`: 4 per template worker process (its stdin, stdout and stderr pipes,
+///   and the handle its exit is awaited on), for the workers plus one being replaced:
+///   12 with 2 workers (2 cores); none when templates render in process.
 /// - `refusals`: [`REFUSAL_SLOTS`].
 ///
-/// By default on SQLite: 64 + 20 + 64 + 64 = 212, so a hard limit of 1024 leaves 812
-/// connections (the default cap of 1024 is lowered to it).
+/// By default on SQLite with 2 template workers: 64 + 20 + 64 + 12 + 64 = 224, so a
+/// hard limit of 1024 leaves 800 connections (the default cap of 1024 is lowered to
+/// it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reserve {
     pub base: u64,
     pub store: u64,
     pub delivery: u64,
+    pub templates: u64,
     pub refusals: u64,
 }
 
@@ -155,8 +160,16 @@ impl Reserve {
     const BASE: u64 = 64;
     const PER_SQLITE_CONNECTION: u64 = 4;
     const PER_DELIVERY_IN_FLIGHT: u64 = 2;
+    const PER_TEMPLATE_WORKER: u64 = 4;
 
-    pub fn new(backend: BackendKind, store: &StoreOptions, deliveries_in_flight: usize) -> Self {
+    /// `template_workers`: the sandbox's worker processes (0 when templates render in
+    /// process).
+    pub fn new(
+        backend: BackendKind,
+        store: &StoreOptions,
+        deliveries_in_flight: usize,
+        template_workers: usize,
+    ) -> Self {
         let store = match backend {
             BackendKind::Sqlite => {
                 (1 + u64::from(store.sqlite_read_connections.max(1))) * Self::PER_SQLITE_CONNECTION
@@ -167,12 +180,16 @@ impl Reserve {
             base: Self::BASE,
             store,
             delivery: deliveries_in_flight as u64 * Self::PER_DELIVERY_IN_FLIGHT,
+            templates: match template_workers {
+                0 => 0,
+                workers => (workers as u64 + 1) * Self::PER_TEMPLATE_WORKER,
+            },
             refusals: REFUSAL_SLOTS as u64,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.base + self.store + self.delivery + self.refusals
+        self.base + self.store + self.delivery + self.templates + self.refusals
     }
 }
 
@@ -202,13 +219,14 @@ impl ConnectionPlan {
                 if left < MIN_CONNECTIONS {
                     return Err(ServeError::Config(format!(
                         "the open-files limit (RLIMIT_NOFILE) is {limit}: after {} descriptors kept \
-                         for the store ({}), deliveries ({}), refused connections ({}) and the \
-                         process ({}), only {left} remain for connections (at least \
-                         {MIN_CONNECTIONS} are needed); raise it (`ulimit -n`, LimitNOFILE=) to {} \
-                         or more",
+                         for the store ({}), deliveries ({}), template workers ({}), refused \
+                         connections ({}) and the process ({}), only {left} remain for \
+                         connections (at least {MIN_CONNECTIONS} are needed); raise it (`ulimit \
+                         -n`, LimitNOFILE=) to {} or more",
                         reserve.total(),
                         reserve.store,
                         reserve.delivery,
+                        reserve.templates,
                         reserve.refusals,
                         reserve.base,
                         reserve.total() + MIN_CONNECTIONS as u64,
@@ -662,31 +680,34 @@ mod tests {
 
     #[test]
     fn the_cap_leaves_the_reserve_to_the_store_and_delivery() {
-        let reserve = Reserve::new(BackendKind::Sqlite, &StoreOptions::default(), 32);
+        let reserve = Reserve::new(BackendKind::Sqlite, &StoreOptions::default(), 32, 2);
         assert_eq!(
             (
                 reserve.base,
                 reserve.store,
                 reserve.delivery,
+                reserve.templates,
                 reserve.refusals
             ),
-            (64, 20, 64, 64)
+            (64, 20, 64, 12, 64)
         );
-        assert_eq!(reserve.total(), 212);
+        assert_eq!(reserve.total(), 224);
         let plan = ConnectionPlan::new(limits(1024), Some(1024), reserve).unwrap();
-        assert_eq!(plan.max_connections, 812);
+        assert_eq!(plan.max_connections, 800);
+        let in_process = Reserve::new(BackendKind::Sqlite, &StoreOptions::default(), 32, 0);
+        assert_eq!(in_process.total(), 212);
         // A generous limit leaves the configured cap alone.
         let plan = ConnectionPlan::new(limits(1024), Some(1 << 20), reserve).unwrap();
         assert_eq!(plan.max_connections, 1024);
         let plan = ConnectionPlan::new(limits(1024), None, reserve).unwrap();
         assert_eq!(plan.max_connections, 1024);
-        let postgres = Reserve::new(BackendKind::Postgres, &StoreOptions::default(), 32);
+        let postgres = Reserve::new(BackendKind::Postgres, &StoreOptions::default(), 32, 2);
         assert_eq!(postgres.store, 12);
     }
 
     #[test]
     fn a_limit_leaving_too_few_connections_is_refused() {
-        let reserve = Reserve::new(BackendKind::Sqlite, &StoreOptions::default(), 32);
+        let reserve = Reserve::new(BackendKind::Sqlite, &StoreOptions::default(), 32, 0);
         let error = ConnectionPlan::new(limits(1024), Some(220), reserve)
             .unwrap_err()
             .to_string();

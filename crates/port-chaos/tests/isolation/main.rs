@@ -10,4 +10,5 @@ mod connections;
 mod harness;
 mod metrics;
 mod odd_text;
+mod templates;
 mod token;
