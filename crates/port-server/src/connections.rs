@@ -11,6 +11,10 @@
 //!   must be complete within this time of the connection's accept, or of its first byte
 //!   after an idle keep-alive pause. A client trickling bytes gains nothing: the clock
 //!   never restarts before the head is complete. The connection is then closed.
+//! - **Body read timeout** (`PORTD_BODY_READ_TIMEOUT_SECS`, 30 s): a request body must
+//!   arrive whole within this time of its head (a slow POST holds a connection as a
+//!   slow head does); reading it then fails, the route answers 422 and the connection
+//!   is closed.
 //! - **Idle keep-alive timeout** (`PORTD_IDLE_TIMEOUT_SECS`, 120 s): a connection with no
 //!   request in flight and no byte received for this long is closed. A response still
 //!   being sent (an SSE log stream) is a request in flight: streams are never cut.
@@ -63,6 +67,8 @@ use crate::state::AppState;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default of `PORTD_HEADER_READ_TIMEOUT_SECS`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `PORTD_BODY_READ_TIMEOUT_SECS`: 1 MiB (the body limit) at 35 KiB/s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `PORTD_IDLE_TIMEOUT_SECS`: longer than the 90 s after which reqwest's
 /// (port-client's, the CLI's, the runner's) and Go's pools drop an idle connection, so
 /// that those clients close first and never send a request on a connection portd is
@@ -87,6 +93,7 @@ pub struct ConnectionLimits {
     /// The cap asked for; the descriptor limit may lower it.
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
 }
 
@@ -95,6 +102,7 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
@@ -112,6 +120,10 @@ pub struct ConnectionArgs {
     #[arg(long, env = "PORTD_HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from its head.
+    #[arg(long, env = "PORTD_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_secs: u64,
     /// Seconds a keep-alive connection may stay idle between requests.
     #[arg(long, env = "PORTD_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -123,6 +135,7 @@ impl From<ConnectionArgs> for ConnectionLimits {
         Self {
             max_connections: args.max_connections as usize,
             header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         }
     }
@@ -587,12 +600,51 @@ impl HttpBody for Tracked {
     }
 }
 
+/// Why a request body could not be read: it did not arrive within the body timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
+
+/// A request body that fails once the body read timeout has passed.
+struct TimedBody {
+    body: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl HttpBody for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyTimedOut(self.timeout).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The router as one connection's hyper service.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
     peer: SocketAddr,
     activity: Arc<Activity>,
+    body_read_timeout: Duration,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
@@ -600,8 +652,14 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
-    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.request_started();
+        let timeout = self.body_read_timeout;
+        let mut request = request.map(|body| TimedBody {
+            body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        });
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let router = self.router.clone();
         Box::pin(async move {
@@ -632,6 +690,7 @@ async fn serve_connection(
         router,
         peer,
         activity: activity.clone(),
+        body_read_timeout: limits.body_read_timeout,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -740,6 +799,7 @@ mod tests {
         let limits = ConnectionLimits {
             max_connections: 1,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
         };
         let activity = Arc::new(Activity::new());

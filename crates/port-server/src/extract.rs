@@ -36,7 +36,8 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes>
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large()
         } else {
-            ApiError::invalid("the request body could not be read")
+            // Also a body that did not arrive within the body read timeout.
+            ApiError::invalid("the request body could not be read (cut short, or too slow)")
         }
     })
 }

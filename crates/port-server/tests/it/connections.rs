@@ -24,6 +24,7 @@ fn limits(max_connections: usize, header: u64, idle: u64) -> ConnectionLimits {
         max_connections,
         header_read_timeout: Duration::from_secs(header),
         idle_timeout: Duration::from_secs(idle),
+        ..ConnectionLimits::default()
     }
 }
 
@@ -131,6 +132,52 @@ async fn stalled_and_trickled_heads_are_closed_at_the_header_timeout() {
     assert!(
         metrics.contains(r#"portd_connections_timed_out_total{reason="header"} 3"#),
         "{metrics}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_at_the_body_read_timeout() {
+    let server = server(ConnectionLimits {
+        body_read_timeout: Duration::from_secs(1),
+        ..limits(64, 10, 30)
+    })
+    .await;
+    let mut slow = connect(&server).await;
+    slow.write_all(
+        b"POST /v1/auth/access_token HTTP/1.1\r\nHost: portd\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (reader, mut writer) = slow.into_split();
+    let trickler = tokio::spawn(async move {
+        for byte in br#"{"clientId": "someone", "clientSecret": ""#.iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut reader = reader;
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut answer)).await;
+    trickler.abort();
+    assert!(
+        closed.is_ok(),
+        "the slow body was still being read after 5 s"
+    );
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_millis(2500),
+        "answered after {after:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 422 "), "{answer}");
+    assert!(
+        answer.contains("the request body could not be read"),
+        "{answer}"
     );
     server.shutdown().await.unwrap();
 }
