@@ -217,6 +217,12 @@ impl Portd {
     ) -> Result<Self> {
         let data_dir = work.next(&format!("{name}-{}", backend.name()));
         std::fs::create_dir_all(&data_dir)?;
+        #[cfg(unix)]
+        {
+            // portd refuses an open data directory holding files of others' (the log).
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let schema = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(

@@ -53,9 +53,20 @@ pub struct Api {
 impl Api {
     /// A client with no token yet.
     pub fn anonymous(base_url: &str) -> Result<Self> {
+        Self::anonymous_with(base_url, None)
+    }
+
+    /// A client with no token yet whose connections come from `source` (any of
+    /// 127.0.0.0/8 works on loopback), so that portd sees another address.
+    pub fn anonymous_from(base_url: &str, source: std::net::IpAddr) -> Result<Self> {
+        Self::anonymous_with(base_url, Some(source))
+    }
+
+    fn anonymous_with(base_url: &str, source: Option<std::net::IpAddr>) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(16)
+            .local_address(source)
             .build()
             .context("building the HTTP client")?;
         Ok(Self {

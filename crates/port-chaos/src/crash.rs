@@ -203,6 +203,7 @@ pub async fn run(config: &CrashConfig) -> Result<CrashReport> {
         .prefix("port-chaos-")
         .tempdir()
         .context("creating the data directory")?;
+    crate::portd::make_private(dir.path())?;
     let outcome = cycles(config, &backend, dir.path(), started).await;
     if let Err(e) = &outcome {
         let tail = crate::portd::log_tail(&dir.path().join("portd.log"), 25);

@@ -44,6 +44,8 @@ pub struct TenantsOptions {
     pub database_url: Option<String>,
     /// More environment variables for portd.
     pub env: Vec<(String, String)>,
+    /// portd's open-files limit (`ulimit -n`); `None`: the test's own.
+    pub open_files_limit: Option<u64>,
 }
 
 impl TenantsOptions {
@@ -56,6 +58,12 @@ impl TenantsOptions {
     #[must_use]
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());
+        self
+    }
+
+    #[must_use]
+    pub fn open_files_limit(mut self, limit: u64) -> Self {
+        self.open_files_limit = Some(limit);
         self
     }
 }
@@ -95,7 +103,7 @@ impl Tenants {
             log_file: dir.path().join("portd.log"),
             env: options.env.clone(),
         };
-        let mut portd = Portd::spawn(&settings)?;
+        let mut portd = Portd::spawn_limited(&settings, options.open_files_limit)?;
         portd.ready(Duration::from_secs(60)).await?;
         let base = portd.base_url();
         let victim = Api::login(&base, VICTIM_CLIENT_ID, VICTIM_CLIENT_SECRET).await?;

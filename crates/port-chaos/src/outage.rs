@@ -129,6 +129,7 @@ pub async fn run(config: &OutageConfig) -> Result<Outcome> {
     let dir = tempfile::Builder::new()
         .prefix("port-chaos-outage-")
         .tempdir()?;
+    crate::portd::make_private(dir.path())?;
     let log_file = dir.path().join("portd.log");
     let outcome = scenario(config, cluster, dir.path()).await;
     outcome.map(Outcome::Ran).map_err(|e| {

@@ -11,6 +11,22 @@ use anyhow::{Context as _, Result, bail};
 /// The variable naming the shared test server.
 pub const ENV_TEST_DATABASE_URL: &str = "PORT_TEST_DATABASE_URL";
 
+/// The shared test server's URL for a test that needs PostgreSQL. Without
+/// [`ENV_TEST_DATABASE_URL`] it prints `skipped: …` and gives `None`, except under CI
+/// (`CI` set), where the PostgreSQL tests must run: there it is an error.
+pub fn test_database_url(test: &str) -> Result<Option<String>> {
+    match std::env::var(ENV_TEST_DATABASE_URL) {
+        Ok(url) if !url.trim().is_empty() => Ok(Some(url)),
+        _ if std::env::var_os("CI").is_some() => {
+            bail!("{test}: {ENV_TEST_DATABASE_URL} is not set, and CI must run PostgreSQL tests")
+        }
+        _ => {
+            crate::visible(&format!("skipped: {test}: {ENV_TEST_DATABASE_URL} not set"));
+            Ok(None)
+        }
+    }
+}
+
 /// The directory holding `initdb` and `pg_ctl`: Debian's newest
 /// `/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`.
 pub fn server_bin_dir() -> Option<PathBuf> {

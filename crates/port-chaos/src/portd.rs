@@ -139,13 +139,31 @@ pub struct Portd {
 impl Portd {
     /// Starts portd on a free port; it may not answer yet (see [`Portd::ready`]).
     pub fn spawn(settings: &PortdSettings) -> Result<Self> {
+        Self::spawn_limited(settings, None)
+    }
+
+    /// [`Portd::spawn`] with the open-files limit (soft and hard, `ulimit -n` in `sh`
+    /// before `exec`) set to `open_files`, so a test can use up portd's descriptors
+    /// without using up its own.
+    pub fn spawn_limited(settings: &PortdSettings, open_files: Option<u64>) -> Result<Self> {
         let port = free_port()?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&settings.log_file)
             .with_context(|| format!("opening {}", settings.log_file.display()))?;
-        let mut command = Command::new(&settings.binary);
+        let mut command = match open_files {
+            None => Command::new(&settings.binary),
+            Some(limit) => {
+                // `exec` keeps the process id: killing it kills portd.
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\""))
+                    .arg(&settings.binary);
+                shell
+            }
+        };
         command
             .env("PORTD_LISTEN", format!("127.0.0.1:{port}"))
             .env("PORTD_DATA_DIR", &settings.data_dir)
@@ -263,6 +281,18 @@ impl Drop for Portd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes a directory its owner's only (0700): portd refuses a data directory open to
+/// others that holds files it did not create, such as the log the suite keeps there.
+pub fn make_private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The last `lines` lines of a text file.

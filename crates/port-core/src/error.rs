@@ -167,6 +167,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// The database refused a value the request carried (PostgreSQL's data exceptions,
+    /// e.g. a NUL character in text): the caller's input, not the store, is at fault.
+    #[error("invalid value: {0}")]
+    InvalidInput(String),
     #[error("storage error: {0}")]
     Other(String),
 }
@@ -177,6 +181,7 @@ impl From<StoreError> for PortError {
             StoreError::Unavailable(m) => PortError::new(ErrorKind::ServiceUnavailable, m),
             StoreError::Conflict(m) => PortError::new(ErrorKind::Conflict, m),
             StoreError::AlreadyExists(m) => PortError::new(ErrorKind::IdentifierTaken, m),
+            StoreError::InvalidInput(m) => PortError::invalid(m),
             // Internal details stay in logs, not in responses.
             StoreError::Other(_) => PortError::internal("internal error"),
         }

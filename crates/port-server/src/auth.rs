@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
+use crate::throttle::LoginThrottle;
 
 /// Lifetime of an access token: Port's tokens live three hours.
 pub const ACCESS_TOKEN_TTL_SECONDS: i64 = 3 * 60 * 60;
@@ -58,6 +59,7 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, CachedCredential>>,
+    throttle: LoginThrottle,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -86,7 +88,13 @@ impl Authenticator {
             store,
             clock,
             cache: Mutex::new(HashMap::new()),
+            throttle: LoginThrottle::default(),
         }
+    }
+
+    /// The token route's throttle of failed attempts.
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
     }
 
     /// Checks a client id and secret and issues a token; 401 for unknown ids or wrong secrets.
@@ -139,6 +147,10 @@ impl Authenticator {
         let unverified =
             jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&[]), &peek)
                 .map_err(|_| ApiError::unauthorized())?;
+        // No client id holds NUL, and PostgreSQL could not even look one up.
+        if unverified.claims.sub.contains('\0') {
+            return Err(ApiError::unauthorized());
+        }
         let credential = self
             .credential(&unverified.claims.sub)
             .await?

@@ -17,6 +17,24 @@ pub const CLIENT_ID_LEN: usize = 32;
 /// Length of generated client secrets.
 pub const CLIENT_SECRET_LEN: usize = 64;
 
+/// The shortest `PORTD_BOOTSTRAP_CLIENT_SECRET` accepted: the token route throttles
+/// guesses, but a short secret would still fall to a patient attacker.
+pub const MIN_BOOTSTRAP_SECRET_LEN: usize = 32;
+
+/// Refuses a given bootstrap secret shorter than [`MIN_BOOTSTRAP_SECRET_LEN`]
+/// characters, at every start (a configured short secret is a mistake even once the
+/// database has credentials).
+pub fn check_bootstrap_secret(secret: Option<&str>) -> Result<(), ServeError> {
+    match secret.map(|s| s.chars().count()) {
+        Some(len) if len < MIN_BOOTSTRAP_SECRET_LEN => Err(ServeError::Config(format!(
+            "PORTD_BOOTSTRAP_CLIENT_SECRET has {len} characters; it needs at least \
+             {MIN_BOOTSTRAP_SECRET_LEN} (e.g. `openssl rand -hex 32`), or leave it unset and \
+             portd generates one"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The contents of `<data-dir>/credentials.json`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,6 +8,7 @@ use port_core::template::Budget;
 use port_delivery::DeliveryConfig;
 
 use crate::adapters::DestinationMode;
+use crate::connections::{ConnectionArgs, ConnectionLimits};
 
 /// Where portd listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -81,6 +82,8 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub bootstrap_client_secret: Option<String>,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     #[command(flatten)]
     pub templates: TemplateArgs,
 }
@@ -170,6 +173,8 @@ pub struct Config {
     /// `PORTD_REAPER_INTERVAL_SECS` variables, with the worker id kept in
     /// `<data-dir>/worker-id` unless `PORTD_DELIVERY_WORKER_ID` names one.
     pub delivery: Option<DeliveryConfig>,
+    /// Timeouts and the connection cap (see [`crate::connections`]).
+    pub connections: ConnectionLimits,
     /// How templates are rendered: in process by default (tests, embedding); `portd`
     /// renders them in a sandbox.
     pub templates: Templates,
@@ -191,6 +196,7 @@ impl std::fmt::Debug for Config {
                 &self.bootstrap_client_secret.as_ref().map(|_| "***"),
             )
             .field("delivery", &self.delivery)
+            .field("connections", &self.connections)
             .field("templates", &self.templates)
             .finish()
     }
@@ -207,6 +213,7 @@ impl Default for Config {
             bootstrap_client_secret: None,
             print_bootstrap_credentials: true,
             delivery: None,
+            connections: ConnectionLimits::default(),
             templates: Templates::InProcess(Budget::default()),
         }
     }
@@ -223,6 +230,7 @@ impl From<ServerArgs> for Config {
             bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
             print_bootstrap_credentials: true,
             delivery: None,
+            connections: args.connections.into(),
             templates: Templates::from(&args.templates),
         }
     }

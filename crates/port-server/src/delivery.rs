@@ -75,7 +75,23 @@ pub fn stable_worker_id(dir: &Path) -> std::io::Result<String> {
     let id = format!("portd-{}", random_alphanumeric(16));
     let temporary = dir.join(format!("{WORKER_ID_FILE}.tmp"));
     {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            // Like everything in the data directory: its owner's only, whatever the umask.
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(crate::data_dir::DATA_FILE_MODE);
+        }
+        let mut file = options.open(&temporary)?;
+        #[cfg(unix)]
+        {
+            // `mode` applies to new files only; a crash may have left an older one.
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(
+                crate::data_dir::DATA_FILE_MODE,
+            ))?;
+        }
         file.write_all(id.as_bytes())?;
         file.write_all(b"\n")?;
         file.sync_all()?;

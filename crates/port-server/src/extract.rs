@@ -1,6 +1,12 @@
 //! Extractors whose rejections are Port's envelope: JSON bodies (422 naming the field,
 //! 413 over the limit), query strings (repeatable keys, typed getters) and the
 //! authenticated caller (401).
+//!
+//! **NUL (U+0000).** PostgreSQL cannot store it in text, SQLite can: so that both stores
+//! answer alike, no NUL gets past these extractors. A NUL in a JSON string or key (at
+//! any depth) or a query value is 422 `invalid_request` naming the field; one in a path
+//! segment names nothing that can exist: 404, like any other undecodable path. (JSON
+//! and percent-decoding already refuse lone surrogates and invalid UTF-8.)
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -30,7 +36,8 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes>
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large()
         } else {
-            ApiError::invalid("the request body could not be read")
+            // Also a body that did not arrive within the body read timeout.
+            ApiError::invalid("the request body could not be read (cut short, or too slow)")
         }
     })
 }
@@ -101,11 +108,13 @@ where
         })
 }
 
-/// Parses a JSON body into `T`; the message names the field at fault.
+/// Parses a JSON body into `T`; the message names the field at fault. Text holding
+/// NUL is refused (see the module's documentation).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid("body: a JSON body is required"));
     }
+    refuse_json_nul(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -128,6 +137,67 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     Ok(value)
 }
 
+/// The message of a field that holds NUL.
+pub fn nul_refused(field: &str) -> String {
+    format!("{field}: must not contain NUL (U+0000)")
+}
+
+/// 422 naming the first string or key of the body that holds NUL. JSON can only carry
+/// NUL as the escape `\u0000` (a raw control byte is malformed), so bodies without one
+/// are not parsed twice.
+fn refuse_json_nul(bytes: &[u8]) -> ApiResult<()> {
+    if !bytes.windows(6).any(|w| w == br"\u0000") {
+        return Ok(());
+    }
+    // Malformed JSON is reported by the real parse that follows.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match nul_field(&value, &mut String::new()) {
+        Some(field) => Err(ApiError::invalid(nul_refused(&field))),
+        None => Ok(()),
+    }
+}
+
+/// The path (`a.b[2]`, as serde_path_to_error writes it; `body` for the root) of the
+/// first string holding NUL, or of the object with such a key.
+fn nul_field(value: &serde_json::Value, path: &mut String) -> Option<String> {
+    use serde_json::Value;
+    let here = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(here(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_field(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => {
+            if map.keys().any(|key| key.contains('\0')) {
+                return Some(format!("{} (a key)", here(path)));
+            }
+            map.iter().find_map(|(key, item)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                let found = nul_field(item, path);
+                path.truncate(len);
+                found
+            })
+        }
+        _ => None,
+    }
+}
+
 /// serde_json appends " at line L column C", which helps little once the field is named.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -144,6 +214,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A literal NUL cannot be in a URI; `%00` decodes to one inside some parameter,
+        // as no route's literal segments hold it.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::not_found(format!(
+                "resource {}",
+                parts.uri.path()
+            )));
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(_) => Err(ApiError::not_found(format!(
@@ -164,7 +242,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self::parse(parts.uri.query().unwrap_or("")))
+        let query = Self::parse(parts.uri.query().unwrap_or(""));
+        if let Some((name, _)) = query
+            .0
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            let field = if name.contains('\0') {
+                "querystring (a parameter name)".to_owned()
+            } else {
+                format!("querystring.{name}")
+            };
+            return Err(ApiError::invalid(nul_refused(&field)));
+        }
+        Ok(query)
     }
 }
 
@@ -241,6 +332,24 @@ impl QueryParams {
     }
 }
 
+/// The address of the peer that sent the request: `None` when the router is driven
+/// without a socket (tests in process).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 /// The authenticated caller of a route: its organization and client id.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Caller);
@@ -309,6 +418,68 @@ mod tests {
             "{}",
             err.0.message
         );
+    }
+
+    #[test]
+    fn nul_is_refused_anywhere_in_json() {
+        let message = |body: &str| {
+            parse_json::<serde_json::Value>(body.as_bytes())
+                .unwrap_err()
+                .0
+                .message
+        };
+        assert_eq!(
+            message(r#"{"status": "a\u0000b"}"#),
+            "status: must not contain NUL (U+0000)"
+        );
+        assert_eq!(
+            message(r#"{"a": {"b": [1, {"c": "\u0000"}]}}"#),
+            "a.b[1].c: must not contain NUL (U+0000)"
+        );
+        assert_eq!(
+            message(r#"{"a": {"k\u0000": 1}}"#),
+            "a (a key): must not contain NUL (U+0000)"
+        );
+        assert_eq!(
+            message(r#""\u0000""#),
+            "body: must not contain NUL (U+0000)"
+        );
+        // A backslash followed by `u0000` is text, not NUL.
+        assert!(parse_json::<serde_json::Value>(br#"{"a": "\\u0000"}"#).is_ok());
+        // serde_json already refuses lone surrogates.
+        assert!(parse_json::<serde_json::Value>(br#"{"a": "\ud800"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn nul_is_refused_in_queries_and_paths() {
+        let parts = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let mut query = parts("/v1/actions/runs?user_email=a%00b&limit=5");
+        let err = QueryParams::from_request_parts(&mut query, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            err.0.message,
+            "querystring.user_email: must not contain NUL (U+0000)"
+        );
+        let mut name = parts("/v1/actions/runs?a%00=1");
+        assert!(
+            QueryParams::from_request_parts(&mut name, &())
+                .await
+                .is_err()
+        );
+        let mut path = parts("/v1/actions/runs/r_%00");
+        let err = ApiPath::<String>::from_request_parts(&mut path, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
     }
 
     #[test]

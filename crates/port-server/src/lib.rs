@@ -15,6 +15,8 @@ pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod connections;
+pub mod data_dir;
 pub mod delivery;
 pub mod error;
 pub mod extract;
@@ -23,6 +25,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod throttle;
 pub mod ui;
 
 #[cfg(feature = "testing")]

@@ -1,6 +1,10 @@
 //! Prometheus metrics, hand-rolled: request counts by route and status, a latency
-//! histogram per route, and runs created. Routes are labelled by their pattern
-//! (`/v1/actions/runs/{run_id}`), never by the concrete path, so label sets stay small.
+//! histogram per route, and runs created.
+//!
+//! Every label comes from a closed set, so no client can grow the exposition: routes
+//! are labelled by their template in the route table (`/v1/actions/runs/{run_id}`) or
+//! `unmatched`, never by the concrete path, and methods by their standard name or
+//! `other` (HTTP lets a client invent any token as a method).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +26,29 @@ const LATENCY_BUCKETS: [f64; 11] = [
 /// The route label of requests no route matched.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// The method label of requests whose method is not one of RFC 9110's (and PATCH).
+const OTHER_METHOD: &str = "other";
+
+/// The method label: a standard method's name, else [`OTHER_METHOD`].
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or(OTHER_METHOD, Method::as_str)
+}
+
 #[derive(Debug, Default, Clone)]
 struct Latency {
     buckets: [u64; LATENCY_BUCKETS.len()],
@@ -31,10 +58,12 @@ struct Latency {
 
 #[derive(Debug, Default)]
 struct Tables {
-    /// (method, route, status) → count.
-    requests: BTreeMap<(String, String, u16), u64>,
+    /// (method, route, status) → count. The method comes from [`method_label`]; the
+    /// route is a template the router matched (it has no other kind) or
+    /// [`UNMATCHED_ROUTE`].
+    requests: BTreeMap<(&'static str, String, u16), u64>,
     /// (method, route) → latency histogram.
-    latency: BTreeMap<(String, String), Latency>,
+    latency: BTreeMap<(&'static str, String), Latency>,
 }
 
 /// The server's metrics.
@@ -42,6 +71,10 @@ struct Tables {
 pub struct Metrics {
     tables: Mutex<Tables>,
     runs_created: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -49,15 +82,23 @@ impl Metrics {
         Self::default()
     }
 
-    pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Counts one answered request. `method` is a [`method_label`]; `route` a matched
+    /// route template or `unmatched`.
+    pub fn record_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         *tables
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default() += 1;
         let latency = tables
             .latency
-            .entry((method.to_owned(), route.to_owned()))
+            .entry((method, route.to_owned()))
             .or_default();
         let seconds = elapsed.as_secs_f64();
         for (bucket, bound) in latency.buckets.iter_mut().zip(LATENCY_BUCKETS) {
@@ -75,6 +116,29 @@ impl Metrics {
 
     pub fn runs_created(&self) -> u64 {
         self.runs_created.load(Ordering::Relaxed)
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection over the cap (answered 503, or closed when too many were).
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed by the header read timeout (`head`) or the idle timeout.
+    pub fn connection_timed_out(&self, head: bool) {
+        let counter = if head {
+            &self.header_timeouts
+        } else {
+            &self.idle_timeouts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -120,6 +184,32 @@ impl Metrics {
         out.push_str("# HELP portd_runs_created_total Action runs created.\n");
         out.push_str("# TYPE portd_runs_created_total counter\n");
         let _ = writeln!(out, "portd_runs_created_total {}", self.runs_created());
+        out.push_str("# HELP portd_connections_open Connections being served.\n");
+        out.push_str("# TYPE portd_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "portd_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP portd_connections_refused_total Connections over the cap, answered 503 and closed.\n");
+        out.push_str("# TYPE portd_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "portd_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP portd_connections_timed_out_total Connections closed by the header read or idle timeout.\n");
+        out.push_str("# TYPE portd_connections_timed_out_total counter\n");
+        for (reason, counter) in [
+            ("header", &self.header_timeouts),
+            ("idle", &self.idle_timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "portd_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
@@ -138,14 +228,15 @@ pub async fn track_requests(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
+    // Only the router sets `MatchedPath`, and only to a template it was built with.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     state.metrics().record_request(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),
@@ -182,5 +273,32 @@ mod tests {
             r#"portd_http_request_duration_seconds_bucket{method="GET",route="/v1/actions/runs/{run_id}",le="+Inf"} 2"#
         ));
         assert!(text.contains("portd_runs_created_total 1"));
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let metrics = Metrics::new();
+        for n in 0..1000 {
+            let invented = Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+            assert_eq!(method_label(&invented), "other");
+            metrics.record_request(
+                method_label(&invented),
+                UNMATCHED_ROUTE,
+                405,
+                Duration::ZERO,
+            );
+        }
+        let text = metrics.render();
+        assert!(!text.contains("INVENTED"), "{text}");
+        assert!(text.contains(
+            r#"portd_http_requests_total{method="other",route="unmatched",status="405"} 1000"#
+        ));
+        // One counter line and one histogram (11 buckets, +Inf, sum, count), besides
+        // the unlabelled runs and connection counters.
+        let lines = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(lines, 1 + 14 + 1 + 4, "{text}");
     }
 }

@@ -23,10 +23,11 @@ const BODY_ERRORS: [(u16, &str); 2] = [
     (422, "The JSON provided does not match the route's schema"),
 ];
 
-/// The 422 of a route with a validated query parameter.
+/// The 422 of a route with query parameters: any value may be refused for holding NUL
+/// (see `extract`), validated ones also outside their enum, range or pattern.
 const QUERY_ERROR: (u16, &str) = (
     422,
-    "A query parameter is not valid (outside its enum, range or pattern)",
+    "A query parameter is not valid (outside its enum, range or pattern, or holding NUL)",
 );
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters (inner spaces
@@ -163,7 +164,7 @@ fn operation(endpoint: &Endpoint) -> Value {
             responses.insert(status.to_string(), error(description));
         }
     }
-    if endpoint.query.iter().any(QueryParam::is_validated) {
+    if !endpoint.query.is_empty() {
         let (status, description) = QUERY_ERROR;
         responses
             .entry(status.to_string())

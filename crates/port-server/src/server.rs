@@ -20,6 +20,7 @@ use crate::adapters::{DestinationMode, PublicDestinations};
 use crate::app::app_with;
 use crate::bootstrap::{self, Bootstrapped, CredentialsFile};
 use crate::config::{Config, Templates};
+use crate::connections::{self, ConnectionPlan, Reserve};
 use crate::delivery::{delivery_config, start_delivery};
 use crate::routes::Endpoint;
 use crate::state::{AppState, HealthCheck};
@@ -85,20 +86,24 @@ impl HealthCheck for StoreHealth {
 /// How long a request waits for a PostgreSQL connection before answering 503.
 pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Opens the configured database (creating the data directory for SQLite).
-pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)?;
-    }
-    let url = config.database_url();
-    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
+/// The store's options for `config`.
+fn store_options(config: &Config) -> StoreOptions {
     let mut options = StoreOptions::default();
     if config.database_url.is_some() {
         // A PostgreSQL that is down refuses connections; sqlx retries until the acquire
         // timeout, so this bounds how long a request waits before its 503.
         options.acquire_timeout = PG_ACQUIRE_TIMEOUT;
     }
-    Ok(port_store::open(&url, &options).await?)
+    options
+}
+
+/// Opens the configured database, after making the data directory private (see
+/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
+    crate::data_dir::prepare_data_dir(&config.data_dir)?;
+    let url = config.database_url();
+    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
+    Ok(port_store::open(&url, &store_options(config)).await?)
 }
 
 /// The template engine `templates` asks for; a sandbox is tried once at start, so a
@@ -129,6 +134,17 @@ async fn template_engine(templates: &Templates) -> Result<Arc<dyn TemplateEngine
             })?;
             Ok(Arc::new(sandbox))
         }
+    }
+}
+
+/// How many worker processes [`template_engine`] starts for `templates` (for the
+/// descriptors they need; see [`Reserve`]).
+fn template_workers(templates: &Templates) -> usize {
+    match templates {
+        Templates::InProcess(_) => 0,
+        Templates::Sandbox { workers, .. } if *workers > 0 => *workers,
+        // The sandbox's own default.
+        Templates::Sandbox { .. } => SandboxConfig::new(std::path::PathBuf::new(), []).workers,
     }
 }
 
@@ -240,8 +256,32 @@ pub async fn start_with(
     config: Config,
     extensions: Extensions,
 ) -> Result<RunningServer, ServeError> {
+    bootstrap::check_bootstrap_secret(config.bootstrap_client_secret.as_deref())?;
+    let open_files = connections::raise_open_files_limit();
     let store = open_store(&config).await?;
     let delivery = delivery_config(&config)?;
+    let reserve = Reserve::new(
+        store.backend(),
+        &store_options(&config),
+        delivery.max_in_flight,
+        template_workers(&config.templates),
+    );
+    let plan = match ConnectionPlan::new(config.connections, open_files, reserve) {
+        Ok(plan) => plan,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    if plan.max_connections < config.connections.max_connections {
+        tracing::warn!(
+            asked = config.connections.max_connections,
+            allowed = plan.max_connections,
+            open_files = ?plan.open_files,
+            reserved = reserve.total(),
+            "lowered the connection cap to fit the open-files limit"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -278,19 +318,25 @@ pub async fn start_with(
     let mut tasks = start_delivery(&state, delivery).await?;
     let (stop, stopped) = watch::channel(false);
     let router = app_with(state.clone(), &extensions.endpoints);
-    let graceful = Shutdown(stopped.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(graceful.wait())
-            .await
-    });
+    let server = tokio::spawn(connections::serve(
+        listener,
+        router,
+        plan,
+        state.clone(),
+        Shutdown(stopped.clone()),
+    ));
     tasks.extend(
         extensions
             .tasks
             .into_iter()
             .map(|task| tokio::spawn(task(state.clone(), Shutdown(stopped.clone())))),
     );
-    tracing::info!(address = %local_addr, "portd is listening");
+    tracing::info!(
+        address = %local_addr,
+        max_connections = plan.max_connections,
+        open_files = ?plan.open_files,
+        "portd is listening"
+    );
     Ok(RunningServer {
         local_addr,
         state,

@@ -173,6 +173,12 @@ pub enum OpenError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot make the files of database {target} private (mode 0600): {source}")]
+    Files {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot migrate database {target}: {source}")]
     Migrate {
         target: String,

@@ -326,6 +326,16 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 return StoreError::AlreadyExists(db.message().to_owned());
             }
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite: SQLITE_BUSY / SQLITE_LOCKED (and their extended codes) after
+                // the busy timeout. Only SQLite's codes are numbers: read as one,
+                // PostgreSQL's 22021 (a NUL in text) looked like SQLITE_BUSY.
+                return if is_sqlite_busy(&code) {
+                    StoreError::Unavailable(db.message().to_owned())
+                } else {
+                    StoreError::Other(db.message().to_owned())
+                };
+            }
             match code.as_str() {
                 // PostgreSQL: serialization failure and deadlock; the caller may retry.
                 "40001" | "40P01" => StoreError::Conflict(db.message().to_owned()),
@@ -333,9 +343,13 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
                     StoreError::Unavailable(db.message().to_owned())
                 }
-                // SQLite: SQLITE_BUSY / SQLITE_LOCKED (and their extended codes) after
-                // the busy timeout.
-                c if is_sqlite_busy(c) => StoreError::Unavailable(db.message().to_owned()),
+                // PostgreSQL: data exceptions (22021 a NUL or invalid UTF-8 in text,
+                // 22P05 an unsupported Unicode escape, 22P02 invalid text for a type, …)
+                // are the request's values, not the database's state: never "retry later".
+                // The database's message may quote the value, so it stays out.
+                c if c.starts_with("22") => StoreError::InvalidInput(format!(
+                    "a value of the request cannot be stored (SQLSTATE {c}); text must not contain NUL (U+0000)"
+                )),
                 _ => StoreError::Other(db.message().to_owned()),
             }
         }

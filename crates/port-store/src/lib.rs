@@ -4,6 +4,7 @@
 //! - **SQLite** is the embedded default: one file, WAL, durable acknowledgements by
 //!   group commit (see [`Synchronous`]), a single writer connection taking `BEGIN IMMEDIATE` for every write
 //!   transaction, a pool of read-only connections, a 5 s busy timeout and foreign keys on.
+//!   Its files are its owner's only (0600), whatever the umask ([`secure_database_files`]).
 //! - **PostgreSQL** serves several replicas: the same schema and semantics, a pool,
 //!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`) and
 //!   `FOR UPDATE SKIP LOCKED` leases on the delivery outbox.
@@ -30,11 +31,13 @@ use port_core::ports::{Store, StoreResult};
 mod codec;
 mod config;
 mod db;
+mod files;
 mod group_commit;
 mod scratch;
 mod store;
 
 pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};
+pub use files::{DATABASE_FILE_MODE, secure_database_files};
 pub use scratch::{ScratchSchema, with_search_path};
 pub use store::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore};
 

@@ -95,6 +95,14 @@ impl SqlStore {
             target: target.clone(),
             source,
         };
+        let tightened =
+            crate::files::secure_database_files(path).map_err(|source| OpenError::Files {
+                target: target.clone(),
+                source,
+            })?;
+        for file in tightened {
+            tracing::warn!(file = %file.display(), "made a database file private (it was readable by others)");
+        }
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(options.busy_timeout)

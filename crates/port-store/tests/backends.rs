@@ -240,3 +240,28 @@ async fn postgres_connection_errors_hide_the_password() {
         }
     }
 }
+
+/// PostgreSQL cannot store NUL in text: that is the request's fault (an input error),
+/// never "unavailable" (a 503 with `Retry-After` that clients retry forever).
+#[tokio::test]
+async fn postgres_refuses_nul_as_invalid_input() -> Result<()> {
+    let Some(schema) = scratch_schema().await? else {
+        return Ok(());
+    };
+    let store = port_store::open(&schema.url(), &StoreOptions::default()).await?;
+    let err = store
+        .find_credential("client\u{0}id")
+        .await
+        .expect_err("PostgreSQL text cannot hold NUL");
+    assert!(
+        matches!(err, port_core::error::StoreError::InvalidInput(_)),
+        "{err:?}"
+    );
+    assert_eq!(port_core::PortError::from(err).status(), 422);
+    // The pool is still usable afterwards.
+    store.ping().await?;
+    store.close().await;
+    schema.drop_now().await?;
+    visible("postgres conformance: postgres_refuses_nul_as_invalid_input ran");
+    Ok(())
+}

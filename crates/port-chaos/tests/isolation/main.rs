@@ -6,7 +6,11 @@
 //! The tests run one at a time ([`port_chaos::isolation::serial`]), in their own test
 //! binary, so no other suite's load is measured as the victim's latency.
 
+mod connections;
 mod delivery;
 mod destinations;
 mod harness;
+mod metrics;
+mod odd_text;
 mod templates;
+mod token;

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt as _, Full};
 use port_core::ports::Store;
 use port_server::bootstrap::{create_credential, create_organization};
 use port_server::{AppState, app};
+use port_store::{ScratchSchema, StoreAdmin};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -34,22 +35,53 @@ pub struct Answer {
 pub struct InProcess {
     pub router: Router,
     pub state: AppState,
-    _dir: tempfile::TempDir,
+    store: Arc<dyn StoreAdmin>,
+    /// Which database: `sqlite` or `postgres`.
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<ScratchSchema>,
 }
 
 impl InProcess {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("portd.db").display());
-        let store = port_store::open(&url, &port_store::StoreOptions::default())
+        Self::over(&url, "sqlite", Some(dir), None).await
+    }
+
+    /// Over PostgreSQL in a throw-away schema of the database `base_url` names.
+    pub async fn postgres(base_url: &str) -> Self {
+        let schema = ScratchSchema::create(base_url, "chaos_it").await.unwrap();
+        Self::over(&schema.url(), "postgres", None, Some(schema)).await
+    }
+
+    async fn over(
+        url: &str,
+        backend: &'static str,
+        dir: Option<tempfile::TempDir>,
+        schema: Option<ScratchSchema>,
+    ) -> Self {
+        let store = port_store::open(url, &port_store::StoreOptions::default())
             .await
             .unwrap();
-        let store: Arc<dyn Store> = store;
-        let state = AppState::builder(store).build();
+        let data: Arc<dyn Store> = store.clone();
+        let state = AppState::builder(data).build();
         Self {
             router: app(state.clone()),
             state,
+            store,
+            backend,
             _dir: dir,
+            schema,
+        }
+    }
+
+    /// Closes the store and drops the PostgreSQL schema (dropping `self` does too,
+    /// less tidily).
+    pub async fn finish(mut self) {
+        self.store.close().await;
+        if let Some(schema) = self.schema.take() {
+            schema.drop_now().await.unwrap();
         }
     }
 

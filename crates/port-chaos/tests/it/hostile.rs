@@ -1,10 +1,13 @@
 //! Hostile input: arbitrary requests to every route of `routes::ENDPOINTS` (in process,
-//! over SQLite) never get a 5xx. Paths carry real identifiers, arbitrary text,
+//! over SQLite, and over PostgreSQL in a throw-away schema) never get a 5xx. Paths carry real identifiers, arbitrary text,
 //! percent-escapes and dot segments; query strings carry the route's documented
 //! parameters and others with arbitrary values; bodies are valid requests with a
 //! random part replaced, arbitrary JSON, truncated JSON or raw bytes; headers vary the
 //! token, the content type and the idempotency key. Fixed cases add what random
 //! generation rarely reaches: bodies over the 1 MiB limit, deep nesting, invalid UTF-8.
+//! NUL (U+0000), which PostgreSQL cannot store in text, is generated in strings, keys,
+//! path segments, query names and values, the token route's client id and a token's
+//! subject: it must be refused alike on both stores, never answered 5xx.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -91,6 +94,7 @@ fn text() -> impl Strategy<Value = String> {
         // Loopback only: nothing runs a delivery here, but never name another host.
         1 => Just("http://127.0.0.1:9/hook".to_owned()),
         1 => Just("\u{0}\u{202e}\u{feff}".to_owned()),
+        1 => "[a-z]{0,6}\u{0}[a-z]{0,6}",
         1 => "[a-zA-Z0-9]{240,300}",
     ]
 }
@@ -265,7 +269,9 @@ fn segment(param: &str, known: &Known) -> BoxedStrategy<String> {
         8 => prop::sample::select(real),
         2 => "[A-Za-z0-9_.-]{1,20}",
         2 => ".{0,30}".prop_map(|s| encode(&s)),
-        1 => prop::sample::select(vec!["%FF", "%00", "..", ".", "%2F", "a%20b", "%", "r_", "%E2%80%AE"])
+        1 => prop::sample::select(vec![
+            "%FF", "%00", "..", ".", "%2F", "a%20b", "%", "r_", "%E2%80%AE", "r_%00", "svc%00",
+        ])
             .prop_map(str::to_owned),
         1 => "[a-z]{300,400}",
     ]
@@ -278,12 +284,16 @@ fn query(endpoint: &Endpoint) -> BoxedStrategy<String> {
     let value = prop_oneof![
         2 => prop::sample::select(vec![
             "true", "false", "1", "0", "-1", "1001", "51", "v1", "v2", "v3", "",
-            "99999999999999999999999", "1e3", "null", "UI", "SUCCESS",
+            "99999999999999999999999", "1e3", "null", "UI", "SUCCESS", "%00", "a%00b",
         ])
         .prop_map(str::to_owned),
         1 => ".{0,20}".prop_map(|s| encode(&s)),
     ];
-    let pair = (prop::sample::select(names), value);
+    let name = prop_oneof![
+        8 => prop::sample::select(names).prop_map(str::to_owned),
+        1 => Just("na%00me".to_owned()),
+    ];
+    let pair = (name, value);
     let generated = (prop::collection::vec(pair, 1..5), any::<u8>()).prop_map(|(pairs, junk)| {
         let mut parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if junk % 8 == 0 {
@@ -317,6 +327,19 @@ fn method_of(method: HttpMethod) -> Method {
     }
 }
 
+/// A well-formed token (signed with a key nobody has) whose subject holds NUL: the
+/// subject is looked up before the signature can be checked.
+fn token_with_nul_subject() -> String {
+    let claims =
+        json!({ "sub": "victim\u{0}", "org": "org_x", "iat": 0, "exp": 4_102_444_800_i64 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"nobody's key"),
+    )
+    .unwrap()
+}
+
 fn request(endpoint: &'static Endpoint, known: &Known, token: &str) -> BoxedStrategy<Hostile> {
     let params: Vec<String> = endpoint
         .path
@@ -336,6 +359,7 @@ fn request(endpoint: &'static Endpoint, known: &Known, token: &str) -> BoxedStra
         36 => Just(Some(format!("Bearer {token}"))),
         1 => Just(None),
         1 => Just(Some("Bearer not.a.jwt".to_owned())),
+        1 => Just(Some(format!("Bearer {}", token_with_nul_subject()))),
         1 => Just(Some(format!("Basic {token}"))),
         1 => "[ -~]{0,60}".prop_map(Some),
     ];
@@ -398,6 +422,8 @@ fn fixed_cases(endpoint: &Endpoint, known: &Known, token: &str) -> Vec<Hostile> 
         b"[]".to_vec(),
         b"{\"a\": 1e999999}".to_vec(),
         b"{\"identifier\": \"x\", \"identifier\": \"y\"}".to_vec(),
+        br#"{"clientId": "victim\u0000", "clientSecret": "x\u0000"}"#.to_vec(),
+        br#"{"a\u0000": {"b": ["\u0000"]}}"#.to_vec(),
     ];
     bodies
         .into_iter()
@@ -415,12 +441,32 @@ fn fixed_cases(endpoint: &Endpoint, known: &Known, token: &str) -> Vec<Hostile> 
 
 #[test]
 fn arbitrary_requests_to_every_route_never_get_a_5xx() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = runtime();
+    let h = rt.block_on(InProcess::sqlite());
+    hostile_requests(&rt, h);
+}
+
+/// The same over PostgreSQL, which cannot store everything SQLite can (NUL in text).
+#[test]
+fn arbitrary_requests_to_every_route_never_get_a_5xx_on_postgres() {
+    let Some(url) = port_chaos::pg::test_database_url("hostile input on PostgreSQL").unwrap()
+    else {
+        return;
+    };
+    let rt = runtime();
+    let h = rt.block_on(InProcess::postgres(&url));
+    hostile_requests(&rt, h);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    let h = rt.block_on(InProcess::sqlite());
+        .unwrap()
+}
+
+fn hostile_requests(rt: &tokio::runtime::Runtime, h: InProcess) {
     let cases = std::env::var("CHAOS_HOSTILE_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -477,11 +523,13 @@ fn arbitrary_requests_to_every_route_never_get_a_5xx() {
         }
     }
     crate::visible(&format!(
-        "hostile input: {} requests to {} routes ({} not valid request targets), {} answered 5xx; by status: {:?}",
+        "hostile input ({}): {} requests to {} routes ({} not valid request targets), {} answered 5xx; by status: {:?}",
+        h.backend,
         tried.get(),
         ENDPOINTS.len(),
         refused.get(),
         server_errors.get(),
         statuses.borrow()
     ));
+    rt.block_on(h.finish());
 }

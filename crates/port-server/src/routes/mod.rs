@@ -344,7 +344,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: Some("AccessTokenRequest"),
         response: "AccessTokenResponse",
         query: &[],
-        errors: &[],
+        errors: &[(
+            429,
+            "Too many failed attempts for this client id or from this address (see Retry-After)",
+        )],
         route: || post(auth::access_token),
     },
     // Blueprints.

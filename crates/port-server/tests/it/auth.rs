@@ -144,3 +144,62 @@ async fn unauthenticated_routes_stay_open() {
         .await
         .expect(200);
 }
+
+/// Ten wrong secrets for one client id (from one address), then 429 with
+/// `Retry-After`, even for the right secret, which is not checked; other client ids
+/// are not held up.
+#[tokio::test]
+async fn failed_logins_are_throttled_before_the_secret_is_checked() {
+    let h = Harness::memory().await;
+    let (other_id, other_secret, _) = h.new_organization("other").await;
+    let login = |client_id: String, secret: String| {
+        h.send(
+            Method::POST,
+            "/v1/auth/access_token",
+            None,
+            Some(json!({ "clientId": client_id, "clientSecret": secret })),
+        )
+    };
+    for _ in 0..10 {
+        login(h.client_id.clone(), "wrong".into())
+            .await
+            .expect_error(401, "unauthorized");
+    }
+    let throttled = login(h.client_id.clone(), "wrong".into()).await;
+    assert_eq!(throttled.headers["retry-after"], "6");
+    let body = throttled.expect_error(429, "too_many_requests");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in 6 s"),
+        "{body}"
+    );
+    let right = login(h.client_id.clone(), h.client_secret.clone()).await;
+    assert!(right.headers.contains_key("retry-after"));
+    right.expect_error(429, "too_many_requests");
+    login(other_id, other_secret).await.expect(200);
+}
+
+#[tokio::test]
+async fn short_bootstrap_secrets_are_refused_at_start() {
+    let refused = port_server::testing::TestServer::start_configured(
+        port_server::Extensions::default(),
+        |config| config.bootstrap_client_secret = Some("x".repeat(31)),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("PORTD_BOOTSTRAP_CLIENT_SECRET has 31 characters")
+            && refused.contains("at least 32"),
+        "{refused}"
+    );
+    let started = port_server::testing::TestServer::start_configured(
+        port_server::Extensions::default(),
+        |config| config.bootstrap_client_secret = Some("x".repeat(32)),
+    )
+    .await
+    .unwrap();
+    started.shutdown().await.unwrap();
+}

@@ -159,6 +159,45 @@ async fn metrics_count_routes_by_pattern() {
     assert!(text.contains("portd_runs_created_total 0"));
 }
 
+/// Invented methods and paths add no label: methods outside the standard ones count as
+/// `other`, paths no route matches as `unmatched`.
+#[tokio::test]
+async fn metrics_labels_stay_few_whatever_the_requests() {
+    let h = Harness::memory().await;
+    for n in 0..500 {
+        let invented = Method::from_bytes(format!("X-INVENTED-{n}").as_bytes()).unwrap();
+        let on_a_route = h
+            .send(invented.clone(), "/v1/actions/runs", None, None)
+            .await;
+        assert_eq!(on_a_route.status, 405);
+        let nowhere = h.send(invented, &format!("/nowhere/{n}"), None, None).await;
+        assert_eq!(nowhere.status, 404);
+        h.get(&format!("/v1/invented/{n}")).await.expect(404);
+    }
+    let text = h
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .expect(200);
+    let text = text.as_str().unwrap();
+    assert!(
+        !text.contains("INVENTED") && !text.contains("/nowhere/"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"portd_http_requests_total{method="other",route="/v1/actions/runs",status="405"} 500"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"portd_http_requests_total{method="other",route="unmatched",status="404"} 500"#
+        ),
+        "{text}"
+    );
+    assert!(text.len() < 8 * 1024, "{} bytes:\n{text}", text.len());
+}
+
 /// Bodies the document calls invalid are refused (schemathesis found them accepted).
 #[tokio::test]
 async fn bodies_outside_the_document_are_refused() {

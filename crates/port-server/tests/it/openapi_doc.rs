@@ -351,3 +351,51 @@ async fn legacy_and_current_responses_match_their_documented_schemas() {
         "{legacy}"
     );
 }
+
+/// A NUL in a query value is refused (422 naming it) wherever the route reads its
+/// query, and every route that may answer so documents the 422.
+#[tokio::test]
+async fn nul_in_a_query_is_refused_and_documented() {
+    let (h, run) = seeded().await;
+    let doc = h
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(200);
+    let mut refused = 0;
+    for endpoint in ENDPOINTS.iter().filter(|e| e.authenticated) {
+        if endpoint.operation_id == "streamRunLogs" {
+            continue;
+        }
+        let method = Method::from_bytes(endpoint.method.as_str().as_bytes()).unwrap();
+        let key = endpoint.method.openapi_key();
+        let names = endpoint
+            .query
+            .iter()
+            .map(|p| p.name)
+            .chain(["undocumented"]);
+        for name in names {
+            let uri = format!("{}?{name}=a%00b", filled(endpoint.path, &run));
+            let reply = h
+                .raw(method.clone(), &uri, Some(&h.token), &[], Body::from("{}"))
+                .await;
+            assert!(reply.status.as_u16() < 500, "{endpoint:?}: {reply:?}");
+            if reply.status.as_u16() == 422 {
+                // Routes with a body may refuse `{}` first.
+                let message = reply.body["message"].as_str().unwrap_or_default();
+                if message.starts_with("querystring") {
+                    refused += 1;
+                    assert_eq!(
+                        message,
+                        format!("querystring.{name}: must not contain NUL (U+0000)"),
+                        "{endpoint:?}"
+                    );
+                }
+                assert!(
+                    doc["paths"][endpoint.path][key]["responses"]["422"].is_object(),
+                    "{endpoint:?} answers 422 to ?{name}=a%00b but does not document it"
+                );
+            }
+        }
+    }
+    assert!(refused > 10, "only {refused} refusals");
+}
