@@ -37,6 +37,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     ServiceUnavailable,
     Conflict,
+    /// A per-organization limit is reached for now (429, with `Retry-After`).
+    TooManyRequests,
 }
 
 impl ErrorKind {
@@ -67,6 +69,7 @@ impl ErrorKind {
             Self::HasDependents => "has_dependents",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Conflict => "conflict",
+            Self::TooManyRequests => "too_many_requests",
         }
     }
 
@@ -82,6 +85,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::IdentifierTaken | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::TooManyRequests => 429,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
             Self::InvalidRequest
