@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use port_core::ports::{Notifier, Store};
+use port_delivery::Hub;
 use port_store::{StoreAdmin, StoreOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -214,7 +215,11 @@ pub async fn start_with(
     let local_addr = listener.local_addr()?;
 
     let data: Arc<dyn Store> = store.clone();
-    let mut builder = AppState::builder(data).health(Arc::new(StoreHealth(store.clone())));
+    let hub = Hub::new()
+        .with_streams_per_org(usize::try_from(config.max_streams_per_org).unwrap_or(usize::MAX));
+    let mut builder = AppState::builder(data)
+        .health(Arc::new(StoreHealth(store.clone())))
+        .hub(Arc::new(hub));
     if config.webhook_destinations == DestinationMode::Public {
         builder = builder.destinations(Arc::new(PublicDestinations));
     }
