@@ -47,8 +47,27 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The portd under test renders templates in workers that are this binary.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == port_server::TEMPLATE_WORKER)
+    {
+        std::process::exit(port_sandbox::worker::run());
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::Serve(args) => serve::run(args).await,

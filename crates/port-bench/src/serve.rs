@@ -21,6 +21,7 @@ use port_core::id::{ActionIdentifier, LogId, OrgId, RunId};
 use port_core::ports::{Clock, IdGenerator, Store};
 use port_core::run::{ActionRef, ApprovalPolicy, NewRun, Run, start};
 use port_core::run_log::NewRunLog;
+use port_server::config::Templates;
 use port_server::{Config, RunningServer};
 use port_store::{StoreOptions, Synchronous};
 use tokio::io::AsyncBufReadExt as _;
@@ -89,6 +90,13 @@ async fn portd(args: ServeArgs) -> Result<()> {
         bootstrap_client_id: std::env::var("PORTD_BOOTSTRAP_CLIENT_ID").ok(),
         bootstrap_client_secret: std::env::var("PORTD_BOOTSTRAP_CLIENT_SECRET").ok(),
         print_bootstrap_credentials: false,
+        // As portd renders templates: in worker processes (this binary, run as
+        // `template-worker`), so the figures include what production pays.
+        templates: Templates::Sandbox {
+            program: None,
+            workers: 0,
+            limits: port_sandbox::Limits::default(),
+        },
         ..Config::default()
     };
     let server = port_server::start(config.clone()).await?;

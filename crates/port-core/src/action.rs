@@ -675,6 +675,12 @@ impl ActionDefinition {
         let icon = fields.string("icon")?.map(str::to_owned);
         let description = fields.string("description")?.map(str::to_owned);
         let invocation_method = InvocationMethod::parse(fields.required("invocationMethod")?)?;
+        // Templates are tenant code: refuse what could never render before it is stored.
+        crate::template::check(
+            &crate::invocation::method_templates(&invocation_method),
+            &crate::template::SourceLimits::default(),
+        )
+        .map_err(|source| ActionError::Template { source })?;
         let required_approval = RequiredApproval::parse(fields.get("requiredApproval"))?;
         let approval_notification = fields
             .object("approvalNotification")?
@@ -885,6 +891,11 @@ pub enum ActionError {
     Identifier { path: String, source: IdError },
     #[error("blueprint: the body names blueprint {body:?} but the route names {route:?}")]
     BlueprintMismatch { body: String, route: String },
+    #[error("invocationMethod: {source}")]
+    Template {
+        #[source]
+        source: crate::template::TemplateError,
+    },
 }
 
 impl From<ActionError> for PortError {

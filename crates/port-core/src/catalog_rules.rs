@@ -278,7 +278,7 @@ fn check_property_definition(key: &str, property: &Value) -> Result<(), PortErro
         ));
     }
     if let Some(Value::String(pattern)) = property.get("pattern") {
-        Regex::new(pattern).map_err(|_| {
+        bounded_regex(pattern).map_err(|_| {
             invalid(
                 &format!("{path}.pattern"),
                 "is not a valid regular expression",
@@ -286,6 +286,18 @@ fn check_property_definition(key: &str, property: &Value) -> Result<(), PortErro
         })?;
     }
     Ok(())
+}
+
+/// Compiled size a tenant's regular expression may reach (the `regex` crate matches in
+/// linear time; this bounds the compile and its memory).
+pub const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// A blueprint property's `pattern`, compiled within [`PATTERN_SIZE_LIMIT`].
+fn bounded_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -682,7 +694,7 @@ fn check_value(schema: &Value, value: &Value) -> Result<(), String> {
             return Err("is too long".to_owned());
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-            && Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+            && bounded_regex(pattern).is_ok_and(|re| !re.is_match(s))
         {
             return Err(format!("must match {pattern}"));
         }
@@ -981,6 +993,29 @@ mod tests {
             definition: body.definition,
             stamp: stamp(),
         }
+    }
+
+    #[test]
+    fn a_pattern_too_large_to_compile_cheaply_is_refused() {
+        // Compiles to more than a mebibyte of program (the regex crate's own limit is
+        // ten): refused when the blueprint is saved, never compiled per entity.
+        let huge = json!({
+            "identifier": "huge",
+            "title": "Huge",
+            "schema": { "properties": { "x": { "type": "string", "pattern": "[a-z]{1000}{20}" } } }
+        });
+        let error = parse_blueprint(&huge).unwrap_err();
+        assert!(error.message.contains("pattern"), "{}", error.message);
+        assert!(
+            regex::Regex::new("[a-z]{1000}{20}").is_ok(),
+            "the default limit allows it"
+        );
+        let fine = json!({
+            "identifier": "fine",
+            "title": "Fine",
+            "schema": { "properties": { "x": { "type": "string", "pattern": "^[a-z]{2,8}$" } } }
+        });
+        parse_blueprint(&fine).unwrap();
     }
 
     fn stamp() -> Stamp {

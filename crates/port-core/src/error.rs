@@ -37,7 +37,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     ServiceUnavailable,
     Conflict,
-    /// A per-organization limit is reached for now (429, with `Retry-After`).
+    /// The caller used up a share it is allowed (its organization's template
+    /// evaluations, streams, sign-in attempts…): 429, to retry after a pause.
     TooManyRequests,
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use jsonschema::error::ValidationErrorKind;
-use jsonschema::{Draft, ValidationError, Validator};
+use jsonschema::{Draft, PatternOptions, ValidationError, Validator};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -376,6 +376,9 @@ fn property_schema(definition: &Value) -> Value {
     Value::Object(schema)
 }
 
+/// Backtracking steps one `pattern` match may take on a user input.
+const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+
 // Boxed: the error is large and only taken on a broken definition.
 fn compile(schema: &Value) -> Result<Validator, Box<ValidationError<'static>>> {
     // Draft 7 is what Port's own validator (AJV) defaults to; formats are asserted,
@@ -383,6 +386,15 @@ fn compile(schema: &Value) -> Result<Validator, Box<ValidationError<'static>>> {
     jsonschema::options()
         .with_draft(Draft::Draft7)
         .should_validate_formats(true)
+        // Patterns are the action author's, inputs the caller's: backtracking (only
+        // look-around and back-references need it) and compiled sizes are bounded, so
+        // no pair of them can spin a request thread.
+        .with_pattern_options(
+            PatternOptions::fancy_regex()
+                .backtrack_limit(PATTERN_BACKTRACK_LIMIT)
+                .size_limit(crate::catalog_rules::PATTERN_SIZE_LIMIT)
+                .dfa_size_limit(crate::catalog_rules::PATTERN_SIZE_LIMIT),
+        )
         .build(schema)
         .map_err(Box::new)
 }

@@ -153,36 +153,115 @@ fn invalid_evaluated(message: impl Into<String>) -> PortError {
     PortError::new(ErrorKind::InvalidEvaluatedInvocationMethod, message)
 }
 
-fn evaluate_flag(flag: Option<&BoolOrJq>, name: &str, context: &Value) -> Result<bool, PortError> {
+fn evaluated_flag(rendered: Option<&Value>, name: &str) -> Result<bool, PortError> {
+    match rendered {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(invalid_evaluated(format!(
+            "invocationMethod.{name} must evaluate to a boolean, got {other}"
+        ))),
+    }
+}
+
+fn flag_template(flag: Option<&BoolOrJq>) -> Value {
     match flag {
-        None => Ok(false),
-        Some(BoolOrJq::Bool(b)) => Ok(*b),
-        Some(BoolOrJq::Jq(t)) => {
-            match template::render_str(t, context).map_err(|e| evaluation_error(&e))? {
-                Value::Bool(b) => Ok(b),
-                Value::Null => Ok(false),
-                other => Err(invalid_evaluated(format!(
-                    "invocationMethod.{name} must evaluate to a boolean, got {other}"
-                ))),
-            }
-        }
+        None => Value::Null,
+        Some(BoolOrJq::Bool(b)) => Value::Bool(*b),
+        Some(BoolOrJq::Jq(t)) => Value::String(t.clone()),
     }
 }
 
 const METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
 
-/// Evaluates an action's invocation method for one run.
+/// What an action's invocation method renders: every template of the method in one
+/// JSON value (keys without templates, so they render as themselves), so the whole
+/// method is one render with one budget, wherever it runs.
+pub fn method_templates(method: &InvocationMethod) -> Value {
+    match method {
+        InvocationMethod::Webhook(webhook) => {
+            let mut parts = Map::new();
+            parts.insert("url".into(), Value::String(webhook.url.clone()));
+            if let Some(m) = &webhook.method {
+                parts.insert("method".into(), Value::String(m.clone()));
+            }
+            if let Some(headers) = &webhook.headers {
+                parts.insert("headers".into(), Value::Object(headers.clone()));
+            }
+            if let Some(body) = &webhook.body {
+                parts.insert("body".into(), body.clone());
+            }
+            parts.insert("agent".into(), flag_template(webhook.agent.as_ref()));
+            parts.insert(
+                "synchronized".into(),
+                flag_template(webhook.synchronized.as_ref()),
+            );
+            Value::Object(parts)
+        }
+        InvocationMethod::Other { fields, .. } => json!({ "fields": fields }),
+    }
+}
+
+/// The error of a template that could not be rendered: Port's
+/// `evaluate_invocation_method_error`, naming the expression and, for a budget, the
+/// limit.
+pub fn template_error(error: &TemplateError) -> PortError {
+    match error {
+        TemplateError::Unavailable {
+            busy: true,
+            message,
+        } => PortError::new(ErrorKind::TooManyRequests, message.clone()),
+        TemplateError::Unavailable {
+            busy: false,
+            message,
+        } => PortError::new(ErrorKind::ServiceUnavailable, message.clone()),
+        other => evaluation_error(other),
+    }
+}
+
+/// Evaluates an action's invocation method for one run, rendering its templates in
+/// process within the default budget (see [`crate::ports::TemplateEngine`] for the
+/// renderers a server uses).
 pub fn evaluate(input: &InvocationInput<'_>) -> Result<EvaluatedInvocation, PortError> {
     let context = template_context(input);
+    let rendered = template::render(
+        &method_templates(&input.action.definition.invocation_method),
+        &context,
+    )
+    .map_err(|e| evaluation_error(&e))?;
+    assemble(input, &rendered, template::Budget::DEFAULT_OUTPUT_BYTES)
+}
+
+/// Builds a run's evaluated invocation from its method's rendered templates
+/// ([`method_templates`] rendered against [`template_context`]), checking what they
+/// evaluated to and that the whole invocation fits in `max_bytes` of JSON.
+pub fn assemble(
+    input: &InvocationInput<'_>,
+    rendered: &Value,
+    max_bytes: usize,
+) -> Result<EvaluatedInvocation, PortError> {
+    let evaluated = assemble_unchecked(input, rendered)?;
+    let size = serde_json::to_vec(&evaluated.payload).map_or(usize::MAX, |json| json.len());
+    if size > max_bytes {
+        return Err(evaluation_error(&TemplateError::Limit {
+            expression: String::new(),
+            limit: template::Limit::Output(max_bytes),
+        }));
+    }
+    Ok(evaluated)
+}
+
+fn assemble_unchecked(
+    input: &InvocationInput<'_>,
+    rendered: &Value,
+) -> Result<EvaluatedInvocation, PortError> {
     match &input.action.definition.invocation_method {
         InvocationMethod::Webhook(webhook) => {
-            let url = match template::render_str(&webhook.url, &context)
-                .map_err(|e| evaluation_error(&e))?
-            {
-                Value::String(s) => s,
+            let url = match rendered.get("url") {
+                Some(Value::String(s)) => s.clone(),
                 other => {
                     return Err(invalid_evaluated(format!(
-                        "invocationMethod.url must evaluate to a string, got {other}"
+                        "invocationMethod.url must evaluate to a string, got {}",
+                        other.unwrap_or(&Value::Null)
                     )));
                 }
             };
@@ -191,26 +270,23 @@ pub fn evaluate(input: &InvocationInput<'_>) -> Result<EvaluatedInvocation, Port
                     "invocationMethod.url must be an http or https URL, got {url:?}"
                 )));
             }
-            let method = match &webhook.method {
-                None => "POST".to_owned(),
-                Some(m) => {
-                    match template::render_str(m, &context).map_err(|e| evaluation_error(&e))? {
-                        Value::String(s) if METHODS.contains(&s.to_ascii_uppercase().as_str()) => {
-                            s.to_ascii_uppercase()
-                        }
-                        other => {
-                            return Err(invalid_evaluated(format!(
-                                "invocationMethod.method must be one of POST, PUT, PATCH, DELETE, GET, got {other}"
-                            )));
-                        }
-                    }
+            let method = match (&webhook.method, rendered.get("method")) {
+                (None, _) => "POST".to_owned(),
+                (Some(_), Some(Value::String(s)))
+                    if METHODS.contains(&s.to_ascii_uppercase().as_str()) =>
+                {
+                    s.to_ascii_uppercase()
+                }
+                (Some(_), other) => {
+                    return Err(invalid_evaluated(format!(
+                        "invocationMethod.method must be one of POST, PUT, PATCH, DELETE, GET, got {}",
+                        other.unwrap_or(&Value::Null)
+                    )));
                 }
             };
             let mut headers = Map::new();
-            if let Some(template_headers) = &webhook.headers {
-                let rendered = template::render(&Value::Object(template_headers.clone()), &context)
-                    .map_err(|e| evaluation_error(&e))?;
-                for (name, value) in rendered.as_object().into_iter().flatten() {
+            if let Some(Value::Object(rendered_headers)) = rendered.get("headers") {
+                for (name, value) in rendered_headers {
                     let text = match value {
                         Value::String(s) => s.clone(),
                         Value::Null => continue,
@@ -219,15 +295,13 @@ pub fn evaluate(input: &InvocationInput<'_>) -> Result<EvaluatedInvocation, Port
                     headers.insert(name.clone(), Value::String(text));
                 }
             }
-            let body = match &webhook.body {
-                Some(template_body) => {
-                    template::render(template_body, &context).map_err(|e| evaluation_error(&e))?
-                }
-                None => legacy_message(input),
+            let body = match (&webhook.body, rendered.get("body")) {
+                (Some(_), Some(body)) => body.clone(),
+                (Some(_), None) => Value::Null,
+                (None, _) => legacy_message(input),
             };
-            let agent = evaluate_flag(webhook.agent.as_ref(), "agent", &context)?;
-            let synchronized =
-                evaluate_flag(webhook.synchronized.as_ref(), "synchronized", &context)?;
+            let agent = evaluated_flag(rendered.get("agent"), "agent")?;
+            let synchronized = evaluated_flag(rendered.get("synchronized"), "synchronized")?;
             let payload = json!({
                 "type": "WEBHOOK",
                 "url": url,
@@ -251,15 +325,15 @@ pub fn evaluate(input: &InvocationInput<'_>) -> Result<EvaluatedInvocation, Port
                 payload,
             })
         }
-        InvocationMethod::Other { kind, fields } => {
+        InvocationMethod::Other { kind, .. } => {
             // portd cannot talk to Kafka, GitHub or GitLab itself: these runs wait for a
             // pull-mode runner (or an integration) to claim them, with their fields evaluated.
-            let rendered = template::render(&Value::Object(fields.clone()), &context)
-                .map_err(|e| evaluation_error(&e))?;
             let mut payload = Map::new();
             payload.insert("type".into(), json!(kind.as_str()));
-            for (k, v) in rendered.as_object().into_iter().flatten() {
-                payload.insert(k.clone(), v.clone());
+            if let Some(Value::Object(fields)) = rendered.get("fields") {
+                for (k, v) in fields {
+                    payload.insert(k.clone(), v.clone());
+                }
             }
             if *kind == InvocationKind::Kafka && !payload.contains_key("payload") {
                 payload.insert("payload".into(), legacy_message(input));

@@ -534,3 +534,46 @@ pub struct NoNotifier;
 impl Notifier for NoNotifier {
     fn notify(&self, _notice: Notice) {}
 }
+
+/// Renders an action's templates for a run. portd renders them in a sandboxed process
+/// with a wall clock and a memory limit (`port-sandbox`); [`InProcessTemplates`]
+/// renders them on the caller's thread. Either way, a template that exceeds a budget is
+/// a [`TemplateError::Limit`](crate::template::TemplateError::Limit), never a crash.
+#[async_trait]
+pub trait TemplateEngine: Send + Sync + 'static {
+    /// Renders `template` against `context` for an organization (engines may use it to
+    /// share their capacity fairly between organizations).
+    async fn render(
+        &self,
+        org: &OrgId,
+        template: &Value,
+        context: &Value,
+    ) -> Result<Value, crate::template::TemplateError>;
+
+    /// The largest evaluated invocation, in bytes of JSON.
+    fn max_output_bytes(&self) -> usize;
+}
+
+/// Renders templates on the calling thread within a [`Budget`](crate::template::Budget):
+/// steps, value depth, recursion and output are bounded, time and memory only through
+/// them. For tests and library use; a server facing tenants uses a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct InProcessTemplates {
+    pub budget: crate::template::Budget,
+}
+
+#[async_trait]
+impl TemplateEngine for InProcessTemplates {
+    async fn render(
+        &self,
+        _org: &OrgId,
+        template: &Value,
+        context: &Value,
+    ) -> Result<Value, crate::template::TemplateError> {
+        crate::template::render_within(template, context, &self.budget)
+    }
+
+    fn max_output_bytes(&self) -> usize {
+        self.budget.output_bytes
+    }
+}

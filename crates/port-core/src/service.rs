@@ -19,7 +19,7 @@ use crate::inputs;
 use crate::invocation::{self, Actor, InvocationInput, PlannedDelivery};
 use crate::ports::{
     Clock, CreateRunOutcome, DeliveryMode, IdGenerator, IdempotencyKey, NewDelivery, Notice,
-    Notifier, RunFilter, RunUpdate, Store,
+    Notifier, RunFilter, RunUpdate, Store, TemplateEngine,
 };
 use crate::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Reference, Run, RunCommand, RunEvent, RunPatch,
@@ -82,6 +82,8 @@ pub struct Services {
     pub ids: IdGenerator,
     pub notifier: Arc<dyn Notifier>,
     pub destinations: Arc<dyn DestinationPolicy>,
+    /// Renders actions' templates (a sandbox in portd).
+    pub templates: Arc<dyn TemplateEngine>,
 }
 
 impl std::fmt::Debug for Services {
@@ -257,7 +259,7 @@ impl Services {
         let run_id: RunId = self.ids.next();
         let source = request.source.unwrap_or(RunSource::Api);
         let secrets = Map::new();
-        let evaluated = invocation::evaluate(&InvocationInput {
+        let invocation = InvocationInput {
             org_id: org,
             action: &action,
             run_id: &run_id,
@@ -268,7 +270,18 @@ impl Services {
             at: now,
             secret_keys: &validated.secret_keys,
             secrets: &secrets,
-        })?;
+        };
+        let rendered = self
+            .templates
+            .render(
+                org,
+                &invocation::method_templates(&def.invocation_method),
+                &invocation::template_context(&invocation),
+            )
+            .await
+            .map_err(|e| invocation::template_error(&e))?;
+        let evaluated =
+            invocation::assemble(&invocation, &rendered, self.templates.max_output_bytes())?;
         if evaluated.delivery.mode == DeliveryMode::Webhook
             && let Some(url) = evaluated.payload.get("url").and_then(Value::as_str)
         {

@@ -16,38 +16,206 @@
 //! never rendered again. A few standard filters are replaced for the sandbox: `env`,
 //! `halt` and `halt_error` fail (they would leak the server's environment or exit
 //! the process) and `debug`/`stderr` are the identity (they would log secrets).
-//! jq has no step limit, so a template can still loop forever or exhaust memory;
-//! templates come from action definitions, which only admins write.
+//!
+//! # Budgets
+//!
+//! Templates are written by tenants, so nothing they ask for is unbounded:
+//!
+//! - [`check`] refuses, before anything is parsed, expressions longer or more deeply
+//!   nested than [`SourceLimits`] allow (jq's parser is recursive), and templates with
+//!   too many expressions; actions are checked when they are created or updated, and
+//!   again when they are rendered.
+//! - [`render_within`] evaluates under a [`Budget`]: a step budget charged for every
+//!   definition called, loop iteration and generated value and for the weight of every
+//!   constructed value, a bound on value nesting and on recursion (stack use), and a
+//!   cap on the rendered output. See `template/jq.rs` for how the budget is threaded
+//!   through the jq program.
+//!
+//! What one native jq operation does on a value the budget already paid for (sorting,
+//! `tojson` of a value with many shared parts, a regular expression) is not metered
+//! here: a wall clock and a memory limit bound those, which only a separate process
+//! can enforce. portd evaluates templates in such a sandbox (`port-sandbox`); the
+//! in-process evaluation of this module is what that sandbox runs, and what tests and
+//! library users get.
 
-use std::collections::HashMap;
+mod jq;
+mod meter;
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
-use jaq_core::box_iter::box_once;
-use jaq_core::compile::{Lut, Undefined};
-use jaq_core::load::{self, Arena, File, Loader};
-use jaq_core::{Bind, Compiler, Ctx, Cv, Error, Exn, Native, RcIter, ValXs};
+use jaq_core::{Ctx, RcIter};
 use jaq_json::Val;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-/// Renders a JSON template against a context object.
+/// Renders a JSON template against a context object, within the default [`Budget`].
 ///
 /// Strings are rendered with [`render_str`], object keys as described in the module
 /// docs, arrays element-wise; numbers, booleans and `null` pass unchanged.
 pub fn render(template: &Value, context: &Value) -> Result<Value, TemplateError> {
-    Renderer::new(context).value(template)
+    render_within(template, context, &Budget::default())
 }
 
-/// Renders a single string (used for url/method values).
+/// Renders a single string (used for url/method values), within the default budget.
 ///
 /// Yields the typed jq result if the string is exactly one template, the
 /// interpolated text if it embeds templates, and the string itself otherwise.
 pub fn render_str(template: &str, context: &Value) -> Result<Value, TemplateError> {
-    Renderer::new(context).string(template)
+    render_within(
+        &Value::String(template.to_owned()),
+        context,
+        &Budget::default(),
+    )
+}
+
+/// Renders a JSON template within `budget`: the whole render shares one step budget
+/// and one output cap. The template's source is checked against the default
+/// [`SourceLimits`] first.
+pub fn render_within(
+    template: &Value,
+    context: &Value,
+    budget: &Budget,
+) -> Result<Value, TemplateError> {
+    check(template, &SourceLimits::default())?;
+    let renderer = Renderer::new(context, budget);
+    // A panic inside jq (a bug in a native filter) must not take the caller down.
+    let (rendered, exceeded) = meter::metered(budget, || {
+        panic::catch_unwind(AssertUnwindSafe(|| renderer.value(template)))
+    });
+    let rendered = rendered.unwrap_or_else(|_| {
+        Err(TemplateError::Evaluate {
+            expression: String::new(),
+            message: "the template engine failed on this template".to_owned(),
+        })
+    });
+    match (rendered, exceeded) {
+        // A limit wins over whatever error jq reported for it (a template may have
+        // caught the limit's error and raised another).
+        (Err(error), Some(limit)) => Err(TemplateError::Limit {
+            expression: error.expression().to_owned(),
+            limit,
+        }),
+        (rendered, _) => rendered,
+    }
+}
+
+/// What one render may use. The defaults suit a request handler's thread (2 MiB of
+/// stack); the sandbox raises `stack_bytes` on a thread of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// Steps: definitions called, loop iterations, generated values, and about one per
+    /// element or 64 bytes of text of every constructed value.
+    pub steps: u64,
+    /// How deeply constructed values may nest.
+    pub depth: usize,
+    /// How much stack evaluation may use beyond where it started.
+    pub stack_bytes: usize,
+    /// The largest rendered result, in bytes of compact JSON.
+    pub output_bytes: usize,
+}
+
+impl Budget {
+    /// Default step budget: a hundred times what Port's documented templates use,
+    /// about 0.1 s of one core in a release build.
+    pub const DEFAULT_STEPS: u64 = 1_000_000;
+    /// Default cap of an evaluated invocation (`PORTD_MAX_INVOCATION_BYTES`).
+    pub const DEFAULT_OUTPUT_BYTES: usize = 256 * 1024;
+    /// Rendered values deeper than this could not be stored and read back (serde_json
+    /// refuses documents nested deeper than 128, and a run's payload wraps the body).
+    pub const MAX_OUTPUT_DEPTH: usize = 100;
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            steps: Self::DEFAULT_STEPS,
+            depth: 256,
+            stack_bytes: 512 * 1024,
+            output_bytes: Self::DEFAULT_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Bounds on a template's source, checked before jq parses anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// Bytes of one `{{ … }}` expression.
+    pub expression_bytes: usize,
+    /// Brackets (`(`, `[`, `{`, `\(`) and block keywords (`if`, `reduce`, `foreach`,
+    /// `try`, `def`, `label`) open at once in one expression.
+    pub nesting: usize,
+    /// Expressions in one template.
+    pub expressions: usize,
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        Self {
+            expression_bytes: 4096,
+            nesting: 32,
+            expressions: 256,
+        }
+    }
+}
+
+/// A limit a template exceeded. Its text completes "template expression `…` …".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "limit", content = "value", rename_all = "camelCase")]
+pub enum Limit {
+    /// The step budget ran out.
+    Steps(u64),
+    /// A constructed or rendered value nested deeper than this.
+    Depth(usize),
+    /// Evaluation recursed deeper than the stack allows.
+    Recursion,
+    /// The rendered result is larger than this many bytes.
+    Output(usize),
+    /// Evaluation took longer than this many milliseconds (the sandbox's wall clock).
+    Time(u64),
+    /// Evaluation needed more than this many bytes of memory (the sandbox's limit).
+    Memory(u64),
+    /// The expression is longer than this many bytes.
+    ExpressionSize(usize),
+    /// The expression nests deeper than this.
+    Nesting(usize),
+    /// The template has more expressions than this.
+    Expressions(usize),
+    /// One operation would have built a string or collection larger than this.
+    ValueSize(u64),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Steps(n) => write!(f, "exceeded its budget of {n} evaluation steps"),
+            Self::Depth(n) => write!(f, "built a value nested deeper than {n} levels"),
+            Self::Recursion => f.write_str("recursed deeper than the evaluator's stack allows"),
+            Self::Output(n) => write!(f, "rendered more than {n} bytes"),
+            Self::Time(ms) => write!(f, "ran longer than the time limit of {ms} ms"),
+            Self::Memory(bytes) => write!(
+                f,
+                "needed more than the memory limit of {} MiB",
+                bytes / (1024 * 1024)
+            ),
+            Self::ExpressionSize(n) => write!(f, "is longer than {n} bytes"),
+            Self::Nesting(n) => write!(f, "nests deeper than {n} levels"),
+            Self::Expressions(n) => {
+                write!(f, "is one of more than {n} expressions in the template")
+            }
+            Self::ValueSize(n) => {
+                write!(f, "would build a value of more than {n} bytes or elements")
+            }
+        }
+    }
 }
 
 /// Why a template could not be rendered. Each variant names the offending expression.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum TemplateError {
     /// The jq expression does not parse or refers to an undefined filter or variable.
     #[error("invalid template expression `{expression}`: {message}")]
@@ -62,8 +230,24 @@ pub enum TemplateError {
     SpreadNotObject {
         expression: String,
         /// The JSON type it rendered to ("array", "string", "number" or "boolean").
-        found: &'static str,
+        found: String,
     },
+    /// A budget was exceeded (see [`Budget`] and [`SourceLimits`]). `expression` is
+    /// empty when the limit is the whole template's (its output, its time).
+    #[error("{}", limit_message(.expression, .limit))]
+    Limit { expression: String, limit: Limit },
+    /// The engine could not take the template now: the organization has as many
+    /// renders waiting as it may (a 429), or the sandbox could not be started (a 503).
+    #[error("{message}")]
+    Unavailable { busy: bool, message: String },
+}
+
+fn limit_message(expression: &str, limit: &Limit) -> String {
+    if expression.is_empty() {
+        format!("template {limit}")
+    } else {
+        format!("template expression `{expression}` {limit}")
+    }
 }
 
 impl TemplateError {
@@ -72,40 +256,229 @@ impl TemplateError {
         match self {
             Self::Parse { expression, .. }
             | Self::Evaluate { expression, .. }
-            | Self::SpreadNotObject { expression, .. } => expression,
+            | Self::SpreadNotObject { expression, .. }
+            | Self::Limit { expression, .. } => expression,
+            Self::Unavailable { .. } => "",
         }
     }
+
+    /// The limit this error reports, if it is one.
+    pub fn limit(&self) -> Option<&Limit> {
+        match self {
+            Self::Limit { limit, .. } => Some(limit),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a template's source against `limits` without evaluating anything: every
+/// string and object key is scanned for `{{ … }}` expressions.
+pub fn check(template: &Value, limits: &SourceLimits) -> Result<(), TemplateError> {
+    let mut expressions = 0;
+    let mut pending = vec![template];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) => check_string(s, limits, &mut expressions)?,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    check_string(key, limits, &mut expressions)?;
+                    pending.push(value);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_string(
+    text: &str,
+    limits: &SourceLimits,
+    expressions: &mut usize,
+) -> Result<(), TemplateError> {
+    if !text.contains("{{") {
+        return Ok(());
+    }
+    for segment in segments(text) {
+        let Segment::Expr(code) = segment else {
+            continue;
+        };
+        *expressions += 1;
+        let too_far = |limit| TemplateError::Limit {
+            expression: shortened(code.trim()),
+            limit,
+        };
+        if *expressions > limits.expressions {
+            return Err(too_far(Limit::Expressions(limits.expressions)));
+        }
+        if nesting(code) > limits.nesting {
+            return Err(too_far(Limit::Nesting(limits.nesting)));
+        }
+        if code.len() > limits.expression_bytes {
+            return Err(too_far(Limit::ExpressionSize(limits.expression_bytes)));
+        }
+    }
+    Ok(())
+}
+
+/// An expression as error messages show it: at most 80 characters.
+fn shortened(code: &str) -> String {
+    match code.char_indices().nth(80) {
+        Some((end, _)) => format!("{}…", &code[..end]),
+        None => code.to_owned(),
+    }
+}
+
+/// The deepest nesting of brackets, string interpolations, block keywords and unary
+/// minus signs in jq code. Approximate on purpose: keywords that jq closes implicitly
+/// (`reduce`, `try`, `def`, `as`) stay counted to the end, so it over-counts; it only
+/// has to be at least the depth of jq's recursive lexer and parser, which it is, since
+/// every construct they recurse on opens with one of these.
+fn nesting(code: &str) -> usize {
+    // Byte-wise is fine: every delimiter is ASCII, and UTF-8 continuation bytes never are.
+    let bytes = code.as_bytes();
+    // One entry per open string: the bracket depth at which its `\(…)` closes.
+    let mut strings: Vec<Option<usize>> = Vec::new();
+    let mut depth: usize = 0;
+    let mut deepest = 0;
+    // Whether the last token could end an operand (then `-` is binary).
+    let mut after_operand = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(None) = strings.last() {
+            // Inside a string literal.
+            match b {
+                b'\\' if bytes.get(i + 1) == Some(&b'(') => {
+                    depth += 1;
+                    if let Some(open) = strings.last_mut() {
+                        *open = Some(depth);
+                    }
+                    i += 2;
+                    after_operand = false;
+                    deepest = deepest.max(depth);
+                    continue;
+                }
+                b'\\' => i += 1,
+                b'"' => {
+                    strings.pop();
+                    after_operand = true;
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => strings.push(None),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                after_operand = false;
+            }
+            b')' if strings.last() == Some(&Some(depth)) => {
+                // The end of an interpolation: back inside its string.
+                if let Some(open) = strings.last_mut() {
+                    *open = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                after_operand = true;
+            }
+            b'-' if !after_operand => depth += 1,
+            _ if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'.' => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'$' | b'.'))
+                {
+                    i += 1;
+                }
+                match &code[start..i] {
+                    "if" | "reduce" | "foreach" | "try" | "def" | "label" | "as" => {
+                        depth += 1;
+                        after_operand = false;
+                    }
+                    "end" => {
+                        depth = depth.saturating_sub(1);
+                        after_operand = true;
+                    }
+                    "then" | "elif" | "else" | "and" | "or" | "catch" => after_operand = false,
+                    _ => after_operand = true,
+                }
+                deepest = deepest.max(depth);
+                continue;
+            }
+            b if b.is_ascii_whitespace() => {}
+            _ => after_operand = false,
+        }
+        deepest = deepest.max(depth);
+        i += 1;
+    }
+    deepest
 }
 
 /// Renders templates against one context, converting it to a jq value only once and
 /// only if a template needs it.
 struct Renderer<'c> {
     context: &'c Value,
+    budget: &'c Budget,
     input: OnceLock<Val>,
 }
 
 impl<'c> Renderer<'c> {
-    fn new(context: &'c Value) -> Self {
+    fn new(context: &'c Value, budget: &'c Budget) -> Self {
         Self {
             context,
+            budget,
             input: OnceLock::new(),
         }
     }
 
     fn value(&self, template: &Value) -> Result<Value, TemplateError> {
+        let mut output = OutputBudget {
+            remaining: self.budget.output_bytes,
+            cap: self.budget.output_bytes,
+        };
+        let rendered = self.value_within(template, &mut output, 0)?;
+        Ok(rendered)
+    }
+
+    fn value_within(
+        &self,
+        template: &Value,
+        output: &mut OutputBudget,
+        depth: usize,
+    ) -> Result<Value, TemplateError> {
         match template {
-            Value::String(s) => self.string(s),
-            Value::Array(items) => items.iter().map(|item| self.value(item)).collect(),
-            Value::Object(map) => self.object(map),
-            Value::Null | Value::Bool(_) | Value::Number(_) => Ok(template.clone()),
+            Value::String(s) => self.string(s, output, depth),
+            Value::Array(items) => {
+                output.take("", 2)?;
+                items
+                    .iter()
+                    .map(|item| self.value_within(item, output, depth + 1))
+                    .collect()
+            }
+            Value::Object(map) => self.object(map, output, depth),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {
+                output.take("", template.to_string().len())?;
+                Ok(template.clone())
+            }
         }
     }
 
-    fn object(&self, map: &Map<String, Value>) -> Result<Value, TemplateError> {
+    fn object(
+        &self,
+        map: &Map<String, Value>,
+        output: &mut OutputBudget,
+        depth: usize,
+    ) -> Result<Value, TemplateError> {
+        output.take("", 2)?;
         let mut out = Map::new();
         for (key, value) in map {
             if is_spread_key(key) {
-                match self.value(value)? {
+                match self.value_within(value, output, depth + 1)? {
                     Value::Null => {}
                     // `insert` keeps an existing key's position and takes the new value,
                     // like a JavaScript object spread.
@@ -116,36 +489,45 @@ impl<'c> Renderer<'c> {
                                 Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             },
-                            found: type_name(&other),
+                            found: type_name(&other).to_owned(),
                         });
                     }
                 }
                 continue;
             }
             // The key first: a dropped pair does not evaluate (or fail on) its value.
-            let key = match self.string(key)? {
+            let key = match self.string(key, output, depth)? {
                 Value::Null => continue,
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            out.insert(key, self.value(value)?);
+            out.insert(key, self.value_within(value, output, depth + 1)?);
         }
         Ok(Value::Object(out))
     }
 
-    fn string(&self, template: &str) -> Result<Value, TemplateError> {
+    fn string(
+        &self,
+        template: &str,
+        output: &mut OutputBudget,
+        depth: usize,
+    ) -> Result<Value, TemplateError> {
         if let [Segment::Expr(expr)] = segments(template.trim()).as_slice() {
-            return self.eval(expr);
+            return self.eval(expr, output, depth);
         }
         let parts = segments(template);
         if !parts.iter().any(|part| matches!(part, Segment::Expr(_))) {
+            output.take("", template.len() + 2)?;
             return Ok(Value::String(template.to_owned()));
         }
         let mut out = String::with_capacity(template.len());
         for part in parts {
             match part {
-                Segment::Text(text) => out.push_str(text),
-                Segment::Expr(expr) => match self.eval(expr)? {
+                Segment::Text(text) => {
+                    output.take("", text.len())?;
+                    out.push_str(text);
+                }
+                Segment::Expr(expr) => match self.eval(expr, output, depth)? {
                     Value::String(s) => out.push_str(&s),
                     other => out.push_str(&other.to_string()),
                 },
@@ -154,10 +536,16 @@ impl<'c> Renderer<'c> {
         Ok(Value::String(out))
     }
 
-    /// Runs one jq expression (the text between the braces) and returns its first output.
-    fn eval(&self, expr: &str) -> Result<Value, TemplateError> {
-        let expression = || expr.trim().to_owned();
-        let filter = compiled(expr).map_err(|message| TemplateError::Parse {
+    /// Runs one jq expression (the text between the braces) and returns its first
+    /// output, charged to the output budget.
+    fn eval(
+        &self,
+        expr: &str,
+        output: &mut OutputBudget,
+        depth: usize,
+    ) -> Result<Value, TemplateError> {
+        let expression = || shortened(expr.trim());
+        let filter = jq::compiled(expr).map_err(|message| TemplateError::Parse {
             expression: expression(),
             message,
         })?;
@@ -165,15 +553,62 @@ impl<'c> Renderer<'c> {
             .input
             .get_or_init(|| Val::from(self.context.clone()))
             .clone();
+        meter::anchor_stack();
         let inputs = RcIter::new(core::iter::empty());
         let first = filter.run((Ctx::new([], &inputs), input)).next();
+        if let Some(limit) = meter::exceeded() {
+            return Err(TemplateError::Limit {
+                expression: expression(),
+                limit,
+            });
+        }
         match first {
-            None => Ok(Value::Null),
-            Some(Ok(val)) => Ok(to_json(val)),
+            None => {
+                output.take(&expression(), 4)?;
+                Ok(Value::Null)
+            }
+            Some(Ok(val)) => to_json(
+                val,
+                output,
+                depth,
+                self.budget.depth.min(Budget::MAX_OUTPUT_DEPTH),
+            )
+            .map_err(|limit| TemplateError::Limit {
+                expression: expression(),
+                limit,
+            }),
             Some(Err(error)) => Err(TemplateError::Evaluate {
                 expression: expression(),
-                message: redact(&error_message(error), self.context),
+                message: redact(&jq::error_message(error), self.context),
             }),
+        }
+    }
+}
+
+/// Bytes of compact JSON the render may still produce.
+struct OutputBudget {
+    remaining: usize,
+    cap: usize,
+}
+
+impl OutputBudget {
+    fn take(&mut self, expression: &str, bytes: usize) -> Result<(), TemplateError> {
+        self.charge(bytes).map_err(|limit| TemplateError::Limit {
+            expression: expression.to_owned(),
+            limit,
+        })
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), Limit> {
+        match self.remaining.checked_sub(bytes) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(())
+            }
+            None => {
+                self.remaining = 0;
+                Err(Limit::Output(self.cap))
+            }
         }
     }
 }
@@ -290,140 +725,6 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-type JqFilter = jaq_core::Filter<Native<Val>>;
-
-// The cache below shares compiled filters between threads; jaq keeps only owned
-// strings and function pointers in them (values are `Rc`-based, but created per run).
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<JqFilter>();
-};
-
-/// Beyond this many distinct expressions the cache starts over, so edited actions
-/// cannot grow it without bound.
-const CACHE_CAPACITY: usize = 1024;
-
-/// Compiled filters by expression text: the same templates are rendered for every
-/// run, and compiling includes parsing jq's whole standard library.
-static CACHE: LazyLock<Mutex<HashMap<String, Arc<JqFilter>>>> = LazyLock::new(Default::default);
-
-/// The compiled filter for `code`, or a description of why it does not compile.
-fn compiled(code: &str) -> Result<Arc<JqFilter>, String> {
-    // A poisoned lock only means another render panicked; the map itself is intact.
-    let cached = CACHE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(code)
-        .cloned();
-    if let Some(filter) = cached {
-        return Ok(filter);
-    }
-    // Compiled outside the lock; a concurrent duplicate compile is harmless.
-    let filter = Arc::new(compile(code)?);
-    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    if cache.len() >= CACHE_CAPACITY {
-        cache.clear();
-    }
-    cache.insert(code.to_owned(), Arc::clone(&filter));
-    Ok(filter)
-}
-
-fn compile(code: &str) -> Result<JqFilter, String> {
-    let arena = Arena::default();
-    let loader = Loader::new(jaq_std::defs().chain(jaq_json::defs()));
-    let modules = loader
-        .load(&arena, File { code, path: () })
-        .map_err(|errors| describe_load_errors(&errors))?;
-    let funs = jaq_std::funs().chain(jaq_json::funs()).map(sandbox);
-    Compiler::default()
-        .with_funs(funs)
-        .compile(modules)
-        .map_err(|errors| describe_compile_errors(&errors))
-}
-
-type NativeFilter = (&'static str, Box<[Bind]>, Native<Val>);
-
-/// Replaces the standard filters that reach outside the template (see module docs).
-fn sandbox((name, args, native): NativeFilter) -> NativeFilter {
-    let native = match name {
-        "env" | "halt" | "halt_error" => Native::new(unavailable),
-        "debug" | "stderr" => Native::new(identity),
-        _ => native,
-    };
-    (name, args, native)
-}
-
-fn unavailable<'a>(_: &'a Lut<Native<Val>>, _: Cv<'a, Val>) -> ValXs<'a, Val> {
-    box_once(Err(Exn::from(Error::str(
-        "this filter is not available in templates",
-    ))))
-}
-
-fn identity<'a>(_: &'a Lut<Native<Val>>, (_, input): Cv<'a, Val>) -> ValXs<'a, Val> {
-    box_once(Ok(input))
-}
-
-fn describe_load_errors(errors: &load::Errors<&str, ()>) -> String {
-    let mut messages = Vec::new();
-    for (_, error) in errors {
-        match error {
-            load::Error::Io(errors) => messages.extend(
-                errors
-                    .iter()
-                    .map(|(path, message)| format!("cannot load module `{path}`: {message}")),
-            ),
-            load::Error::Lex(errors) => {
-                messages.extend(errors.iter().map(|(expected, found)| {
-                    // `as_str` panics on delimiters other than the four it knows.
-                    let expected = match expected {
-                        load::lex::Expect::Delim(open) => format!("closing delimiter for `{open}`"),
-                        other => other.as_str().to_owned(),
-                    };
-                    format!("expected {expected} {}", location(found))
-                }));
-            }
-            load::Error::Parse(errors) => {
-                messages.extend(errors.iter().map(|(expected, found)| {
-                    format!("expected {} {}", expected.as_str(), location(found))
-                }));
-            }
-        }
-    }
-    messages.join("; ")
-}
-
-fn describe_compile_errors(errors: &jaq_core::compile::Errors<&str, ()>) -> String {
-    let mut messages = Vec::new();
-    for (_, errors) in errors {
-        messages.extend(errors.iter().map(|(name, undefined)| match undefined {
-            Undefined::Filter(arity) => format!("undefined filter `{name}/{arity}`"),
-            other => format!("undefined {} `{name}`", other.as_str()),
-        }));
-    }
-    messages.join("; ")
-}
-
-/// Where a lex or parse error happened: jaq gives the rest of the input from there.
-fn location(rest: &str) -> String {
-    const SHOWN: usize = 20;
-    let rest = rest.trim_end();
-    if rest.is_empty() {
-        return "at end of input".to_owned();
-    }
-    match rest.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("at `{}…`", &rest[..end]),
-        None => format!("at `{rest}`"),
-    }
-}
-
-/// jq's text for a runtime error: `error("boom")` says `boom`, not `"boom"`.
-fn error_message(error: Error<Val>) -> String {
-    match error.into_val() {
-        Val::Str(s) => Rc::unwrap_or_clone(s),
-        other => to_json(other).to_string(),
-    }
-}
-
 /// Replaces the context's secret values in an error message (`{{ .secrets.k + 1 }}`
 /// would otherwise print the secret into the run log).
 fn redact(message: &str, context: &Value) -> String {
@@ -450,31 +751,68 @@ fn redact(message: &str, context: &Value) -> String {
     message
 }
 
-/// Converts a jq value to JSON. Unlike jaq-json's `From<Val>`, it does not panic on
-/// numbers serde_json cannot hold (`1e1000`); those become `null`, like NaN does.
-fn to_json(val: Val) -> Value {
-    match val {
-        Val::Null => Value::Null,
-        Val::Bool(b) => Value::Bool(b),
-        Val::Int(i) => Value::Number(i.into()),
-        Val::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        Val::Num(n) => n
-            .parse::<Number>()
-            .ok()
-            .or_else(|| n.parse::<f64>().ok().and_then(Number::from_f64))
-            .map_or(Value::Null, Value::Number),
-        Val::Str(s) => Value::String(Rc::unwrap_or_clone(s)),
-        Val::Arr(items) => Rc::unwrap_or_clone(items)
-            .into_iter()
-            .map(to_json)
-            .collect(),
-        Val::Obj(map) => Value::Object(
-            Rc::unwrap_or_clone(map)
-                .into_iter()
-                .map(|(key, value)| (Rc::unwrap_or_clone(key), to_json(value)))
-                .collect(),
-        ),
+/// Converts a jq value to JSON, charging `output` for it and refusing values nested
+/// deeper than `max_depth` (counting from `depth`, where the value sits in the
+/// template). Unlike jaq-json's `From<Val>`, it does not panic on numbers serde_json
+/// cannot hold (`1e1000`); those become `null`, like NaN does.
+fn to_json(
+    val: Val,
+    output: &mut OutputBudget,
+    depth: usize,
+    max_depth: usize,
+) -> Result<Value, Limit> {
+    if depth > max_depth {
+        return Err(Limit::Depth(max_depth));
     }
+    Ok(match val {
+        Val::Null => {
+            output.charge(4)?;
+            Value::Null
+        }
+        Val::Bool(b) => {
+            output.charge(5)?;
+            Value::Bool(b)
+        }
+        Val::Int(i) => {
+            output.charge(20)?;
+            Value::Number(i.into())
+        }
+        Val::Float(f) => {
+            output.charge(24)?;
+            Number::from_f64(f).map_or(Value::Null, Value::Number)
+        }
+        Val::Num(n) => {
+            output.charge(n.len())?;
+            n.parse::<Number>()
+                .ok()
+                .or_else(|| n.parse::<f64>().ok().and_then(Number::from_f64))
+                .map_or(Value::Null, Value::Number)
+        }
+        Val::Str(s) => {
+            output.charge(s.len() + 2)?;
+            Value::String(Rc::unwrap_or_clone(s))
+        }
+        Val::Arr(items) => {
+            output.charge(2 + items.len())?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in Rc::unwrap_or_clone(items) {
+                out.push(to_json(item, output, depth + 1, max_depth)?);
+            }
+            Value::Array(out)
+        }
+        Val::Obj(map) => {
+            output.charge(2)?;
+            let mut out = Map::new();
+            for (key, value) in Rc::unwrap_or_clone(map) {
+                output.charge(key.len() + 4)?;
+                out.insert(
+                    Rc::unwrap_or_clone(key),
+                    to_json(value, output, depth + 1, max_depth)?,
+                );
+            }
+            Value::Object(out)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -766,9 +1104,7 @@ mod tests {
                 "spreadValue on a non-object",
                 json!({"a": 1, "{{ spreadValue() }}": "{{ .inputs.tags }}"}),
                 "{{ .inputs.tags }}",
-                &|e: &TemplateError| {
-                    matches!(e, TemplateError::SpreadNotObject { found: "array", .. })
-                },
+                &|e: &TemplateError| matches!(e, TemplateError::SpreadNotObject { found, .. } if found == "array"),
             ),
         ];
         for (name, template, expression, check) in cases {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use port_core::template::Budget;
 use port_delivery::DeliveryConfig;
 
 use crate::adapters::DestinationMode;
@@ -88,6 +89,77 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub bootstrap_client_secret: Option<String>,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
+}
+
+/// Where and within which limits actions' templates are rendered.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// `process`: render templates in sandboxed worker processes (`portd
+    /// template-worker`) with a wall clock and a memory limit; `in-process`: on the
+    /// server's threads, bounded by the step budget only (for debugging).
+    #[arg(long, env = "PORTD_TEMPLATE_SANDBOX", default_value = "process")]
+    pub template_sandbox: SandboxMode,
+    /// Wall clock of one template render, in milliseconds.
+    #[arg(long, env = "PORTD_TEMPLATE_TIMEOUT_MS", default_value_t = 1000)]
+    pub template_timeout_ms: u64,
+    /// Evaluation steps one render may take.
+    #[arg(long, env = "PORTD_TEMPLATE_MAX_STEPS", default_value_t = Budget::DEFAULT_STEPS)]
+    pub template_max_steps: u64,
+    /// Memory one render may allocate, in MiB.
+    #[arg(long, env = "PORTD_TEMPLATE_MEMORY_MB", default_value_t = 256)]
+    pub template_memory_mb: u64,
+    /// Template workers rendering at once (0: as many as cores, at least 2).
+    #[arg(long, env = "PORTD_TEMPLATE_WORKERS", default_value_t = 0)]
+    pub template_workers: usize,
+    /// The largest evaluated invocation (url, headers and body), in bytes of JSON.
+    #[arg(long, env = "PORTD_MAX_INVOCATION_BYTES", default_value_t = Budget::DEFAULT_OUTPUT_BYTES)]
+    pub max_invocation_bytes: usize,
+}
+
+/// Where templates are rendered (`PORTD_TEMPLATE_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    Process,
+    InProcess,
+}
+
+/// How the server renders templates.
+#[derive(Debug, Clone)]
+pub enum Templates {
+    /// On the server's threads, within a budget (tests and library use).
+    InProcess(Budget),
+    /// In worker processes; `program: None` means this executable, run as
+    /// `template-worker`.
+    Sandbox {
+        program: Option<PathBuf>,
+        workers: usize,
+        limits: port_sandbox::Limits,
+    },
+}
+
+impl From<&TemplateArgs> for Templates {
+    fn from(args: &TemplateArgs) -> Self {
+        let budget = Budget {
+            steps: args.template_max_steps,
+            output_bytes: args.max_invocation_bytes,
+            ..Budget::default()
+        };
+        match args.template_sandbox {
+            SandboxMode::InProcess => Self::InProcess(budget),
+            SandboxMode::Process => Self::Sandbox {
+                program: None,
+                workers: args.template_workers,
+                limits: port_sandbox::Limits {
+                    time: std::time::Duration::from_millis(args.template_timeout_ms.max(1)),
+                    memory_bytes: args.template_memory_mb.max(16) * 1024 * 1024,
+                    budget,
+                    ..port_sandbox::Limits::default()
+                },
+            },
+        }
+    }
 }
 
 /// Everything [`crate::server::start`] needs.
@@ -107,6 +179,9 @@ pub struct Config {
     /// `PORTD_REAPER_INTERVAL_SECS` variables, with the worker id kept in
     /// `<data-dir>/worker-id` unless `PORTD_DELIVERY_WORKER_ID` names one.
     pub delivery: Option<DeliveryConfig>,
+    /// How templates are rendered: in process by default (tests, embedding); `portd`
+    /// renders them in a sandbox.
+    pub templates: Templates,
 }
 
 impl std::fmt::Debug for Config {
@@ -126,6 +201,7 @@ impl std::fmt::Debug for Config {
                 &self.bootstrap_client_secret.as_ref().map(|_| "***"),
             )
             .field("delivery", &self.delivery)
+            .field("templates", &self.templates)
             .finish()
     }
 }
@@ -142,6 +218,7 @@ impl Default for Config {
             bootstrap_client_secret: None,
             print_bootstrap_credentials: true,
             delivery: None,
+            templates: Templates::InProcess(Budget::default()),
         }
     }
 }
@@ -158,6 +235,7 @@ impl From<ServerArgs> for Config {
             bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
             print_bootstrap_credentials: true,
             delivery: None,
+            templates: Templates::from(&args.templates),
         }
     }
 }

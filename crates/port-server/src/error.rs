@@ -89,8 +89,9 @@ impl IntoResponse for ApiError {
         };
         let body = json!({ "ok": false, "error": self.0.kind.identifier(), "message": message });
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // The database is down or busy: tell clients when to come back (RFC 9110).
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            // The database is down or busy, or the caller used up its share: tell clients
+            // when to come back (RFC 9110, RFC 6585).
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
@@ -100,7 +101,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The `Retry-After` (seconds) of every 503 answer.
+/// The `Retry-After` (seconds) of every 503 and 429 answer.
 pub const RETRY_AFTER_SECS: &str = "2";
 
 /// Result of a handler.
@@ -111,12 +112,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_unavailable_answers_carry_retry_after() {
+    fn only_unavailable_and_throttled_answers_carry_retry_after() {
         let down = ApiError::from(StoreError::Unavailable("connection refused".into()));
         let response = down.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
+        let throttled =
+            ApiError::from(PortError::new(ErrorKind::TooManyRequests, "slow down")).into_response();
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            throttled.headers()[axum::http::header::RETRY_AFTER],
             RETRY_AFTER_SECS
         );
         let broken = ApiError::internal("a bug").into_response();

@@ -35,7 +35,7 @@ pub use error::{ApiError, ApiResult};
 pub use extract::{ApiJson, ApiPath, Authenticated, QueryParams};
 pub use routes::{ENDPOINTS, Endpoint, HttpMethod};
 pub use server::{
-    BackgroundTask, Extensions, RunningServer, ServeError, Shutdown, create_credentials, serve,
-    serve_with, start, start_with,
+    BackgroundTask, Extensions, RunningServer, ServeError, Shutdown, TEMPLATE_WORKER,
+    create_credentials, serve, serve_with, start, start_with,
 };
 pub use state::{AppState, AppStateBuilder, HealthCheck};

@@ -5,8 +5,22 @@ use clap::Parser as _;
 use port_server::config::{Command, CredentialsCommand, init_tracing};
 use port_server::{Cli, Config};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // A template worker is a plain loop over stdin: no runtime, no logging, no flags.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == port_server::TEMPLATE_WORKER)
+    {
+        std::process::exit(port_sandbox::worker::run());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     let config = Config::from(cli.server);

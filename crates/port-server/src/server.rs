@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use port_core::ports::{Notifier, Store};
+use std::ffi::OsString;
+
+use port_core::ports::{InProcessTemplates, Notifier, Store, TemplateEngine};
 use port_delivery::Hub;
+use port_sandbox::{SandboxConfig, TemplateSandbox};
 use port_store::{StoreAdmin, StoreOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::adapters::{DestinationMode, PublicDestinations};
 use crate::app::app_with;
 use crate::bootstrap::{self, Bootstrapped, CredentialsFile};
-use crate::config::Config;
+use crate::config::{Config, Templates};
 use crate::delivery::{delivery_config, start_delivery};
 use crate::routes::Endpoint;
 use crate::state::{AppState, HealthCheck};
@@ -98,6 +101,40 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeErr
     }
     Ok(port_store::open(&url, &options).await?)
 }
+
+/// The template engine `templates` asks for; a sandbox is tried once at start, so a
+/// worker that cannot run stops portd with a clear message instead of failing runs.
+async fn template_engine(templates: &Templates) -> Result<Arc<dyn TemplateEngine>, ServeError> {
+    match templates {
+        Templates::InProcess(budget) => Ok(Arc::new(InProcessTemplates {
+            budget: budget.clone(),
+        })),
+        Templates::Sandbox {
+            program,
+            workers,
+            limits,
+        } => {
+            let program = match program {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?,
+            };
+            let mut config = SandboxConfig::new(program, [OsString::from(TEMPLATE_WORKER)]);
+            if *workers > 0 {
+                config.workers = *workers;
+                config.per_org = (*workers / 2).max(1);
+            }
+            config.limits = limits.clone();
+            let sandbox = TemplateSandbox::new(config);
+            sandbox.warm_up().await.map_err(|e| {
+                ServeError::Config(format!("the template sandbox does not work: {e}"))
+            })?;
+            Ok(Arc::new(sandbox))
+        }
+    }
+}
+
+/// The argument that makes `portd` a template worker (see `port_sandbox::worker`).
+pub const TEMPLATE_WORKER: &str = "template-worker";
 
 /// The URL clients should use, from the bound address (`0.0.0.0` becomes loopback).
 fn api_url(addr: SocketAddr) -> String {
@@ -226,6 +263,7 @@ pub async fn start_with(
     if let Some(notifier) = extensions.notifier {
         builder = builder.notifier(notifier);
     }
+    builder = builder.templates(template_engine(&config.templates).await?);
     let state = builder.build();
 
     let bootstrapped = bootstrap::bootstrap(

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use port_core::ports::Notice;
-use port_core::ports::{Clock, Entropy, IdGenerator, Notifier, Store};
+use port_core::ports::{
+    Clock, Entropy, IdGenerator, InProcessTemplates, Notifier, Store, TemplateEngine,
+};
 use port_core::service::{AllowAllDestinations, DestinationPolicy, Services};
 use port_delivery::Hub;
 use tokio_util::sync::CancellationToken;
@@ -71,8 +73,8 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Starts building a state over `store`, with the system clock, OS entropy, a new
-    /// hub as the only notifier, every webhook destination allowed and no readiness
-    /// check.
+    /// hub as the only notifier, every webhook destination allowed, templates rendered
+    /// in process and no readiness check.
     pub fn builder(store: Arc<dyn Store>) -> AppStateBuilder {
         AppStateBuilder {
             store,
@@ -81,6 +83,7 @@ impl AppState {
             notifier: None,
             hub: None,
             destinations: Arc::new(AllowAllDestinations),
+            templates: Arc::new(InProcessTemplates::default()),
             health: Arc::new(AlwaysReady),
         }
     }
@@ -134,6 +137,7 @@ pub struct AppStateBuilder {
     notifier: Option<Arc<dyn Notifier>>,
     hub: Option<Arc<Hub>>,
     destinations: Arc<dyn DestinationPolicy>,
+    templates: Arc<dyn TemplateEngine>,
     health: Arc<dyn HealthCheck>,
 }
 
@@ -165,6 +169,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Where actions' templates are rendered (default: in process, within the default
+    /// budget; portd renders them in a sandbox).
+    pub fn templates(mut self, templates: Arc<dyn TemplateEngine>) -> Self {
+        self.templates = templates;
+        self
+    }
+
     pub fn health(mut self, health: Arc<dyn HealthCheck>) -> Self {
         self.health = health;
         self
@@ -182,6 +193,7 @@ impl AppStateBuilder {
             ids: IdGenerator::new(self.clock.clone(), self.entropy),
             notifier,
             destinations: self.destinations,
+            templates: self.templates,
         };
         AppState {
             inner: Arc::new(Inner {

@@ -7,3 +7,4 @@
 //! binary, so no other suite's load is measured as the victim's latency.
 
 mod harness;
+mod templates;

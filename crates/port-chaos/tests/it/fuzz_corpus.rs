@@ -65,8 +65,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn template_target_on_random_input(text in "[ .a-z|{}\\[\\]\"0-9+,:()$?/-]{0,40}") {
+    fn template_target_on_random_input(text in "[ .a-z|{}\\[\\]\"0-9+,:()$?/*;-]{0,40}") {
         fuzz_logic::template(text.as_bytes());
+    }
+
+    /// Sequences of jq's looping and value-growing words: with the step budget, every
+    /// combination ends (issue 14: the target no longer skips them).
+    #[test]
+    fn template_target_on_loops_and_growth(words in prop::collection::vec(prop::sample::select(vec![
+        "def f: f;", "def f: [f];", "def f(g): g | f(g);", "f", "f(.)", "repeat(.)", "range(1e9)",
+        "range(0; 10; 0)", "recurse", "recurse(. + 1)", "until(false; .)", "while(true; .)",
+        "limit(100000; repeat(1))", "[", "]", "(", ")", "|", ",", ". + .", ". * 1e9", "\"x\"",
+        "[., .]", "reduce range(64) as $i (.; [., .])", "tojson", "..", "paths", "walk(.)",
+        "getpath([\"a\"])", "try", "catch", "?", "1", ".", "{a: .}", ";", "as $x |", "$x",
+    ]), 0..12)) {
+        fuzz_logic::template(words.join(" ").as_bytes());
     }
 
     #[test]

@@ -307,6 +307,7 @@ impl Harness {
             ids,
             notifier: hub.clone(),
             destinations: Arc::new(AllowAllDestinations),
+            templates: Arc::new(port_core::ports::InProcessTemplates::default()),
         };
         let now = clock.now();
         let org = Organization {

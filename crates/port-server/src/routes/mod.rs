@@ -227,6 +227,11 @@ const DESTINATION_403: (u16, &str) = (
     403,
     "private_destination / not_resolvable_destination: the webhook URL may not be called",
 );
+
+const TEMPLATES_BUSY_429: (u16, &str) = (
+    429,
+    "too_many_requests: the organization has as many template renders waiting as it may; retry after Retry-After seconds",
+);
 const NOT_APPROVER_403: (u16, &str) = (
     403,
     "missing_permissions: the caller is not an approver of the run",
@@ -671,7 +676,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             ParamKind::String,
             "Accepted and ignored: portd has no users.",
         )],
-        errors: &[DESTINATION_403],
+        errors: &[DESTINATION_403, TEMPLATES_BUSY_429],
         route: || post(runs::execute),
     },
     // Actions (legacy v1, blueprint-scoped).

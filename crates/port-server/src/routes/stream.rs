@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::Stream;
@@ -57,8 +57,6 @@ const FEED_BATCH_BYTES: usize = 256 * 1024;
 const FIRST_STORE_PAGE: u64 = 8;
 const MAX_STORE_PAGE: u64 = 256;
 const STORE_PAGE_BYTES: u64 = 256 * 1024;
-/// When a client refused for too many streams may try again.
-pub const STREAMS_RETRY_AFTER_SECS: &str = "5";
 
 /// The header a reconnecting client resumes with.
 pub const LAST_EVENT_ID: &str = "last-event-id";
@@ -297,20 +295,14 @@ fn resume_after(headers: &HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// 429 `too_many_requests`, with `Retry-After`.
-fn too_many_streams(reached: StreamLimitReached) -> Response {
-    let mut response = ApiError::new(
+/// 429 `too_many_requests` (with `Retry-After`, as every 429).
+fn too_many_streams(reached: StreamLimitReached) -> ApiError {
+    ApiError::new(
         ErrorKind::TooManyRequests,
         format!(
             "{reached}, the most one organization may hold: close one, or poll GET /v1/actions/runs/{{run_id}}/logs instead"
         ),
     )
-    .into_response();
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from_static(STREAMS_RETRY_AFTER_SECS),
-    );
-    response
 }
 
 pub(crate) async fn stream_logs(
@@ -319,10 +311,10 @@ pub(crate) async fn stream_logs(
     ApiPath(run_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let slot = match state.hub().open_stream(&caller.org_id) {
-        Ok(slot) => slot,
-        Err(reached) => return Ok(too_many_streams(reached)),
-    };
+    let slot = state
+        .hub()
+        .open_stream(&caller.org_id)
+        .map_err(too_many_streams)?;
     let version = state.services().run_version(&caller, &run_id).await?;
     let run_id = RunId::parse(&run_id).map_err(|_| ApiError::not_found(format!("run {run_id}")))?;
     // Follow first: a change made while the store is read still reaches the feed.

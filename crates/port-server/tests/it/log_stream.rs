@@ -252,7 +252,10 @@ async fn an_organization_holds_at_most_its_streams_and_a_closed_one_frees_its_sl
     // to come back.
     let refused = stream_answer(&api, &run_id).await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_eq!(
+        refused.headers()["retry-after"],
+        port_server::error::RETRY_AFTER_SECS
+    );
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["ok"], false);
     assert_eq!(body["error"], "too_many_requests");

@@ -1,0 +1,1 @@
+[limit(100000; repeat(1))] | length

@@ -1,0 +1,1 @@
+reduce range(64) as $i (1; [., .]) | tojson
