@@ -7,4 +7,5 @@
 //! binary, so no other suite's load is measured as the victim's latency.
 
 mod harness;
+mod streams;
 mod templates;
