@@ -425,3 +425,29 @@ async fn a_follower_that_does_not_read_neither_blocks_writers_nor_is_buffered_fo
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_the_delivery_worker_writes_reach_followers() {
+    // The worker's line about a failed attempt comes with a notice that says only
+    // "this run changed": one follower reads the store for the run's feed.
+    let receiver = Receiver::start(vec![
+        Reply::status(500).after(Duration::from_millis(700)),
+        Reply::status(200),
+    ])
+    .await;
+    let server = quick_server().await;
+    let api = Api::of(&server).await;
+    api.webhook_action("flaky", &receiver.url(), json!({}))
+        .await;
+    let run_id = api.execute("flaky").await;
+    let mut first = established(&api, &run_id).await;
+    let mut second = established(&api, &run_id).await;
+    for stream in [&mut first, &mut second] {
+        let line = stream.expect_next().await;
+        assert_eq!(line.event, "log", "{line:?}");
+        assert_eq!(line.id.as_deref(), Some("1"));
+        let message = line.data["message"].as_str().unwrap();
+        assert!(message.contains("500"), "{message}");
+    }
+    server.shutdown().await.unwrap();
+}
