@@ -61,7 +61,8 @@ impl PortClient {
     ///
     /// Uses portd's server-sent events route (`GET /actions/runs/{id}/logs/stream`),
     /// reconnecting with `Last-Event-ID` when the connection drops. Against a server
-    /// without it (the route answers 404, as Port's cloud does) it polls
+    /// without it (the route answers 404, as Port's cloud does), or one that refuses
+    /// another stream (429 once the retries are spent), it polls
     /// `GET …/logs?offset=` and `GET …/runs/{id}` instead.
     pub fn follow_logs(
         &self,
@@ -192,11 +193,14 @@ impl Follower {
                     self.switch_to_polling();
                 }
             }
-            // No stream route here (or no such run: polling will say so).
+            // No stream route here (or no such run: polling will say so), or the
+            // organization holds all the streams portd allows it (429, still so after
+            // the client's retries): polling works all the same.
             Err(e)
                 if e.status() == Some(StatusCode::NOT_FOUND.as_u16())
                     || e.status() == Some(StatusCode::METHOD_NOT_ALLOWED.as_u16())
-                    || e.status() == Some(StatusCode::NOT_IMPLEMENTED.as_u16()) =>
+                    || e.status() == Some(StatusCode::NOT_IMPLEMENTED.as_u16())
+                    || e.status() == Some(StatusCode::TOO_MANY_REQUESTS.as_u16()) =>
             {
                 self.switch_to_polling();
             }

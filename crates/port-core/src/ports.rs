@@ -244,6 +244,9 @@ pub trait RunStore: Send + Sync {
         idempotency_key: Option<&IdempotencyKey>,
     ) -> StoreResult<CreateRunOutcome>;
     async fn get_run(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<Run>>;
+    /// The stored run's version, without reading the run: how live views (log streams)
+    /// learn cheaply whether a run changed elsewhere.
+    async fn run_version(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<u64>>;
     /// Newest first.
     async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>>;
     /// Stores a transition in one transaction: the run (unless unchanged), its new log
@@ -492,12 +495,38 @@ impl<T: OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + Deliv
 
 /// Something happened that in-process listeners (the delivery worker, log streams)
 /// may want to know about without polling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// A delivery became due.
     DeliveryReady,
-    /// A run changed or got log lines.
+    /// A run changed or got log lines, without saying how: listeners that need to know
+    /// read the store.
     RunChanged { org: OrgId, run: RunId },
+    /// A run changed or got log lines, with what was stored, so that live views need
+    /// not read the run again (the services send this one).
+    RunUpdated(Arc<RunUpdate>),
+}
+
+impl Notice {
+    /// The run a run notice is about.
+    pub fn run(&self) -> Option<(&OrgId, &RunId)> {
+        match self {
+            Self::DeliveryReady => None,
+            Self::RunChanged { org, run } => Some((org, run)),
+            Self::RunUpdated(update) => Some((&update.org, &update.run_id)),
+        }
+    }
+}
+
+/// What one change to a run stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunUpdate {
+    pub org: OrgId,
+    pub run_id: RunId,
+    /// The run as stored, when the change was to the run itself (not only new lines).
+    pub run: Option<Run>,
+    /// The log lines stored, in sequence order.
+    pub logs: Vec<RunLog>,
 }
 
 /// Fire-and-forget notifications; listeners that miss one catch up by polling.

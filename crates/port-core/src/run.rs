@@ -307,6 +307,41 @@ impl Run {
     }
 }
 
+/// Longest `summary`, in characters: the number of bytes a log line may hold
+/// ([`crate::run_log::MAX_LOG_MESSAGE_BYTES`], 64 Ki), so at most 256 KiB of UTF-8.
+///
+/// The text a run's backend writes into a run is read whole by every page, list and log
+/// stream that shows the run, so each such field has a bound, refused beyond it with a
+/// 422 naming the field (a summary cut short could end inside markdown, so it is refused,
+/// not cut like a log line). Bounds count characters (Unicode scalar values), as JSON
+/// Schema's `maxLength` does, so `/openapi.json` states them exactly.
+pub const MAX_SUMMARY_CHARS: usize = crate::run_log::MAX_LOG_MESSAGE_BYTES;
+/// Longest `statusLabel` (PATCH and log lines): a label shown next to the status.
+pub const MAX_STATUS_LABEL_CHARS: usize = 1024;
+/// Most links one run keeps (`link` replaces the list).
+pub const MAX_LINKS: usize = 100;
+/// Longest link: room for pre-signed URLs, which run to a few KiB.
+pub const MAX_LINK_CHARS: usize = 4096;
+/// Longest `externalRunId`: an id in another system.
+pub const MAX_EXTERNAL_RUN_ID_CHARS: usize = 1024;
+/// Longest reason given with an approval or a decline.
+pub const MAX_APPROVAL_DESCRIPTION_CHARS: usize = 4096;
+
+/// Refuses `value` when it is longer than `max` characters.
+fn check_length(field: &str, value: &str, max: usize) -> Result<(), PortError> {
+    // A string has at least as many bytes as characters: most need no counting.
+    if value.len() <= max {
+        return Ok(());
+    }
+    let chars = value.chars().count();
+    if chars <= max {
+        return Ok(());
+    }
+    Err(PortError::invalid(format!(
+        "{field}: must be at most {max} characters; this one has {chars}"
+    )))
+}
+
 /// A partial update of a run (`PATCH /v1/actions/runs/{id}`): absent keys stay as they are.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunPatch {
@@ -316,7 +351,37 @@ pub struct RunPatch {
     pub link: Option<Vec<String>>,
     pub summary: Option<String>,
     pub external_run_id: Option<String>,
+    /// Bounded only by the request body (1 MiB): an object whose shape Port leaves
+    /// open, replaced as a whole by each patch.
     pub message: Option<Map<String, Value>>,
+}
+
+impl RunPatch {
+    /// Refuses text fields beyond their bounds ([`MAX_SUMMARY_CHARS`] and the others),
+    /// naming the first field at fault as the wire spells it.
+    pub fn check_lengths(&self) -> Result<(), PortError> {
+        if let Some(label) = &self.status_label {
+            check_length("statusLabel", label, MAX_STATUS_LABEL_CHARS)?;
+        }
+        if let Some(links) = &self.link {
+            if links.len() > MAX_LINKS {
+                return Err(PortError::invalid(format!(
+                    "link: at most {MAX_LINKS} links; this list has {}",
+                    links.len()
+                )));
+            }
+            for (index, link) in links.iter().enumerate() {
+                check_length(&format!("link[{index}]"), link, MAX_LINK_CHARS)?;
+            }
+        }
+        if let Some(summary) = &self.summary {
+            check_length("summary", summary, MAX_SUMMARY_CHARS)?;
+        }
+        if let Some(id) = &self.external_run_id {
+            check_length("externalRunId", id, MAX_EXTERNAL_RUN_ID_CHARS)?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything that may happen to a run after it was created.
@@ -509,6 +574,7 @@ pub fn transition(
 
     match command {
         RunCommand::Patch(patch) => {
+            patch.check_lengths()?;
             if run.is_terminal() {
                 // A retried patch that changes nothing succeeds, so clients can retry safely.
                 apply_patch_fields(&mut next, &patch);
@@ -543,6 +609,9 @@ pub fn transition(
             termination_status,
             status_label,
         } => {
+            if let Some(label) = &status_label {
+                check_length("statusLabel", label, MAX_STATUS_LABEL_CHARS)?;
+            }
             if run.is_terminal() {
                 return Err(exhausted(run));
             }
@@ -566,6 +635,9 @@ pub fn transition(
             user_id,
             description,
         } => {
+            if let Some(description) = &description {
+                check_length("description", description, MAX_APPROVAL_DESCRIPTION_CHARS)?;
+            }
             if run.state != RunState::WaitingForApproval {
                 return Err(not_waiting(run));
             }
@@ -596,6 +668,9 @@ pub fn transition(
             user_id,
             description,
         } => {
+            if let Some(description) = &description {
+                check_length("description", description, MAX_APPROVAL_DESCRIPTION_CHARS)?;
+            }
             if run.state != RunState::WaitingForApproval {
                 return Err(not_waiting(run));
             }

@@ -20,7 +20,7 @@ use crate::inputs;
 use crate::invocation::{self, Actor, InvocationInput, PlannedDelivery};
 use crate::ports::{
     Clock, CreateRunOutcome, DeliveryMode, IdGenerator, IdempotencyKey, NewDelivery, Notice,
-    Notifier, RunFilter, Store, TemplateEngine,
+    Notifier, RunFilter, RunUpdate, Store, TemplateEngine,
 };
 use crate::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Reference, Run, RunCommand, RunEvent, RunPatch,
@@ -386,7 +386,7 @@ impl Services {
             .await?
         {
             CreateRunOutcome::Created => {
-                self.after_change(&started.run, delivery.is_some());
+                self.after_change(&started.run, true, Vec::new(), delivery.is_some());
                 Ok(started.run)
             }
             CreateRunOutcome::Existing(id) => self
@@ -397,18 +397,31 @@ impl Services {
         }
     }
 
-    fn after_change(&self, run: &Run, delivery_written: bool) {
+    /// Tells listeners what was just stored: the run when `changed`, and new lines.
+    fn after_change(&self, run: &Run, changed: bool, logs: Vec<RunLog>, delivery_written: bool) {
         if delivery_written {
             self.notifier.notify(Notice::DeliveryReady);
         }
-        self.notifier.notify(Notice::RunChanged {
+        self.notifier.notify(Notice::RunUpdated(Arc::new(RunUpdate {
             org: run.org_id.clone(),
-            run: run.id.clone(),
-        });
+            run_id: run.id.clone(),
+            run: changed.then(|| run.clone()),
+            logs,
+        })));
     }
 
     pub async fn get_run(&self, caller: &Caller, id: &str) -> Result<Run, PortError> {
         self.get_run_in(&caller.org_id, id).await
+    }
+
+    /// The version of one of the caller's runs (404 like [`Self::get_run`]), without
+    /// reading the run.
+    pub async fn run_version(&self, caller: &Caller, id: &str) -> Result<u64, PortError> {
+        let run_id = RunId::parse(id).map_err(|_| run_not_found(id))?;
+        self.store
+            .run_version(&caller.org_id, &run_id)
+            .await?
+            .ok_or_else(|| run_not_found(id))
     }
 
     async fn get_run_in(&self, org: &OrgId, id: &str) -> Result<Run, PortError> {
@@ -473,7 +486,8 @@ impl Services {
                 .await
             {
                 Ok(saved) => {
-                    self.after_change(&outcome.run, delivery.is_some());
+                    let changed = outcome.changed(&run);
+                    self.after_change(&outcome.run, changed, saved.clone(), delivery.is_some());
                     return Ok((outcome.run, saved));
                 }
                 Err(StoreError::Conflict(_)) => continue,

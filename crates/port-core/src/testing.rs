@@ -592,6 +592,14 @@ impl RunStore for MemoryStore {
         Ok(self.state().runs.get(&(org.clone(), id.clone())).cloned())
     }
 
+    async fn run_version(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<u64>> {
+        Ok(self
+            .state()
+            .runs
+            .get(&(org.clone(), id.clone()))
+            .map(|run| run.version))
+    }
+
     async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>> {
         let s = self.state();
         Ok(s.runs

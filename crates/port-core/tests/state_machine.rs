@@ -454,3 +454,175 @@ fn the_v1_view_has_the_seeds_keys_in_order() {
     assert_eq!(v1["endedAt"], Value::Null);
     assert_eq!(run.to_v2_json()["action"]["identifier"], "deploy");
 }
+
+/// Applies `command` to a fresh run (waiting for approval by alice when `waiting`).
+fn apply_to_fresh(waiting: bool, command: RunCommand) -> Result<Run, port_core::PortError> {
+    let run = if waiting {
+        let policy = ApprovalPolicy::Any {
+            approvers: vec!["alice".into()],
+        };
+        start(new_run(false, policy), at(1_000)).run
+    } else {
+        in_progress()
+    };
+    transition(&run, command, "me", at(2_000)).map(|t| t.run)
+}
+
+/// Makes the command to check from a text; `true` when it needs a run waiting for approval.
+type BoundedCommand = fn(String) -> (bool, RunCommand);
+
+fn patch_of(patch: RunPatch) -> RunCommand {
+    RunCommand::Patch(patch)
+}
+
+/// `Ok` or the refusal's message, which must be Port's 422 `invalid_request`.
+fn refusal(outcome: Result<Run, port_core::PortError>) -> Option<String> {
+    outcome.err().map(|e| {
+        assert_eq!(
+            (e.kind, e.status()),
+            (ErrorKind::InvalidRequest, 422),
+            "{e}"
+        );
+        e.message
+    })
+}
+
+#[test]
+fn text_fields_are_bounded_in_characters_at_exactly_their_limit() {
+    use port_core::run::{
+        MAX_APPROVAL_DESCRIPTION_CHARS, MAX_EXTERNAL_RUN_ID_CHARS, MAX_LINK_CHARS, MAX_LINKS,
+        MAX_STATUS_LABEL_CHARS, MAX_SUMMARY_CHARS,
+    };
+    assert_eq!(
+        MAX_SUMMARY_CHARS, 65_536,
+        "a summary holds 64 Ki characters"
+    );
+    // Each field at its bound is kept; one character more is refused, naming the field
+    // and the bound. Characters, not bytes: `é` is two bytes and counts once.
+    let cases: [(&str, usize, BoundedCommand); 7] = [
+        ("summary", MAX_SUMMARY_CHARS, |s| {
+            (
+                false,
+                patch_of(RunPatch {
+                    summary: Some(s),
+                    ..RunPatch::default()
+                }),
+            )
+        }),
+        ("statusLabel", MAX_STATUS_LABEL_CHARS, |s| {
+            (
+                false,
+                patch_of(RunPatch {
+                    status_label: Some(s),
+                    ..RunPatch::default()
+                }),
+            )
+        }),
+        ("statusLabel", MAX_STATUS_LABEL_CHARS, |s| {
+            (
+                false,
+                RunCommand::AddLog {
+                    message: "m".into(),
+                    termination_status: None,
+                    status_label: Some(s),
+                },
+            )
+        }),
+        ("link[1]", MAX_LINK_CHARS, |s| {
+            (
+                false,
+                patch_of(RunPatch {
+                    link: Some(vec!["https://a".into(), s]),
+                    ..RunPatch::default()
+                }),
+            )
+        }),
+        ("externalRunId", MAX_EXTERNAL_RUN_ID_CHARS, |s| {
+            (
+                false,
+                patch_of(RunPatch {
+                    external_run_id: Some(s),
+                    ..RunPatch::default()
+                }),
+            )
+        }),
+        ("description", MAX_APPROVAL_DESCRIPTION_CHARS, |s| {
+            (
+                true,
+                RunCommand::Approve {
+                    user_id: "alice".into(),
+                    description: Some(s),
+                },
+            )
+        }),
+        ("description", MAX_APPROVAL_DESCRIPTION_CHARS, |s| {
+            (
+                true,
+                RunCommand::Decline {
+                    user_id: "alice".into(),
+                    description: Some(s),
+                },
+            )
+        }),
+    ];
+    for (field, max, command) in cases {
+        for unit in ["a", "é"] {
+            let (waiting, at_bound) = command(unit.repeat(max));
+            assert_eq!(
+                refusal(apply_to_fresh(waiting, at_bound)),
+                None,
+                "{field} at {max}"
+            );
+            let (waiting, beyond) = command(unit.repeat(max + 1));
+            let message = refusal(apply_to_fresh(waiting, beyond)).expect("refused");
+            assert_eq!(
+                message,
+                format!(
+                    "{field}: must be at most {max} characters; this one has {}",
+                    max + 1
+                )
+            );
+        }
+    }
+
+    let links = |n: usize| {
+        patch_of(RunPatch {
+            link: Some(vec!["https://a".into(); n]),
+            ..RunPatch::default()
+        })
+    };
+    assert_eq!(refusal(apply_to_fresh(false, links(MAX_LINKS))), None);
+    assert_eq!(
+        refusal(apply_to_fresh(false, links(MAX_LINKS + 1))).as_deref(),
+        Some("link: at most 100 links; this list has 101")
+    );
+}
+
+#[test]
+fn an_oversized_field_is_refused_before_the_run_is_looked_at() {
+    // Even an ended run answers with the bound, not `run_exhausted`: the request itself
+    // is wrong, whatever the run's state.
+    let ended = transition(
+        &in_progress(),
+        patch_of(RunPatch {
+            status: Some(FinalStatus::Success),
+            ..RunPatch::default()
+        }),
+        "me",
+        at(2_000),
+    )
+    .unwrap()
+    .run;
+    let huge = RunPatch {
+        summary: Some("[".repeat(70_000)),
+        ..RunPatch::default()
+    };
+    let err = transition(&ended, patch_of(huge), "me", at(3_000)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert!(
+        err.message
+            .starts_with("summary: must be at most 65536 characters"),
+        "{}",
+        err.message
+    );
+}

@@ -1,7 +1,9 @@
 //! `port-delivery`: how portd gets run invocations to their backends.
 //!
 //! - [`Hub`]: the in-process [`port_core::ports::Notifier`]. It wakes the delivery
-//!   worker as soon as a delivery is written and fans run changes out to event streams.
+//!   worker as soon as a delivery is written and feeds run changes to event streams
+//!   ([`RunFeed`]: one per followed run, serialized once for all its followers), and
+//!   counts each organization's open streams.
 //! - [`DeliveryWorker`]: claims due webhook deliveries from the store's outbox under a
 //!   lease and sends them as Port does (method, URL and headers from the evaluated
 //!   invocation, compact JSON body, `X-Port-Timestamp` and `X-Port-Signature` over the
@@ -55,7 +57,7 @@ pub use config::{
     ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
     ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
 };
-pub use hub::Hub;
+pub use hub::{FeedLine, Hub, Lines, RunFeed, RunSnapshot, StreamLimitReached, StreamSlot};
 pub use reaper::{reap_stale_runs, spawn_reaper};
 pub use resolve::{RefusedDestination, VettingResolver};
 pub use send::{EXCERPT_BYTES, MAX_RESPONSE_BYTES, USER_AGENT_VALUE, WEBHOOK_ID_HEADER};

@@ -124,17 +124,22 @@ export const enc = encodeURIComponent;
  */
 async function* serverSentEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
+  // The unfinished line, in pieces: a `status` event is one line as long as the run
+  // (megabytes), arriving in many chunks, and joining the pieces only once the line
+  // ends keeps that linear.
+  let pieces = [];
   let event = { event: 'message', data: [], id: undefined };
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      buffer += value;
+      let start = 0;
       let newline;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        let line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
+      while ((newline = value.indexOf('\n', start)) >= 0) {
+        pieces.push(value.slice(start, newline));
+        start = newline + 1;
+        let line = pieces.join('');
+        pieces = [];
         if (line.endsWith('\r')) line = line.slice(0, -1);
         if (line === '') {
           if (event.data.length > 0 || event.id !== undefined) {
@@ -152,6 +157,7 @@ async function* serverSentEvents(body) {
         else if (field === 'event') event.event = text;
         else if (field === 'id' && !text.includes('\0')) event.id = text;
       }
+      if (start < value.length) pieces.push(value.slice(start));
     }
   } finally {
     reader.releaseLock();

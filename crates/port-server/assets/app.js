@@ -100,6 +100,21 @@ document.addEventListener('click', (event) => {
 
 window.addEventListener('popstate', render);
 
+// A page left for another document (a reload, an address typed) stops its view. The
+// browser may keep the page for its back button, and with it the run page's log stream:
+// a few reloads used up the six connections a browser opens to one host (and the
+// organization's streams on the server), and the next page never loaded. A page brought
+// back from that cache starts its view again, where the reader left it.
+window.addEventListener('pagehide', () => {
+  if (cleanup) cleanup();
+  cleanup = null;
+});
+window.addEventListener('pageshow', (event) => {
+  if (!event.persisted) return;
+  firstRender = true;
+  render();
+});
+
 document.getElementById('sign-out').addEventListener('click', () => {
   signOut();
 });

@@ -16,6 +16,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 /// Where portd keeps its SQLite database and bootstrap credentials by default.
 pub const DEFAULT_DATA_DIR: &str = "./.portd";
 
+/// Log streams one organization may hold open by default.
+pub const DEFAULT_MAX_STREAMS_PER_ORG: u32 = 100;
+
 /// The SQLite file's name inside the data directory.
 pub const DATABASE_FILE: &str = "portd.db";
 
@@ -71,6 +74,11 @@ pub struct ServerArgs {
     /// Which webhook destinations runs may call: `any` or `public` (refuses private addresses).
     #[arg(long, env = "PORTD_WEBHOOK_DESTINATIONS", default_value = "any")]
     pub webhook_destinations: DestinationMode,
+    /// Log streams (`…/logs/stream`) one organization may hold open at once; beyond
+    /// it, 429 with `Retry-After`.
+    #[arg(long, env = "PORTD_MAX_STREAMS_PER_ORG", default_value_t = DEFAULT_MAX_STREAMS_PER_ORG,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_org: u32,
     /// Client id of the credentials created on first start (generated when unset).
     #[arg(long, env = "PORTD_BOOTSTRAP_CLIENT_ID", hide = true)]
     pub bootstrap_client_id: Option<String>,
@@ -164,6 +172,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub webhook_destinations: DestinationMode,
+    pub max_streams_per_org: u32,
     pub bootstrap_client_id: Option<String>,
     pub bootstrap_client_secret: Option<String>,
     /// Print generated bootstrap credentials to stdout (off in tests).
@@ -190,6 +199,7 @@ impl std::fmt::Debug for Config {
                 &self.database_url.as_deref().map(port_store::redact_url),
             )
             .field("webhook_destinations", &self.webhook_destinations)
+            .field("max_streams_per_org", &self.max_streams_per_org)
             .field("bootstrap_client_id", &self.bootstrap_client_id)
             .field(
                 "bootstrap_client_secret",
@@ -209,6 +219,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             webhook_destinations: DestinationMode::Any,
+            max_streams_per_org: DEFAULT_MAX_STREAMS_PER_ORG,
             bootstrap_client_id: None,
             bootstrap_client_secret: None,
             print_bootstrap_credentials: true,
@@ -226,6 +237,7 @@ impl From<ServerArgs> for Config {
             data_dir: args.data_dir,
             database_url: args.database_url.filter(|u| !u.trim().is_empty()),
             webhook_destinations: args.webhook_destinations,
+            max_streams_per_org: args.max_streams_per_org,
             bootstrap_client_id: args.bootstrap_client_id.filter(|v| !v.is_empty()),
             bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
             print_bootstrap_credentials: true,

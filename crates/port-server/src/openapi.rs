@@ -4,6 +4,10 @@
 use serde_json::{Map, Value, json};
 
 use port_core::id::{ActionIdentifier, BlueprintIdentifier, EntityIdentifier, PropertyKey};
+use port_core::run::{
+    MAX_APPROVAL_DESCRIPTION_CHARS, MAX_EXTERNAL_RUN_ID_CHARS, MAX_LINK_CHARS, MAX_LINKS,
+    MAX_STATUS_LABEL_CHARS, MAX_SUMMARY_CHARS,
+};
 
 use crate::routes::{Endpoint, ParamKind, QueryParam, RUN_ID_PATTERN};
 
@@ -270,6 +274,9 @@ fn schemas() -> Value {
 
 fn core_schemas() -> Value {
     let object = json!({ "type": "object" });
+    // What a run's backend may write into it (port_core::run's bounds, in characters).
+    let status_label = json!({ "type": "string", "maxLength": MAX_STATUS_LABEL_CHARS });
+    let link = json!({ "type": "string", "maxLength": MAX_LINK_CHARS });
     let run = json!({
         "type": "object",
         "description": "A run. v2: `action`, `blueprint`, `entity` are objects. v1 (legacy): `action` is the identifier and `relatedEntityExists`/`relatedBlueprintExists` flag references.",
@@ -450,10 +457,10 @@ fn core_schemas() -> Value {
             "additionalProperties": false,
             "properties": {
                 "status": { "type": "string", "enum": ["SUCCESS", "FAILURE"] },
-                "statusLabel": { "type": "string" },
-                "link": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
-                "summary": { "type": "string" },
-                "externalRunId": { "type": "string" },
+                "statusLabel": status_label.clone(),
+                "link": { "oneOf": [link.clone(), { "type": "array", "maxItems": MAX_LINKS, "items": link }] },
+                "summary": { "type": "string", "maxLength": MAX_SUMMARY_CHARS, "description": "Markdown shown on the run's page; at most 64 Ki characters." },
+                "externalRunId": { "type": "string", "maxLength": MAX_EXTERNAL_RUN_ID_CHARS },
                 "message": object,
             },
         },
@@ -463,7 +470,7 @@ fn core_schemas() -> Value {
             "required": ["status"],
             "properties": {
                 "status": { "type": "string", "enum": ["APPROVE", "DECLINE"] },
-                "description": { "type": "string" },
+                "description": { "type": "string", "maxLength": MAX_APPROVAL_DESCRIPTION_CHARS },
             },
         },
         "ApproversResponse": envelope("approvers", json!({
@@ -486,7 +493,7 @@ fn core_schemas() -> Value {
             "properties": {
                 "message": { "type": "string" },
                 "terminationStatus": { "type": "string", "enum": ["SUCCESS", "FAILURE"] },
-                "statusLabel": { "type": "string" },
+                "statusLabel": status_label,
             },
         },
         "RunLogResponse": envelope("runLog", schema_ref("RunLog")),

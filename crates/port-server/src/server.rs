@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use std::ffi::OsString;
 
 use port_core::ports::{InProcessTemplates, Notifier, Store, TemplateEngine};
+use port_delivery::Hub;
 use port_sandbox::{SandboxConfig, TemplateSandbox};
 use port_store::{StoreAdmin, StoreOptions};
 use tokio::sync::watch;
@@ -291,7 +292,11 @@ pub async fn start_with(
     let local_addr = listener.local_addr()?;
 
     let data: Arc<dyn Store> = store.clone();
-    let mut builder = AppState::builder(data).health(Arc::new(StoreHealth(store.clone())));
+    let hub = Hub::new()
+        .with_streams_per_org(usize::try_from(config.max_streams_per_org).unwrap_or(usize::MAX));
+    let mut builder = AppState::builder(data)
+        .health(Arc::new(StoreHealth(store.clone())))
+        .hub(Arc::new(hub));
     if config.webhook_destinations == DestinationMode::Public {
         builder = builder.destinations(Arc::new(PublicDestinations));
     }

@@ -926,6 +926,16 @@ impl RunStore for SqlStore {
             .transpose()
     }
 
+    async fn run_version(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<u64>> {
+        let sql = Sql::new("SELECT version FROM runs WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id);
+        self.read_optional(&sql)
+            .await?
+            .map(|row| from_i64(row.i64("version")?, "version"))
+            .transpose()
+    }
+
     async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>> {
         let mut sql = Sql::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE org_id = "));
         sql.push_bind(org);

@@ -12,5 +12,6 @@ mod destinations;
 mod harness;
 mod metrics;
 mod odd_text;
+mod streams;
 mod templates;
 mod token;

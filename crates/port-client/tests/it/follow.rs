@@ -89,6 +89,37 @@ async fn follow_logs_polls_when_the_stream_route_is_missing() {
 }
 
 #[tokio::test]
+async fn follow_logs_polls_when_every_stream_of_the_organization_is_taken() {
+    // portd refuses another stream (429); polling still follows the run.
+    let server = ScriptServer::start(move |r, _| match r.path.as_str() {
+        STREAM => Some(Reply::json(
+            429,
+            json!({ "ok": false, "error": "too_many_requests", "message": "100 log streams" }),
+        )),
+        RUN => Some(Reply::json(
+            200,
+            json!({ "ok": true, "run": run_json("r_1", "SUCCESS") }),
+        )),
+        LOGS => {
+            let offset: usize = r.param("offset").unwrap().parse().unwrap();
+            let logs: Vec<_> = (offset + 1..=2).map(|n| log_json("r_1", n)).collect();
+            Some(Reply::json(200, json!({ "ok": true, "runLogs": logs })))
+        }
+        _ => None,
+    })
+    .await;
+    let events = collect(&server).await;
+    assert_eq!(
+        describe(&events),
+        ["log line 1", "log line 2", "ended SUCCESS"]
+    );
+    assert!(
+        server.to("GET", STREAM).len() > 1,
+        "the client retried the stream before polling"
+    );
+}
+
+#[tokio::test]
 async fn follow_logs_pages_through_long_logs() {
     let server = ScriptServer::start(move |r, _| match r.path.as_str() {
         RUN => Some(Reply::json(

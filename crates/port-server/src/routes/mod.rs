@@ -969,7 +969,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         body: None,
         response: "EventStream",
         query: &[],
-        errors: &[],
+        errors: &[(
+            429,
+            "too_many_requests: the organization holds PORTD_MAX_STREAMS_PER_ORG streams open already (Retry-After)",
+        )],
         route: || get(stream::stream_logs),
     },
     Endpoint {

@@ -511,3 +511,125 @@ async fn public_destination_mode_refuses_private_webhooks() {
             == 1
     );
 }
+
+/// Asserts a 422 `invalid_request` whose message names the field and its bound.
+#[track_caller]
+fn assert_bounded(reply: crate::support::Reply, message: &str) {
+    let body = reply.expect_error(422, "invalid_request");
+    assert_eq!(body["message"], message, "{body}");
+}
+
+#[tokio::test]
+async fn a_runs_text_fields_are_bounded_on_every_route_that_writes_them() {
+    let h = Harness::sqlite().await;
+    h.seed_catalog().await;
+    let run = h.create_run().await;
+    let path = format!("/v1/actions/runs/{run}");
+
+    // The summary: 64 Ki characters are kept, in either response shape, whatever their
+    // size in bytes (`é` is two); one more is refused and nothing changes.
+    for (version, unit) in [("v1", "["), ("v2", "é")] {
+        let summary = unit.repeat(65_536);
+        let kept = h
+            .patch(
+                &format!("{path}?version={version}"),
+                json!({ "summary": summary }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(kept["run"]["summary"].as_str(), Some(summary.as_str()));
+        let reply = h
+            .patch(
+                &format!("{path}?version={version}"),
+                json!({ "summary": format!("{summary}{unit}"), "statusLabel": "ignored" }),
+            )
+            .await;
+        assert_bounded(
+            reply,
+            "summary: must be at most 65536 characters; this one has 65537",
+        );
+    }
+    let stored = h.get(&format!("{path}?version=v2")).await.expect(200);
+    assert_eq!(
+        stored["run"]["summary"].as_str().map(|s| s.chars().count()),
+        Some(65_536)
+    );
+    assert!(
+        stored["run"]["statusLabel"].is_null(),
+        "the refused patch changed nothing"
+    );
+
+    // The other free text a backend writes.
+    let label = "l".repeat(1_025);
+    assert_bounded(
+        h.patch(&path, json!({ "statusLabel": label })).await,
+        "statusLabel: must be at most 1024 characters; this one has 1025",
+    );
+    assert_bounded(
+        h.post(
+            &format!("{path}/logs"),
+            json!({ "message": "still here", "statusLabel": label }),
+        )
+        .await,
+        "statusLabel: must be at most 1024 characters; this one has 1025",
+    );
+    assert_bounded(
+        h.patch(&path, json!({ "link": vec!["https://ci/1"; 101] }))
+            .await,
+        "link: at most 100 links; this list has 101",
+    );
+    let long_link = format!("https://ci/{}", "x".repeat(4_086));
+    assert_bounded(
+        h.patch(&path, json!({ "link": long_link })).await,
+        "link[0]: must be at most 4096 characters; this one has 4097",
+    );
+    assert_bounded(
+        h.patch(&path, json!({ "externalRunId": "e".repeat(1_025) }))
+            .await,
+        "externalRunId: must be at most 1024 characters; this one has 1025",
+    );
+    let at_bounds = h
+        .patch(
+            &path,
+            json!({
+                "statusLabel": "l".repeat(1_024),
+                "link": vec![format!("https://ci/{}", "x".repeat(4_085)); 100],
+                "externalRunId": "e".repeat(1_024),
+            }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(at_bounds["run"]["link"].as_array().map(Vec::len), Some(100));
+    h.post(
+        &format!("{path}/logs"),
+        json!({ "message": "labelled", "statusLabel": "l".repeat(1_024) }),
+    )
+    .await
+    .expect(201);
+
+    // An approver's reason.
+    let mut action = v2_action("guarded", "CREATE");
+    action["requiredApproval"] = json!(true);
+    h.post("/v1/actions", action).await.expect(201);
+    let waiting = h
+        .post("/v1/actions/guarded/runs", json!({ "properties": {} }))
+        .await
+        .expect(202)["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_bounded(
+        h.patch(
+            &format!("/v1/actions/runs/{waiting}/approval"),
+            json!({ "status": "DECLINE", "description": "d".repeat(4_097) }),
+        )
+        .await,
+        "description: must be at most 4096 characters; this one has 4097",
+    );
+    h.patch(
+        &format!("/v1/actions/runs/{waiting}/approval"),
+        json!({ "status": "DECLINE", "description": "d".repeat(4_096) }),
+    )
+    .await
+    .expect(201);
+}

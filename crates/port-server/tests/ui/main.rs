@@ -6,6 +6,7 @@
 
 mod browser;
 mod runner;
+mod summary;
 
 use std::panic::AssertUnwindSafe;
 

@@ -1034,6 +1034,7 @@ pub async fn save_transition_refuses_lost_updates(store: Shared) -> Result<()> {
     assert!(is_conflict(&stale), "{stale:?}");
     let stored = store.get_run(&org, &run.id).await?.context("run")?;
     assert_eq!(stored, a.run, "the first writer's change stands");
+    assert_eq!(store.run_version(&org, &run.id).await?, Some(2));
     assert!(
         store.list_logs(&org, &run.id, 0, 10).await?.is_empty(),
         "a refused transition writes no log"
@@ -1060,6 +1061,11 @@ pub async fn save_transition_refuses_lost_updates(store: Shared) -> Result<()> {
         .save_transition(&line.run, 2, &[log(&ids, &run, "hello", at(2))], None)
         .await?;
     assert_eq!(seqs(&written), [1]);
+    assert_eq!(
+        store.run_version(&org, &run.id).await?,
+        Some(2),
+        "a log line alone leaves the version"
+    );
 
     let done = transition(
         &stored,
@@ -1071,6 +1077,9 @@ pub async fn save_transition_refuses_lost_updates(store: Shared) -> Result<()> {
         at(3),
     )?;
     store.save_transition(&done.run, 2, &[], None).await?;
+    assert_eq!(store.run_version(&org, &run.id).await?, Some(3));
+    let missing = new_run(&ids, &org, "create_microservice", at(3));
+    assert_eq!(store.run_version(&org, &missing.id).await?, None);
     let stored = store.get_run(&org, &run.id).await?.context("run")?;
     assert_eq!(
         stored.state,
@@ -2012,6 +2021,7 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
     );
     assert!(store.list_actions(&b).await?.is_empty());
     assert_eq!(store.get_run(&b, &run.id).await?, None);
+    assert_eq!(store.run_version(&b, &run.id).await?, None);
     assert!(
         store
             .list_runs(
