@@ -251,7 +251,99 @@ fn envelope(key: &str, value: Value) -> Value {
     })
 }
 
+/// Text portd stores: anything but NUL, which PostgreSQL cannot hold and every route
+/// refuses with 422 (see `extract`). ECMA and Python regular expressions both read it.
+const NUL_FREE_PATTERN: &str = "^[^\\u0000]*$";
+
+/// Any JSON value without NUL in its strings or keys: what free-form parts of bodies
+/// (properties, relations, templates) may hold.
+fn nul_free_json() -> Value {
+    let me = schema_ref("NulFreeJson");
+    json!({
+        "description": "Any JSON value; strings and keys may not contain NUL (U+0000).",
+        "anyOf": [
+            { "type": "string", "pattern": NUL_FREE_PATTERN },
+            { "type": ["number", "boolean", "null"] },
+            { "type": "array", "items": me },
+            {
+                "type": "object",
+                "propertyNames": { "pattern": NUL_FREE_PATTERN },
+                "additionalProperties": me,
+            },
+        ],
+    })
+}
+
+/// Says in every schema what `extract` enforces on every body: no NUL in strings or
+/// keys. Free text gets [`NUL_FREE_PATTERN`], objects a `propertyNames` rule, and
+/// free-form values (`{}`, open `additionalProperties`) become [`nul_free_json`].
+fn forbid_nul(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    if map.is_empty() {
+        *schema = schema_ref("NulFreeJson");
+        return;
+    }
+    if map.contains_key("$ref") {
+        return;
+    }
+    let has_type = |name: &str| match map.get("type") {
+        Some(Value::String(t)) => t == name,
+        Some(Value::Array(types)) => types.iter().any(|t| t == name),
+        _ => false,
+    };
+    let is_string = has_type("string");
+    let is_object = has_type("object");
+    if is_string
+        && !["pattern", "enum", "const", "format"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+    {
+        map.insert("pattern".into(), json!(NUL_FREE_PATTERN));
+    }
+    if is_object {
+        map.entry("propertyNames")
+            .or_insert_with(|| json!({ "pattern": NUL_FREE_PATTERN }));
+        match map.get("additionalProperties") {
+            None | Some(Value::Bool(true)) => {
+                map.insert("additionalProperties".into(), schema_ref("NulFreeJson"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        properties.values_mut().for_each(forbid_nul);
+    }
+    for key in ["items", "additionalProperties", "not", "if", "then", "else"] {
+        if let Some(inner @ Value::Object(_)) = map.get_mut(key) {
+            forbid_nul(inner);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf", "prefixItems"] {
+        if let Some(Value::Array(options)) = map.get_mut(key) {
+            options.iter_mut().for_each(forbid_nul);
+        }
+    }
+}
+
 fn schemas() -> Value {
+    let mut all = nul_checked_schemas();
+    if let Value::Object(map) = &mut all {
+        map.insert("NulFreeJson".into(), nul_free_json());
+    }
+    all
+}
+
+fn nul_checked_schemas() -> Value {
+    let mut all = unchecked_schemas();
+    if let Value::Object(map) = &mut all {
+        map.values_mut().for_each(forbid_nul);
+    }
+    all
+}
+
+fn unchecked_schemas() -> Value {
     let mut all = core_schemas();
     // PUT takes the identifier from the path: the body may leave it out.
     if let Value::Object(map) = &mut all

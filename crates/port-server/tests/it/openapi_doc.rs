@@ -399,3 +399,53 @@ async fn nul_in_a_query_is_refused_and_documented() {
     }
     assert!(refused > 10, "only {refused} refusals");
 }
+
+/// Every body refuses NUL in its text and keys (422), so the document says so: every
+/// free-text string has a pattern, and free-form values are `NulFreeJson`. Without it,
+/// schemathesis generates NUL and reports the 422 as valid data refused.
+#[tokio::test]
+async fn the_document_says_bodies_may_not_hold_nul() {
+    let h = Harness::memory().await;
+    let doc = h.get("/openapi.json").await.expect(200);
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("NulFreeJson"));
+    fn open_strings(value: &Value, at: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if map.get("type") == Some(&Value::String("string".into()))
+                    && !["pattern", "enum", "const", "format"]
+                        .iter()
+                        .any(|k| map.contains_key(*k))
+                {
+                    out.push(at.to_owned());
+                }
+                for (key, inner) in map {
+                    open_strings(inner, &format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    open_strings(inner, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut open = Vec::new();
+    open_strings(
+        &doc["components"]["schemas"],
+        "#/components/schemas",
+        &mut open,
+    );
+    assert!(open.is_empty(), "strings that could hold NUL: {open:?}");
+
+    let nul_key = serde_json::json!({ "title": "T", "schema": { "properties": { "a\u{0}": { "type": "string" } } } });
+    let compiled = jsonschema::options()
+        .with_resource(
+            "urn:portd",
+            jsonschema::Resource::from_contents(doc.clone()).unwrap(),
+        )
+        .build(&serde_json::json!({ "$ref": "urn:portd#/components/schemas/Blueprint" }))
+        .unwrap();
+    assert!(!compiled.is_valid(&nul_key), "a NUL key must be invalid");
+}
