@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::error::PortError;
 use crate::id::{BlueprintIdentifier, EntityIdentifier, OrgId, RunId};
 use crate::time::Timestamp;
 
@@ -146,5 +147,152 @@ impl AffectedEntity {
             "diff": self.snapshot,
             "status": "SUCCESS",
         })
+    }
+}
+
+/// The most paths one `include` or `exclude` may list.
+pub const MAX_PROJECTION_PATHS: usize = 100;
+
+/// How `include` / `exclude` entries name parts of an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathStyle {
+    /// Query parameters (Port's `include[]`, `exclude[]`): dot paths into the entity's
+    /// JSON, such as `identifier`, `properties.language`, `relations.owner`.
+    EntityJson,
+    /// Search bodies: the same, and also a bare property or relation identifier
+    /// (`language`), with meta-properties written `$identifier`, `$createdAt`…
+    Identifiers,
+}
+
+/// The top-level keys of an entity answer.
+const ENTITY_ANSWER_KEYS: [&str; 12] = [
+    "identifier",
+    "title",
+    "icon",
+    "blueprint",
+    "team",
+    "properties",
+    "relations",
+    "scorecards",
+    "createdAt",
+    "createdBy",
+    "updatedAt",
+    "updatedBy",
+];
+
+/// A set of paths, as a tree: `whole` marks a path that ends here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PathTree {
+    whole: bool,
+    children: std::collections::BTreeMap<String, PathTree>,
+}
+
+impl PathTree {
+    fn insert(&mut self, path: &[&str]) {
+        match path.split_first() {
+            None => self.whole = true,
+            Some((first, rest)) => self
+                .children
+                .entry((*first).to_owned())
+                .or_default()
+                .insert(rest),
+        }
+    }
+
+    fn parse(entries: &[String], style: PathStyle, what: &str) -> Result<Self, PortError> {
+        if entries.len() > MAX_PROJECTION_PATHS {
+            return Err(PortError::invalid(format!(
+                "{what}: at most {MAX_PROJECTION_PATHS} paths"
+            )));
+        }
+        let mut tree = Self::default();
+        for entry in entries {
+            let trimmed = entry.trim();
+            let meta = trimmed.strip_prefix('$');
+            let path: Vec<&str> = meta.unwrap_or(trimmed).split('.').collect();
+            if path.iter().any(|segment| segment.is_empty()) {
+                return Err(PortError::invalid(format!(
+                    "{what}: {entry:?} is not a path into the entity (segments joined by dots)"
+                )));
+            }
+            let bare_identifier = style == PathStyle::Identifiers
+                && meta.is_none()
+                && path.len() == 1
+                && !ENTITY_ANSWER_KEYS.contains(&path[0]);
+            if bare_identifier {
+                tree.insert(&["properties", path[0]]);
+                tree.insert(&["relations", path[0]]);
+            } else {
+                tree.insert(&path);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The parts of `value` on one of the paths; `None` when nothing is.
+    fn keep(&self, value: Value) -> Option<Value> {
+        if self.whole {
+            return Some(value);
+        }
+        match value {
+            Value::Object(map) => Some(Value::Object(
+                map.into_iter()
+                    .filter_map(|(key, v)| {
+                        let child = self.children.get(&key)?;
+                        child.keep(v).map(|kept| (key, kept))
+                    })
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn drop_from(&self, value: &mut Value) {
+        if let Value::Object(map) = value {
+            for (key, child) in &self.children {
+                if child.whole {
+                    map.remove(key);
+                } else if let Some(inner) = map.get_mut(key) {
+                    child.drop_from(inner);
+                }
+            }
+        }
+    }
+}
+
+/// `include` and `exclude` of an entity answer: keep only the included paths (all
+/// when there is no `include`), then remove the excluded ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    include: Option<PathTree>,
+    exclude: PathTree,
+}
+
+impl Projection {
+    /// Parses the entries; an empty or absent `include` keeps everything.
+    pub fn parse(
+        include: &[String],
+        exclude: &[String],
+        style: PathStyle,
+    ) -> Result<Self, PortError> {
+        Ok(Self {
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(PathTree::parse(include, style, "include")?)
+            },
+            exclude: PathTree::parse(exclude, style, "exclude")?,
+        })
+    }
+
+    pub fn apply(&self, entity: Value) -> Value {
+        let mut shown = match &self.include {
+            Some(tree) => tree
+                .keep(entity)
+                .unwrap_or_else(|| Value::Object(Map::new())),
+            None => entity,
+        };
+        self.exclude.drop_from(&mut shown);
+        shown
     }
 }

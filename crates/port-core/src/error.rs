@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// The caller used up a share it is allowed (its organization's template
     /// evaluations, streams, sign-in attempts…): 429, to retry after a pause.
     TooManyRequests,
+    /// A search would read more of the catalog than one request may (portd's own
+    /// identifier: Port documents none for it).
+    SearchTooBroad,
 }
 
 impl ErrorKind {
@@ -71,6 +74,7 @@ impl ErrorKind {
             Self::ServiceUnavailable => "service_unavailable",
             Self::Conflict => "conflict",
             Self::TooManyRequests => "too_many_requests",
+            Self::SearchTooBroad => "search_too_broad",
         }
     }
 
@@ -101,7 +105,8 @@ impl ErrorKind {
             | Self::RunExhausted
             | Self::BlueprintSchemaMismatch
             | Self::RequiredRelation
-            | Self::RelationManyViolation => 422,
+            | Self::RelationManyViolation
+            | Self::SearchTooBroad => 422,
         }
     }
 }

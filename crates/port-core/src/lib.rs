@@ -18,6 +18,7 @@ pub mod invocation;
 pub mod ports;
 pub mod run;
 pub mod run_log;
+pub mod search;
 pub mod service;
 pub mod signature;
 pub mod template;

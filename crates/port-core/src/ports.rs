@@ -6,6 +6,7 @@
 //! and must filter by it; the only cross-organization methods are the ones the
 //! delivery worker and authentication need, and they say so.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -196,6 +197,48 @@ pub trait EntityStore: Send + Sync {
     /// Entity changes bound to a run, oldest first.
     async fn affected_entities(&self, org: &OrgId, run: &RunId)
     -> StoreResult<Vec<AffectedEntity>>;
+    /// One page of the organization's entities in `(blueprint, identifier)` order (byte
+    /// order, as Rust compares strings): at most `scan.limit` of them, after
+    /// `scan.after`, within `scan.blueprints` and `scan.identifiers` when given. Searches
+    /// read the catalog this way, a bounded page at a time, over the primary key.
+    async fn scan_entities(&self, org: &OrgId, scan: &EntityScan) -> StoreResult<ScannedEntities>;
+}
+
+/// Where an entity sits in a scan of the catalog: scans go in this key's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityKey {
+    pub blueprint: BlueprintIdentifier,
+    pub identifier: EntityIdentifier,
+}
+
+impl EntityKey {
+    pub fn of(entity: &Entity) -> Self {
+        Self {
+            blueprint: entity.blueprint.clone(),
+            identifier: entity.identifier.clone(),
+        }
+    }
+}
+
+/// A page request of [`EntityStore::scan_entities`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntityScan {
+    /// Only entities of these blueprints (`None`: every blueprint; empty: none).
+    pub blueprints: Option<BTreeSet<BlueprintIdentifier>>,
+    /// Only entities with these identifiers (`None`: any; empty: none).
+    pub identifiers: Option<BTreeSet<EntityIdentifier>>,
+    /// Start strictly after this key.
+    pub after: Option<EntityKey>,
+    /// The most entities to return.
+    pub limit: usize,
+}
+
+/// A page of a scan, with what reading it cost.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScannedEntities {
+    pub entities: Vec<Entity>,
+    /// The size of the stored documents read (their JSON text), what a search budgets.
+    pub bytes: u64,
 }
 
 #[async_trait]

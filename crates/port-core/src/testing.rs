@@ -20,9 +20,9 @@ use crate::id::{
 };
 use crate::ports::{
     ActionStore, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery, DeliveryAttempt,
-    DeliveryMode, DeliveryState, DeliveryStore, EntityStore, EntityWriteMode, Entropy, IdGenerator,
-    IdempotencyKey, NewDelivery, Notice, Notifier, OrgStore, Organization, RunFilter, RunStore,
-    StoreResult,
+    DeliveryMode, DeliveryState, DeliveryStore, EntityKey, EntityScan, EntityStore,
+    EntityWriteMode, Entropy, IdGenerator, IdempotencyKey, NewDelivery, Notice, Notifier, OrgStore,
+    Organization, RunFilter, RunStore, ScannedEntities, StoreResult,
 };
 use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
@@ -443,6 +443,37 @@ impl EntityStore for MemoryStore {
         // Stable: records of one instant stay in insertion order.
         out.sort_by_key(|a| a.at);
         Ok(out)
+    }
+
+    async fn scan_entities(&self, org: &OrgId, scan: &EntityScan) -> StoreResult<ScannedEntities> {
+        let s = self.state();
+        let mut page = ScannedEntities::default();
+        for entity in s.entities.values() {
+            if page.entities.len() >= scan.limit {
+                break;
+            }
+            let key = EntityKey::of(entity);
+            let wanted = &entity.org_id == org
+                && scan.after.as_ref().is_none_or(|after| &key > after)
+                && scan
+                    .blueprints
+                    .as_ref()
+                    .is_none_or(|set| set.contains(&entity.blueprint))
+                && scan
+                    .identifiers
+                    .as_ref()
+                    .is_none_or(|set| set.contains(&entity.identifier));
+            if wanted {
+                // What the SQL stores keep as the entity's document.
+                let document = serde_json::json!({
+                    "title": entity.title, "icon": entity.icon, "team": entity.team,
+                    "properties": entity.properties, "relations": entity.relations,
+                });
+                page.bytes += document.to_string().len() as u64;
+                page.entities.push(entity.clone());
+            }
+        }
+        Ok(page)
     }
 }
 

@@ -23,6 +23,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod search_gate;
 pub mod server;
 pub mod state;
 pub mod throttle;

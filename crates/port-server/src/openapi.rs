@@ -792,7 +792,7 @@ fn definition_schemas() -> Value {
             ],
         },
         "SearchQuery": {
-            "description": "{combinator: and|or, rules: [{property, operator, value} | nested query]}; property is a key or $identifier/$title/$team/$icon/$blueprint. Queries nest at most 16 levels deep.",
+            "description": "{combinator: and|or, rules: [rule | nested query]}. A rule is {property, operator, value} where property is a property or relation key or one of $identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy; or {operator: relatedTo, blueprint, value, direction?} for entities one relation away from the given ones. Queries nest at most 16 levels deep and hold at most 100 rules and 1000 values.",
             "anyOf": [
                 {
                     "title": "Group",
@@ -800,33 +800,92 @@ fn definition_schemas() -> Value {
                     "required": ["combinator", "rules"],
                     "properties": {
                         "combinator": { "type": "string", "enum": ["and", "or"] },
-                        "rules": { "type": "array", "items": schema_ref("SearchQuery") },
+                        "rules": { "type": "array", "maxItems": 100, "items": schema_ref("SearchQuery") },
                     },
                 },
+                schema_ref("SearchRule"),
+                schema_ref("SearchRelatedToRule"),
+            ],
+        },
+        "SearchRule": {
+            "title": "Rule",
+            "type": "object",
+            "required": ["property", "operator"],
+            "not": { "anyOf": [{ "required": ["rules"] }, { "required": ["combinator"] }] },
+            "properties": {
+                "property": { "type": "string", "pattern": SEARCH_PROPERTY_PATTERN },
+                "operator": { "type": "string", "enum": [
+                    "=", "!=", "in", "notIn", "containsAny", "contains", "doesNotContains", "beginsWith",
+                    "doesNotBeginsWith", "endsWith", "doesNotEndsWith", ">", ">=", "<", "<=", "between",
+                    "notBetween", "isEmpty", "isNotEmpty", "isExpired", "isNotExpired",
+                ] },
+            },
+            "allOf": [
                 {
-                    "title": "Rule",
-                    "type": "object",
-                    "required": ["property", "operator"],
-                    "not": { "anyOf": [{ "required": ["rules"] }, { "required": ["combinator"] }] },
-                    "properties": {
-                        "property": { "type": "string" },
-                        "operator": { "type": "string", "enum": ["=", "!=", "in", "notIn", "contains", "doesNotContains", "beginsWith", "doesNotBeginsWith", "endsWith", "doesNotEndsWith", "isEmpty", "isNotEmpty"] },
-                    },
-                    "allOf": [
-                        {
-                            "if": { "properties": { "operator": { "enum": ["in", "notIn"] } } },
-                            "then": { "required": ["value"], "properties": { "value": { "type": "array" } } },
-                        },
-                        {
-                            "if": { "properties": { "operator": { "not": { "enum": ["isEmpty", "isNotEmpty"] } } } },
-                            "then": { "required": ["value"] },
-                        },
-                    ],
+                    "if": { "properties": { "operator": { "enum": ["in", "notIn"] } } },
+                    "then": { "required": ["value"], "properties": { "value": { "type": "array", "maxItems": 1000 } } },
+                },
+                {
+                    "if": { "properties": { "operator": { "enum": [">", ">=", "<", "<="] } } },
+                    "then": { "required": ["value"], "properties": { "value": { "anyOf": [{ "type": "number" }, { "type": "string", "format": "date-time" }] } } },
+                },
+                {
+                    "if": { "properties": { "operator": { "enum": ["between", "notBetween"] } } },
+                    "then": { "required": ["value"], "properties": { "value": schema_ref("SearchDateRange") } },
+                },
+                {
+                    "if": { "properties": { "operator": { "const": "=" } } },
+                    "then": { "required": ["value"], "properties": { "value": { "anyOf": [{ "type": ["string", "number", "boolean", "null", "array"] }, schema_ref("SearchDateRange")] } } },
+                },
+                {
+                    "if": { "properties": { "operator": { "enum": ["!=", "containsAny", "contains", "doesNotContains", "beginsWith", "doesNotBeginsWith", "endsWith", "doesNotEndsWith"] } } },
+                    "then": { "required": ["value"], "properties": { "value": { "type": ["string", "number", "boolean", "null", "array"], "maxItems": 1000 } } },
                 },
             ],
         },
+        "SearchRelatedToRule": {
+            "title": "Related-to rule (direct relations only)",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["operator", "blueprint", "value"],
+            "properties": {
+                "operator": { "const": "relatedTo" },
+                "blueprint": { "type": "string" },
+                "value": { "anyOf": [{ "type": "string" }, { "type": "array", "maxItems": 1000, "items": { "type": "string" } }] },
+                "direction": { "type": "string", "enum": ["upstream", "downstream"] },
+                "required": { "type": "boolean" },
+            },
+        },
+        "SearchDateRange": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["preset"],
+                    "properties": { "preset": { "type": "string", "enum": ["today", "tomorrow", "yesterday", "lastDay", "lastWeek", "last2Weeks", "lastMonth", "last3Months", "last6Months", "last12Months"] } },
+                },
+                {
+                    "type": "object",
+                    "required": ["from", "to"],
+                    "not": { "required": ["preset"] },
+                    "properties": { "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" } },
+                },
+            ],
+        },
+        "EntitySearchResponse": {
+            "type": "object",
+            "required": ["ok", "entities"],
+            "properties": {
+                "ok": { "const": true },
+                "matchingBlueprints": { "type": "array", "items": { "type": "string" }, "description": "The blueprints of the entities found." },
+                "failedBlueprints": { "type": "array", "items": { "type": "string" }, "description": "Always empty: portd searches every blueprint or refuses the search." },
+                "entities": { "type": "array", "items": schema_ref("Entity") },
+            },
+        },
     })
 }
+
+/// A search rule's `property`: any key, or one of the meta-properties portd knows.
+const SEARCH_PROPERTY_PATTERN: &str = "^(?:[^$][\\s\\S]*|\\$(?:identifier|title|icon|team|blueprint|createdAt|updatedAt|createdBy|updatedBy))?$";
 
 /// `if type is kind then these fields are required, with these shapes`.
 fn invocation_kind(kind: &str, required: &[(&str, &str)], extra: Value) -> Value {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::{OsEntropy, SystemClock};
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
+use crate::search_gate::SearchGate;
 
 /// Whether the server's dependencies (the database) answer: `GET /readyz`.
 #[async_trait]
@@ -42,6 +43,7 @@ struct Inner {
     health: Arc<dyn HealthCheck>,
     hub: Arc<Hub>,
     stopping: CancellationToken,
+    searches: SearchGate,
 }
 
 /// The services' notifier: the hub, plus whatever other listener was given.
@@ -120,6 +122,11 @@ impl AppState {
     /// delivery worker and feeds the log streams.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// Entity searches' turns per organization.
+    pub fn searches(&self) -> &SearchGate {
+        &self.inner.searches
     }
 
     /// Cancelled when the server begins shutting down: the delivery worker, the reaper
@@ -203,6 +210,7 @@ impl AppStateBuilder {
                 health: self.health,
                 hub,
                 stopping: CancellationToken::new(),
+                searches: SearchGate::default(),
             }),
         }
     }

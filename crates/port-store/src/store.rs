@@ -16,8 +16,9 @@ use port_core::id::{
 };
 use port_core::ports::{
     ActionStore, BlueprintStore, ClientSecret, CreateRunOutcome, Credential, Delivery,
-    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityStore, EntityWriteMode,
-    IdempotencyKey, NewDelivery, OrgStore, Organization, RunFilter, RunStore, StoreResult,
+    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityScan, EntityStore,
+    EntityWriteMode, IdempotencyKey, NewDelivery, OrgStore, Organization, RunFilter, RunStore,
+    ScannedEntities, StoreResult,
 };
 use port_core::run::{Run, RunStatus};
 use port_core::run_log::{NewRunLog, RunLog};
@@ -296,8 +297,14 @@ fn blueprint_from_row(row: &Row) -> StoreResult<Blueprint> {
 }
 
 fn entity_from_row(row: &Row) -> StoreResult<Entity> {
-    let content = codec::entity_from_json(&row.text("document")?)?;
-    Ok(Entity {
+    entity_and_size(row).map(|(entity, _)| entity)
+}
+
+/// An entity and the size of its stored document.
+fn entity_and_size(row: &Row) -> StoreResult<(Entity, usize)> {
+    let document = row.text("document")?;
+    let content = codec::entity_from_json(&document)?;
+    let entity = Entity {
         org_id: parse_col(row, "org_id")?,
         blueprint: parse_col(row, "blueprint")?,
         identifier: parse_col(row, "identifier")?,
@@ -307,7 +314,8 @@ fn entity_from_row(row: &Row) -> StoreResult<Entity> {
         properties: content.properties,
         relations: content.relations,
         stamp: stamp_from_row(row)?,
-    })
+    };
+    Ok((entity, document.len()))
 }
 
 fn affected_from_row(row: &Row) -> StoreResult<AffectedEntity> {
@@ -755,6 +763,56 @@ impl EntityStore for SqlStore {
         .bind(org)
         .bind(run);
         rows(self.read_all(&sql).await?, affected_from_row)
+    }
+
+    async fn scan_entities(&self, org: &OrgId, scan: &EntityScan) -> StoreResult<ScannedEntities> {
+        if scan.limit == 0
+            || scan.blueprints.as_ref().is_some_and(|s| s.is_empty())
+            || scan.identifiers.as_ref().is_some_and(|s| s.is_empty())
+        {
+            return Ok(ScannedEntities::default());
+        }
+        // Every condition is on the primary key (org_id, blueprint, identifier): the
+        // page is a bounded range read of the index, whatever the catalog's size.
+        let mut sql = Sql::new(format!(
+            "SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = "
+        ));
+        sql.push_bind(org);
+        if let Some(blueprints) = &scan.blueprints {
+            sql.push(" AND blueprint IN (");
+            for (i, blueprint) in blueprints.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(blueprint);
+            }
+            sql.push(")");
+        }
+        if let Some(identifiers) = &scan.identifiers {
+            sql.push(" AND identifier IN (");
+            for (i, identifier) in identifiers.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(identifier);
+            }
+            sql.push(")");
+        }
+        if let Some(after) = &scan.after {
+            sql.push(" AND (blueprint, identifier) > (");
+            sql.push_bind(&after.blueprint).push(", ");
+            sql.push_bind(&after.identifier).push(")");
+        }
+        sql.push(" ORDER BY blueprint, identifier LIMIT ");
+        sql.push_bind(i64::try_from(scan.limit).unwrap_or(i64::MAX));
+        let rows = self.read_all(&sql).await?;
+        let mut page = ScannedEntities::default();
+        for row in &rows {
+            let (entity, size) = entity_and_size(row)?;
+            page.bytes += size as u64;
+            page.entities.push(entity);
+        }
+        Ok(page)
     }
 }
 

@@ -7,12 +7,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use port_core::ErrorKind;
-use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Stamp};
-use port_core::catalog_rules::{EntityBody, EntityQuery, check_entity, parse_entity_body};
+use port_core::catalog::{
+    AffectedEntity, Blueprint, Entity, EntityOperation, PathStyle, Projection, Stamp,
+};
+use port_core::catalog_rules::{EntityBody, check_entity, parse_entity_body};
 use port_core::error::StoreError;
 use port_core::id::{EntityIdentifier, GeneratedEntityId};
-use port_core::ports::EntityWriteMode;
+use port_core::ports::{EntityKey, EntityWriteMode};
 use port_core::run::Run;
+use port_core::search::{
+    EntityQuery, Matcher, Scope, SearchLimits, SearchPage, SearchRequest, search as run_search,
+    too_broad,
+};
 use port_core::service::Caller;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -20,6 +26,7 @@ use serde_json::{Map, Value, json};
 use super::{blueprints, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, present, present_whole};
+use crate::search_gate::SEARCH_QUEUE_WAIT;
 use crate::state::AppState;
 
 /// Most entities one bulk request may carry.
@@ -357,11 +364,40 @@ pub(crate) async fn patch(
     Ok(ok("entity", entity.to_json()))
 }
 
+/// The `include` / `exclude` query parameters (repeated, or `include[]`), as paths
+/// into the entity's JSON. The other projection flags Port documents
+/// (`exclude_calculated_properties`, `attach_title_to_relation`,
+/// `attach_identifier_to_title_mirror_properties`, `allow_partial_results`) change
+/// nothing here, as portd keeps no calculated or mirror properties; they must still be
+/// booleans.
+fn query_projection(query: &QueryParams) -> ApiResult<Projection> {
+    for flag in PROJECTION_FLAGS {
+        query.flag(flag)?;
+    }
+    let list =
+        |name: &str| -> Vec<String> { query.all(name).into_iter().map(str::to_owned).collect() };
+    Ok(Projection::parse(
+        &list("include"),
+        &list("exclude"),
+        PathStyle::EntityJson,
+    )?)
+}
+
+/// Port's projection flags that portd accepts and has no use for.
+pub(crate) const PROJECTION_FLAGS: [&str; 4] = [
+    "exclude_calculated_properties",
+    "attach_title_to_relation",
+    "attach_identifier_to_title_mirror_properties",
+    "allow_partial_results",
+];
+
 pub(crate) async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiPath((blueprint, identifier)): ApiPath<(String, String)>,
+    query: QueryParams,
 ) -> ApiResult<Json<Value>> {
+    let projection = query_projection(&query)?;
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     let id =
         parse_identifier(&identifier).ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
@@ -370,14 +406,16 @@ pub(crate) async fn get(
         .get_entity(&caller.org_id, &blueprint.identifier, &id)
         .await?
         .ok_or_else(|| entity_not_found(&blueprint, &identifier))?;
-    Ok(ok("entity", entity.to_json()))
+    Ok(ok("entity", projection.apply(entity.to_json())))
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiPath(blueprint): ApiPath<String>,
+    query: QueryParams,
 ) -> ApiResult<Json<Value>> {
+    let projection = query_projection(&query)?;
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     let mut entities = state
         .store()
@@ -386,7 +424,12 @@ pub(crate) async fn list(
     entities.sort_by(|a, b| a.identifier.cmp(&b.identifier));
     Ok(ok(
         "entities",
-        Value::Array(entities.iter().map(Entity::to_json).collect()),
+        Value::Array(
+            entities
+                .iter()
+                .map(|e| projection.apply(e.to_json()))
+                .collect(),
+        ),
     ))
 }
 
@@ -588,8 +631,50 @@ pub(crate) struct SearchBody {
 const SEARCH_DEFAULT_LIMIT: usize = 200;
 const SEARCH_MAX_LIMIT: usize = 1000;
 
-/// `POST …/entities/search`: entities matching `query`, by identifier, `limit` at a
-/// time; the response's `next` (when present) is passed as `from` for the next page.
+/// 429 when the organization's searches keep every turn for too long.
+fn searches_busy() -> ApiError {
+    ApiError::new(
+        ErrorKind::TooManyRequests,
+        "the organization runs as many searches at once as it may; retry after Retry-After seconds",
+    )
+}
+
+/// Runs a search in one of the organization's turns, within the default budget.
+async fn searched(
+    state: &AppState,
+    caller: &Caller,
+    query: &EntityQuery,
+    scope: Scope,
+    after: Option<EntityKey>,
+    limit: usize,
+) -> ApiResult<SearchPage> {
+    let _turn = state
+        .searches()
+        .turn(&caller.org_id, SEARCH_QUEUE_WAIT)
+        .await
+        .ok_or_else(searches_busy)?;
+    let store = state.store().as_ref();
+    let matcher = Matcher::resolve(query, store, &caller.org_id, state.clock().now()).await?;
+    let page = run_search(
+        store,
+        SearchRequest {
+            org: &caller.org_id,
+            matcher: &matcher,
+            scope,
+            after,
+            limit,
+        },
+        SearchLimits::default(),
+    )
+    .await?;
+    Ok(page)
+}
+
+/// `POST …/entities/search`: entities of the blueprint matching `query`, by
+/// identifier, `limit` at a time; the response's `next` (when present) is passed as
+/// `from` for the next page. A page stops early, with its `next`, when the search has
+/// examined as much as one request may; so a page may be short, or even empty, and
+/// still have a `next`.
 pub(crate) async fn search(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -598,6 +683,11 @@ pub(crate) async fn search(
 ) -> ApiResult<Json<Value>> {
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
     let query = EntityQuery::parse(&body.query, "query")?;
+    let projection = Projection::parse(
+        body.include.as_deref().unwrap_or_default(),
+        body.exclude.as_deref().unwrap_or_default(),
+        PathStyle::Identifiers,
+    )?;
     let limit = match body.limit.map(usize::try_from) {
         None => SEARCH_DEFAULT_LIMIT,
         Some(Ok(n)) if (1..=SEARCH_MAX_LIMIT).contains(&n) => n,
@@ -607,52 +697,75 @@ pub(crate) async fn search(
             )));
         }
     };
-    let mut entities = state
-        .store()
-        .list_entities(&caller.org_id, &blueprint.identifier)
-        .await?;
-    entities.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-    let mut matching = entities
-        .iter()
-        .filter(|e| {
-            body.from
-                .as_deref()
-                .is_none_or(|from| e.identifier.as_str() > from)
+    let after = body
+        .from
+        .as_deref()
+        .map(|from| {
+            EntityIdentifier::parse(from)
+                .map(|identifier| EntityKey {
+                    blueprint: blueprint.identifier.clone(),
+                    identifier,
+                })
+                .map_err(|_| ApiError::invalid("from: must be the `next` of a previous page"))
         })
-        .filter(|e| query.matches(e));
-    let page: Vec<&Entity> = matching.by_ref().take(limit).collect();
-    let more = matching.next().is_some();
-    let shown: Vec<Value> = page
-        .iter()
-        .map(|e| {
-            project(
-                e.to_json(),
-                body.include.as_deref(),
-                body.exclude.as_deref(),
-            )
-        })
-        .collect();
+        .transpose()?;
+    let scope = query.scope().within(&blueprint.identifier);
+    let page = searched(&state, &caller, &query, scope, after, limit).await?;
     let mut response = Map::new();
     response.insert("ok".into(), Value::Bool(true));
-    if more && let Some(last) = page.last() {
-        response.insert("next".into(), json!(last.identifier));
+    if let Some(resume) = &page.resume_after {
+        response.insert("next".into(), json!(resume.identifier));
     }
-    response.insert("entities".into(), Value::Array(shown));
+    response.insert(
+        "entities".into(),
+        Value::Array(
+            page.entities
+                .iter()
+                .map(|e| projection.apply(e.to_json()))
+                .collect(),
+        ),
+    );
     Ok(Json(Value::Object(response)))
 }
 
-/// Keeps only `include`d top-level keys (when given), then drops `exclude`d ones.
-fn project(entity: Value, include: Option<&[String]>, exclude: Option<&[String]>) -> Value {
-    let Value::Object(mut map) = entity else {
-        return entity;
-    };
-    if let Some(include) = include {
-        map.retain(|k, _| include.iter().any(|i| i == k));
+/// `POST /v1/entities/search`: entities of every blueprint matching `{combinator,
+/// rules}` (the body is the query itself), in `(blueprint, identifier)` order, shaped
+/// by the `include` / `exclude` query parameters. Port's answer has no pages, so a
+/// search that cannot finish within one request's budget is refused whole (422
+/// `search_too_broad`) rather than cut short.
+pub(crate) async fn search_all(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query_params: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let projection = query_projection(&query_params)?;
+    let query = EntityQuery::parse(&body, "body")?;
+    let limits = SearchLimits::default();
+    let page = searched(
+        &state,
+        &caller,
+        &query,
+        query.scope(),
+        None,
+        usize::try_from(limits.max_examined).unwrap_or(usize::MAX),
+    )
+    .await?;
+    if page.stopped.is_some() {
+        return Err(too_broad(&limits).into());
     }
-    if let Some(exclude) = exclude {
-        map.retain(|k, _| !exclude.iter().any(|e| e == k));
-    }
-    Value::Object(map)
+    let matching: std::collections::BTreeSet<&str> =
+        page.entities.iter().map(|e| e.blueprint.as_str()).collect();
+    Ok(Json(json!({
+        "ok": true,
+        "matchingBlueprints": matching,
+        "failedBlueprints": [],
+        "entities": page
+            .entities
+            .iter()
+            .map(|e| projection.apply(e.to_json()))
+            .collect::<Vec<_>>(),
+    })))
 }
 
 /// `GET /v1/audit-log?run_id=`: the entity changes bound to a run, oldest first.

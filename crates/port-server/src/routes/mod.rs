@@ -272,6 +272,49 @@ const ENTITY_WRITE_FLAGS: &[QueryParam] = &[
     RUN_ID,
 ];
 
+/// `include` / `exclude` of entity answers, and Port's other projection flags (accepted;
+/// portd keeps no calculated or mirror properties for them to change).
+const ENTITY_PROJECTION: &[QueryParam] = &[
+    repeated(
+        "include",
+        "Only these parts of each entity: dot paths into its JSON (`identifier`, `properties.language`, `relations.owner`); repeat the parameter for more.",
+    ),
+    repeated(
+        "exclude",
+        "Leave these parts out (the same paths as `include`).",
+    ),
+    param(
+        "exclude_calculated_properties",
+        ParamKind::Boolean,
+        "Accepted; portd keeps no calculated properties.",
+    ),
+    param(
+        "attach_title_to_relation",
+        ParamKind::Boolean,
+        "Accepted; changes nothing.",
+    ),
+    param(
+        "attach_identifier_to_title_mirror_properties",
+        ParamKind::Boolean,
+        "Accepted; changes nothing.",
+    ),
+    param(
+        "allow_partial_results",
+        ParamKind::Boolean,
+        "Accepted; a portd search never fails for one blueprint alone.",
+    ),
+];
+
+/// Why a search is refused for its cost.
+const SEARCH_TOO_BROAD_422: (u16, &str) = (
+    422,
+    "search_too_broad: the search would examine more of the catalog than one request may (10000 entities or 32 MiB); narrow it with $blueprint or $identifier rules",
+);
+const SEARCHES_BUSY_429: (u16, &str) = (
+    429,
+    "too_many_requests: the organization's searches kept every turn for 5 s; retry after Retry-After seconds",
+);
+
 /// Every route portd serves.
 pub const ENDPOINTS: &[Endpoint] = &[
     // Operations.
@@ -460,7 +503,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 200,
         body: None,
         response: "EntitiesResponse",
-        query: &[],
+        query: ENTITY_PROJECTION,
         errors: &[],
         route: || get(entities::list),
     },
@@ -482,15 +525,29 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: HttpMethod::Post,
         path: "/v1/blueprints/{blueprint_identifier}/entities/search",
         operation_id: "searchEntities",
-        summary: "Search a blueprint's entities; page with `from` = the previous `next`",
+        summary: "Search a blueprint's entities; page with `from` = the previous `next` (a page that examined as much as one request may ends early with its `next`)",
         tag: "Entities",
         authenticated: true,
         success: 200,
         body: Some("EntitySearchRequest"),
         response: "EntitiesResponse",
         query: &[],
-        errors: &[],
+        errors: &[SEARCHES_BUSY_429],
         route: || post(entities::search),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/entities/search",
+        operation_id: "searchEntitiesAcrossBlueprints",
+        summary: "Search the entities of every blueprint; the body is the query. Refused (422 search_too_broad) when it would examine more than one request may",
+        tag: "Entities",
+        authenticated: true,
+        success: 200,
+        body: Some("SearchQuery"),
+        response: "EntitySearchResponse",
+        query: ENTITY_PROJECTION,
+        errors: &[SEARCH_TOO_BROAD_422, SEARCHES_BUSY_429],
+        route: || post(entities::search_all),
     },
     Endpoint {
         method: HttpMethod::Get,
@@ -502,7 +559,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 200,
         body: None,
         response: "EntityResponse",
-        query: &[],
+        query: ENTITY_PROJECTION,
         errors: &[],
         route: || get(entities::get),
     },

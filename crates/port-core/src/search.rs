@@ -1,0 +1,979 @@
+//! Entity search (port-api.md §3.3): Port's rules and combinators, parsed once within
+//! size limits, matched against entities, and run over the store a bounded page at a
+//! time under a budget of entities and bytes examined, so no search loads a whole
+//! catalog or scans without end.
+//!
+//! What portd pushes down to the store: `$blueprint` and `$identifier` rules (`=`,
+//! `in`) at the top of the query narrow the primary-key range the store reads. Every
+//! other rule is matched here, on pages of rows, because both databases keep an
+//! entity as one JSON document and the same matcher then serves SQLite, PostgreSQL
+//! and the memory fake alike.
+//!
+//! Supported: the string, number, date, empty and expiry operators, `containsAny`,
+//! nested `{combinator, rules}` groups, the meta-properties `$identifier`, `$title`,
+//! `$icon`, `$team`, `$blueprint`, `$createdAt`, `$updatedAt`, `$createdBy`,
+//! `$updatedBy`, property and relation keys, and `relatedTo` over direct relations
+//! (one hop). Refused with a message: `matchAny`, property-schema rules and rules
+//! whose property or value refers to the calling user (portd has no users).
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::catalog::Entity;
+use crate::error::{ErrorKind, PortError};
+use crate::id::{BlueprintIdentifier, EntityIdentifier, OrgId};
+use crate::ports::{BlueprintStore, EntityKey, EntityScan, EntityStore};
+use crate::time::Timestamp;
+
+fn invalid(path: &str, message: impl std::fmt::Display) -> PortError {
+    PortError::invalid(format!("{path}: {message}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The query
+// ---------------------------------------------------------------------------------------
+
+/// How deep queries may nest, so a hostile body cannot exhaust the stack.
+pub const MAX_QUERY_DEPTH: usize = 16;
+/// The most rules (leaves) a query may hold: each is matched against every entity
+/// examined, so their number multiplies a search's cost.
+pub const MAX_QUERY_RULES: usize = 100;
+/// The most values a query's rules may hold in all (an `in` list counts each item).
+pub const MAX_QUERY_VALUES: usize = 1000;
+
+/// How the rules of a group combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combinator {
+    And,
+    Or,
+}
+
+/// What a rule reads from an entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Identifier,
+    Title,
+    Icon,
+    Team,
+    Blueprint,
+    CreatedAt,
+    UpdatedAt,
+    CreatedBy,
+    UpdatedBy,
+    /// A property, or else a relation, of that key.
+    Property(String),
+}
+
+impl Field {
+    const META: &'static str = "$identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy";
+
+    fn parse(raw: &str, path: &str) -> Result<Self, PortError> {
+        Ok(match raw {
+            "$identifier" => Self::Identifier,
+            "$title" => Self::Title,
+            "$icon" => Self::Icon,
+            "$team" => Self::Team,
+            "$blueprint" => Self::Blueprint,
+            "$createdAt" => Self::CreatedAt,
+            "$updatedAt" => Self::UpdatedAt,
+            "$createdBy" => Self::CreatedBy,
+            "$updatedBy" => Self::UpdatedBy,
+            meta if meta.starts_with('$') => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{meta:?} is not a meta-property portd knows ({})",
+                        Self::META
+                    ),
+                ));
+            }
+            key => Self::Property(key.to_owned()),
+        })
+    }
+
+    fn read(&self, entity: &Entity) -> Value {
+        match self {
+            Self::Identifier => Value::String(entity.identifier.to_string()),
+            Self::Title => entity.title.clone().map_or(Value::Null, Value::String),
+            Self::Icon => entity.icon.clone().map_or(Value::Null, Value::String),
+            Self::Team => entity.team.clone().unwrap_or(Value::Null),
+            Self::Blueprint => Value::String(entity.blueprint.to_string()),
+            Self::CreatedAt => Value::String(entity.stamp.created_at.to_string()),
+            Self::UpdatedAt => Value::String(entity.stamp.updated_at.to_string()),
+            Self::CreatedBy => Value::String(entity.stamp.created_by.clone()),
+            Self::UpdatedBy => Value::String(entity.stamp.updated_by.clone()),
+            Self::Property(key) => entity
+                .properties
+                .get(key)
+                .or_else(|| entity.relations.get(key))
+                .cloned()
+                .unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A date range preset, counted back from now (or the current UTC day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Today,
+    Tomorrow,
+    Yesterday,
+    LastDay,
+    LastWeek,
+    Last2Weeks,
+    LastMonth,
+    Last3Months,
+    Last6Months,
+    Last12Months,
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Preset {
+    const ALLOWED: &'static str = "today, tomorrow, yesterday, lastDay, lastWeek, last2Weeks, lastMonth, last3Months, last6Months, last12Months";
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "today" => Self::Today,
+            "tomorrow" => Self::Tomorrow,
+            "yesterday" => Self::Yesterday,
+            "lastDay" => Self::LastDay,
+            "lastWeek" => Self::LastWeek,
+            "last2Weeks" => Self::Last2Weeks,
+            "lastMonth" => Self::LastMonth,
+            "last3Months" => Self::Last3Months,
+            "last6Months" => Self::Last6Months,
+            "last12Months" => Self::Last12Months,
+            _ => return None,
+        })
+    }
+
+    /// The inclusive range of instants the preset means at `now`: whole UTC days for
+    /// today, tomorrow and yesterday; for the others the time since now minus a day, 7,
+    /// 14, 30, 90, 180 or 365 days.
+    fn range(self, now: Timestamp) -> (Timestamp, Timestamp) {
+        let today = now.unix_millis().div_euclid(DAY_MS) * DAY_MS;
+        let day = |start: i64| {
+            (
+                Timestamp::from_unix_millis(start),
+                Timestamp::from_unix_millis(start + DAY_MS - 1),
+            )
+        };
+        let back = |days: i64| (now.plus_millis(-days * DAY_MS), now);
+        match self {
+            Self::Today => day(today),
+            Self::Tomorrow => day(today + DAY_MS),
+            Self::Yesterday => day(today - DAY_MS),
+            Self::LastDay => back(1),
+            Self::LastWeek => back(7),
+            Self::Last2Weeks => back(14),
+            Self::LastMonth => back(30),
+            Self::Last3Months => back(90),
+            Self::Last6Months => back(180),
+            Self::Last12Months => back(365),
+        }
+    }
+}
+
+/// The dates a date rule accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateRange {
+    Between(Timestamp, Timestamp),
+    Preset(Preset),
+}
+
+impl DateRange {
+    fn parse(value: &Value, path: &str) -> Result<Self, PortError> {
+        let map = value
+            .as_object()
+            .ok_or_else(|| invalid(path, "must be {\"from\", \"to\"} dates or {\"preset\"}"))?;
+        if let Some(preset) = map.get("preset") {
+            let name = preset.as_str().unwrap_or_default();
+            return Preset::parse(name).map(Self::Preset).ok_or_else(|| {
+                invalid(
+                    &format!("{path}.preset"),
+                    format!("must be one of {}", Preset::ALLOWED),
+                )
+            });
+        }
+        let date = |key: &str| {
+            map.get(key)
+                .and_then(Value::as_str)
+                .and_then(|s| Timestamp::parse(s).ok())
+                .ok_or_else(|| invalid(&format!("{path}.{key}"), "must be an ISO-8601 date-time"))
+        };
+        Ok(Self::Between(date("from")?, date("to")?))
+    }
+
+    fn contains(self, at: Timestamp, now: Timestamp) -> bool {
+        let (from, to) = match self {
+            Self::Between(from, to) => (from, to),
+            Self::Preset(preset) => preset.range(now),
+        };
+        from <= at && at <= to
+    }
+}
+
+/// A bound of `>`, `>=`, `<`, `<=`: a number, or a date-time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Number(f64),
+    Date(Timestamp),
+}
+
+/// A comparison of `>`, `>=`, `<`, `<=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+/// What a rule checks of the value it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(Value),
+    NotEquals(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    ContainsAny(Vec<Value>),
+    Contains(Value),
+    DoesNotContain(Value),
+    BeginsWith(Value),
+    DoesNotBeginWith(Value),
+    EndsWith(Value),
+    DoesNotEndWith(Value),
+    Compare(Order, Bound),
+    Between(DateRange),
+    NotBetween(DateRange),
+    IsEmpty,
+    IsNotEmpty,
+    IsExpired,
+    IsNotExpired,
+}
+
+/// One comparison of an entity field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub field: Field,
+    pub test: Test,
+}
+
+/// Which side of a relation `relatedTo` follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Entities the given entities relate to.
+    Upstream,
+    /// Entities that relate to the given entities.
+    Downstream,
+    Both,
+}
+
+/// `relatedTo`: entities one relation away from the given entities of a blueprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedTo {
+    pub blueprint: String,
+    pub identifiers: Vec<String>,
+    pub direction: Direction,
+}
+
+/// A node of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Group {
+        combinator: Combinator,
+        rules: Vec<Node>,
+    },
+    Rule(Rule),
+    /// The index of a [`RelatedTo`] in [`EntityQuery::related`].
+    Related(usize),
+}
+
+/// A search query: `{combinator, rules}` where a rule may itself be a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityQuery {
+    pub root: Node,
+    pub related: Vec<RelatedTo>,
+}
+
+const OPERATORS: &str = "=, !=, in, notIn, containsAny, contains, doesNotContains, beginsWith, doesNotBeginsWith, endsWith, doesNotEndsWith, >, >=, <, <=, between, notBetween, isEmpty, isNotEmpty, isExpired, isNotExpired, relatedTo";
+
+/// Counts what a query holds while it is parsed.
+#[derive(Default)]
+struct Parser {
+    rules: usize,
+    values: usize,
+    related: Vec<RelatedTo>,
+}
+
+impl Parser {
+    fn charge(&mut self, values: usize, path: &str) -> Result<(), PortError> {
+        self.rules += 1;
+        self.values += values.max(1);
+        if self.rules > MAX_QUERY_RULES {
+            return Err(invalid(
+                path,
+                format!("a query holds at most {MAX_QUERY_RULES} rules"),
+            ));
+        }
+        if self.values > MAX_QUERY_VALUES {
+            return Err(invalid(
+                path,
+                format!("a query's rules hold at most {MAX_QUERY_VALUES} values in all"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, value: &Value, path: &str, depth: usize) -> Result<Node, PortError> {
+        if depth > MAX_QUERY_DEPTH {
+            return Err(invalid(
+                path,
+                format!("queries nest at most {MAX_QUERY_DEPTH} levels deep"),
+            ));
+        }
+        let map = value.as_object().ok_or_else(|| {
+            invalid(
+                path,
+                "must be an object (a rule or a {combinator, rules} group)",
+            )
+        })?;
+        if map.contains_key("rules") || map.contains_key("combinator") {
+            let combinator = match map.get("combinator").and_then(Value::as_str) {
+                Some("and") => Combinator::And,
+                Some("or") => Combinator::Or,
+                _ => {
+                    return Err(invalid(
+                        &format!("{path}.combinator"),
+                        "must be \"and\" or \"or\"",
+                    ));
+                }
+            };
+            let rules = map
+                .get("rules")
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid(&format!("{path}.rules"), "must be an array"))?;
+            let rules = rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| self.node(rule, &format!("{path}.rules[{i}]"), depth + 1))
+                .collect::<Result<_, _>>()?;
+            return Ok(Node::Group { combinator, rules });
+        }
+        let op_path = format!("{path}.operator");
+        let op = map
+            .get("operator")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&op_path, "is required (a string)"))?;
+        let value_path = format!("{path}.value");
+        let value = map.get("value").cloned().unwrap_or(Value::Null);
+        if op == "relatedTo" {
+            return self.related(map, path);
+        }
+        if matches!(op, "matchAny") || map.contains_key("propertySchema") {
+            return Err(invalid(
+                &op_path,
+                format!("{op} rules are not supported by portd"),
+            ));
+        }
+        let property = match map.get("property") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(Value::Object(_)) => {
+                return Err(invalid(
+                    &format!("{path}.property"),
+                    "rules on the calling user's context are not supported by portd (it has no users)",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("{path}.property"),
+                    "is required (a string)",
+                ));
+            }
+        };
+        let field = Field::parse(property, &format!("{path}.property"))?;
+        if value.is_object() && !matches!(op, "between" | "notBetween" | "=") {
+            return Err(invalid(
+                &value_path,
+                "values that refer to the calling user's context are not supported by portd (it has no users)",
+            ));
+        }
+        let list = |value: &Value| -> Result<Vec<Value>, PortError> {
+            value
+                .as_array()
+                .cloned()
+                .ok_or_else(|| invalid(&value_path, format!("must be an array for operator {op}")))
+        };
+        let needs_value = !matches!(op, "isEmpty" | "isNotEmpty" | "isExpired" | "isNotExpired");
+        if needs_value && !map.contains_key("value") {
+            return Err(invalid(&value_path, "is required"));
+        }
+        let test = match op {
+            "=" if value.is_object() => Test::Between(DateRange::parse(&value, &value_path)?),
+            "=" => Test::Equals(value),
+            "!=" => Test::NotEquals(value),
+            "in" => Test::In(list(&value)?),
+            "notIn" => Test::NotIn(list(&value)?),
+            "containsAny" => Test::ContainsAny(match value {
+                Value::Array(items) => items,
+                other => vec![other],
+            }),
+            "contains" => Test::Contains(value),
+            "doesNotContains" => Test::DoesNotContain(value),
+            "beginsWith" => Test::BeginsWith(value),
+            "doesNotBeginsWith" => Test::DoesNotBeginWith(value),
+            "endsWith" => Test::EndsWith(value),
+            "doesNotEndsWith" => Test::DoesNotEndWith(value),
+            ">" | ">=" | "<" | "<=" => {
+                let order = match op {
+                    ">" => Order::Greater,
+                    ">=" => Order::GreaterOrEqual,
+                    "<" => Order::Less,
+                    _ => Order::LessOrEqual,
+                };
+                let bound = match &value {
+                    Value::Number(n) => n.as_f64().map(Bound::Number),
+                    Value::String(s) => Timestamp::parse(s).ok().map(Bound::Date),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    invalid(
+                        &value_path,
+                        format!("must be a number or an ISO-8601 date-time for operator {op}"),
+                    )
+                })?;
+                Test::Compare(order, bound)
+            }
+            "between" => Test::Between(DateRange::parse(&value, &value_path)?),
+            "notBetween" => Test::NotBetween(DateRange::parse(&value, &value_path)?),
+            "isEmpty" => Test::IsEmpty,
+            "isNotEmpty" => Test::IsNotEmpty,
+            "isExpired" => Test::IsExpired,
+            "isNotExpired" => Test::IsNotExpired,
+            other => {
+                return Err(invalid(
+                    &op_path,
+                    format!("must be one of {OPERATORS}, got {other:?}"),
+                ));
+            }
+        };
+        let values = match &test {
+            Test::In(v) | Test::NotIn(v) | Test::ContainsAny(v) => v.len(),
+            _ => 1,
+        };
+        self.charge(values, path)?;
+        Ok(Node::Rule(Rule { field, test }))
+    }
+
+    fn related(&mut self, map: &Map<String, Value>, path: &str) -> Result<Node, PortError> {
+        let blueprint = map
+            .get("blueprint")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&format!("{path}.blueprint"), "is required (a string)"))?
+            .to_owned();
+        let value_path = format!("{path}.value");
+        let identifiers: Vec<String> = match map.get("value") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid(&value_path, "must list entity identifiers"))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(invalid(
+                    &value_path,
+                    "is required (an entity identifier or a list of them)",
+                ));
+            }
+        };
+        let direction = match map.get("direction").and_then(Value::as_str) {
+            None => Direction::Both,
+            Some("upstream") => Direction::Upstream,
+            Some("downstream") => Direction::Downstream,
+            Some(_) => {
+                return Err(invalid(
+                    &format!("{path}.direction"),
+                    "must be \"upstream\" or \"downstream\"",
+                ));
+            }
+        };
+        if let Some(v) = map.get("required").filter(|v| !v.is_boolean()) {
+            return Err(invalid(
+                &format!("{path}.required"),
+                format!("must be a boolean, got {v}"),
+            ));
+        }
+        self.charge(identifiers.len(), path)?;
+        self.related.push(RelatedTo {
+            blueprint,
+            identifiers,
+            direction,
+        });
+        Ok(Node::Related(self.related.len() - 1))
+    }
+}
+
+impl EntityQuery {
+    /// Parses `{combinator: "and"|"or", rules: [...]}` within the size limits; `path`
+    /// names it in messages.
+    pub fn parse(value: &Value, path: &str) -> Result<Self, PortError> {
+        let mut parser = Parser::default();
+        let root = parser.node(value, path, 0)?;
+        Ok(Self {
+            root,
+            related: parser.related,
+        })
+    }
+
+    /// What a store scan may be narrowed to: the `$blueprint` and `$identifier` rules
+    /// (`=`, `in`) that every match must pass, i.e. those at the top of an `and` group
+    /// (or a lone rule). `None` leaves that column free.
+    pub fn scope(&self) -> Scope {
+        let mut scope = Scope::default();
+        let top: &[Node] = match &self.root {
+            Node::Group {
+                combinator: Combinator::And,
+                rules,
+            } => rules,
+            Node::Group { .. } | Node::Related(_) => &[],
+            rule @ Node::Rule(_) => std::slice::from_ref(rule),
+        };
+        for node in top {
+            let Node::Rule(rule) = node else { continue };
+            let values: Vec<&Value> = match &rule.test {
+                Test::Equals(v) => vec![v],
+                Test::In(items) => items.iter().collect(),
+                _ => continue,
+            };
+            let strings = || values.iter().filter_map(|v| v.as_str());
+            match rule.field {
+                Field::Blueprint => {
+                    let set = strings()
+                        .filter_map(|s| BlueprintIdentifier::parse(s).ok())
+                        .collect();
+                    scope.blueprints = Some(intersect(scope.blueprints.take(), set));
+                }
+                Field::Identifier => {
+                    let set = strings()
+                        .filter_map(|s| EntityIdentifier::parse(s).ok())
+                        .collect();
+                    scope.identifiers = Some(intersect(scope.identifiers.take(), set));
+                }
+                _ => {}
+            }
+        }
+        scope
+    }
+}
+
+fn intersect<T: Ord>(current: Option<BTreeSet<T>>, new: BTreeSet<T>) -> BTreeSet<T> {
+    match current {
+        None => new,
+        Some(current) => current.into_iter().filter(|v| new.contains(v)).collect(),
+    }
+}
+
+/// The part of a query the store can apply: which blueprints and identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    pub blueprints: Option<BTreeSet<BlueprintIdentifier>>,
+    pub identifiers: Option<BTreeSet<EntityIdentifier>>,
+}
+
+impl Scope {
+    /// Narrows the blueprints to `blueprint` (a blueprint-scoped search).
+    pub fn within(mut self, blueprint: &BlueprintIdentifier) -> Self {
+        self.blueprints = Some(intersect(
+            self.blueprints.take(),
+            BTreeSet::from([blueprint.clone()]),
+        ));
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Matching
+// ---------------------------------------------------------------------------------------
+
+/// What `relatedTo` resolved to before the scan: the entities the given ones point at
+/// (upstream), and the relations, per blueprint, whose values name them (downstream).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedRelated {
+    upstream: HashSet<(String, String)>,
+    /// (blueprint of the relating entity, relation key).
+    downstream_relations: HashSet<(String, String)>,
+    identifiers: HashSet<String>,
+    direction: Option<Direction>,
+}
+
+impl ResolvedRelated {
+    fn matches(&self, entity: &Entity) -> bool {
+        let up = || {
+            self.upstream
+                .contains(&(entity.blueprint.to_string(), entity.identifier.to_string()))
+        };
+        let down = || {
+            entity.relations.iter().any(|(key, value)| {
+                self.downstream_relations
+                    .contains(&(entity.blueprint.to_string(), key.clone()))
+                    && as_list(value)
+                        .iter()
+                        .any(|v| v.as_str().is_some_and(|s| self.identifiers.contains(s)))
+            })
+        };
+        match self.direction {
+            Some(Direction::Upstream) => up(),
+            Some(Direction::Downstream) => down(),
+            Some(Direction::Both) => up() || down(),
+            None => false,
+        }
+    }
+}
+
+/// A query ready to match: its `relatedTo` rules resolved, and the time presets and
+/// expiries are judged at.
+#[derive(Debug, Clone)]
+pub struct Matcher<'q> {
+    query: &'q EntityQuery,
+    related: Vec<ResolvedRelated>,
+    now: Timestamp,
+}
+
+impl<'q> Matcher<'q> {
+    /// A matcher for a query without `relatedTo` rules (those match nothing here; use
+    /// [`Matcher::resolve`] to look them up).
+    pub fn new(query: &'q EntityQuery, now: Timestamp) -> Self {
+        Self {
+            query,
+            related: vec![ResolvedRelated::default(); query.related.len()],
+            now,
+        }
+    }
+
+    /// Resolves the query's `relatedTo` rules against the organization's catalog: one
+    /// read per given entity, plus the organization's blueprints.
+    pub async fn resolve<S>(
+        query: &'q EntityQuery,
+        store: &S,
+        org: &OrgId,
+        now: Timestamp,
+    ) -> Result<Self, PortError>
+    where
+        S: EntityStore + BlueprintStore + ?Sized,
+    {
+        let mut matcher = Self::new(query, now);
+        if query.related.is_empty() {
+            return Ok(matcher);
+        }
+        let blueprints = store.list_blueprints(org).await?;
+        for (slot, related) in matcher.related.iter_mut().zip(&query.related) {
+            slot.direction = Some(related.direction);
+            slot.identifiers = related.identifiers.iter().cloned().collect();
+            let Some(target) = blueprints
+                .iter()
+                .find(|b| b.identifier.as_str() == related.blueprint)
+            else {
+                continue;
+            };
+            for blueprint in &blueprints {
+                for (key, relation) in relation_targets(blueprint) {
+                    if relation == related.blueprint {
+                        slot.downstream_relations
+                            .insert((blueprint.identifier.to_string(), key));
+                    }
+                }
+            }
+            let targets: Vec<(String, String)> = relation_targets(target);
+            for identifier in &related.identifiers {
+                let Ok(identifier) = EntityIdentifier::parse(identifier) else {
+                    continue;
+                };
+                let Some(entity) = store
+                    .get_entity(org, &target.identifier, &identifier)
+                    .await?
+                else {
+                    continue;
+                };
+                for (key, value) in &entity.relations {
+                    let Some((_, blueprint)) = targets.iter().find(|(k, _)| k == key) else {
+                        continue;
+                    };
+                    for v in as_list(value) {
+                        if let Some(id) = v.as_str() {
+                            slot.upstream.insert((blueprint.clone(), id.to_owned()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(matcher)
+    }
+
+    pub fn matches(&self, entity: &Entity) -> bool {
+        self.node(&self.query.root, entity)
+    }
+
+    fn node(&self, node: &Node, entity: &Entity) -> bool {
+        match node {
+            Node::Group {
+                combinator: Combinator::And,
+                rules,
+            } => rules.iter().all(|r| self.node(r, entity)),
+            Node::Group {
+                combinator: Combinator::Or,
+                rules,
+            } => rules.iter().any(|r| self.node(r, entity)),
+            Node::Rule(rule) => rule_matches(rule, entity, self.now),
+            Node::Related(i) => self.related.get(*i).is_some_and(|r| r.matches(entity)),
+        }
+    }
+}
+
+/// `(relation key, target blueprint)` of a blueprint's relations.
+fn relation_targets(blueprint: &crate::catalog::Blueprint) -> Vec<(String, String)> {
+    blueprint
+        .definition
+        .get("relations")
+        .and_then(Value::as_object)
+        .map(|relations| {
+            relations
+                .iter()
+                .filter_map(|(key, r)| {
+                    r.get("target")
+                        .and_then(Value::as_str)
+                        .map(|t| (key.clone(), t.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    a == b || (a.is_number() && b.is_number() && a.as_f64() == b.as_f64())
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn date_of(v: &Value) -> Option<Timestamp> {
+    v.as_str().and_then(|s| Timestamp::parse(s).ok())
+}
+
+fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
+    let field = rule.field.read(entity);
+    let any_of = |candidates: &[Value]| {
+        as_list(&field)
+            .iter()
+            .any(|f| candidates.iter().any(|c| equal(f, c)))
+    };
+    let contains = |expected: &Value| match (&field, text(expected)) {
+        (Value::Array(items), _) => items.iter().any(|i| equal(i, expected)),
+        (f, Some(needle)) => text(f).is_some_and(|hay| hay.contains(&needle)),
+        _ => false,
+    };
+    let begins = |expected: &Value| matches!((text(&field), text(expected)), (Some(h), Some(n)) if h.starts_with(&n));
+    let ends = |expected: &Value| matches!((text(&field), text(expected)), (Some(h), Some(n)) if h.ends_with(&n));
+    let in_range = |range: &DateRange| date_of(&field).is_some_and(|at| range.contains(at, now));
+    match &rule.test {
+        Test::Equals(expected) => equal(&field, expected),
+        Test::NotEquals(expected) => !equal(&field, expected),
+        Test::In(candidates) | Test::ContainsAny(candidates) => any_of(candidates),
+        Test::NotIn(candidates) => !any_of(candidates),
+        Test::Contains(expected) => contains(expected),
+        Test::DoesNotContain(expected) => !contains(expected),
+        Test::BeginsWith(expected) => begins(expected),
+        Test::DoesNotBeginWith(expected) => !begins(expected),
+        Test::EndsWith(expected) => ends(expected),
+        Test::DoesNotEndWith(expected) => !ends(expected),
+        Test::Compare(order, bound) => {
+            let ordering = match bound {
+                Bound::Number(n) => field.as_f64().and_then(|f| f.partial_cmp(n)),
+                Bound::Date(at) => date_of(&field).map(|f| f.cmp(at)),
+            };
+            ordering.is_some_and(|o| match order {
+                Order::Greater => o.is_gt(),
+                Order::GreaterOrEqual => o.is_ge(),
+                Order::Less => o.is_lt(),
+                Order::LessOrEqual => o.is_le(),
+            })
+        }
+        Test::Between(range) => in_range(range),
+        Test::NotBetween(range) => date_of(&field).is_some() && !in_range(range),
+        Test::IsEmpty | Test::IsNotEmpty => {
+            let empty = match &field {
+                Value::Null => true,
+                Value::String(s) => s.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                _ => false,
+            };
+            empty == matches!(rule.test, Test::IsEmpty)
+        }
+        // A timer property expires at its date-time.
+        Test::IsExpired => date_of(&field).is_some_and(|at| at <= now),
+        Test::IsNotExpired => date_of(&field).is_some_and(|at| at > now),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a search over the store
+// ---------------------------------------------------------------------------------------
+
+/// How much one search may read. Every search reads the store a page at a time and
+/// stops when it has examined `max_examined` entities or `max_examined_bytes` of their
+/// stored documents, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    pub max_examined: u64,
+    pub max_examined_bytes: u64,
+    /// The most rows one store read returns.
+    pub max_batch: usize,
+    /// Pages shrink so that one read holds about this many bytes of documents (the
+    /// first page is small, later ones follow the sizes seen).
+    pub batch_bytes: u64,
+}
+
+impl SearchLimits {
+    pub const DEFAULT_MAX_EXAMINED: u64 = 10_000;
+    pub const DEFAULT_MAX_EXAMINED_BYTES: u64 = 32 * 1024 * 1024;
+    const FIRST_BATCH: usize = 16;
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            max_examined: Self::DEFAULT_MAX_EXAMINED,
+            max_examined_bytes: Self::DEFAULT_MAX_EXAMINED_BYTES,
+            max_batch: 200,
+            batch_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One search: which organization, what to match, where to start and how many to
+/// return.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    pub org: &'a OrgId,
+    pub matcher: &'a Matcher<'a>,
+    pub scope: Scope,
+    /// Start after this entity (a page's cursor).
+    pub after: Option<EntityKey>,
+    /// The most matches to return.
+    pub limit: usize,
+}
+
+/// Why a search stopped before the end of what it had to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It found `limit` matches.
+    PageFull,
+    /// It examined as much as [`SearchLimits`] allow.
+    Budget,
+}
+
+/// The matches of a search, and where it stopped if it did not reach the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub entities: Vec<Entity>,
+    /// The last entity examined, when the search stopped early: the next page starts
+    /// after it.
+    pub resume_after: Option<EntityKey>,
+    pub stopped: Option<Stopped>,
+    pub examined: u64,
+    pub examined_bytes: u64,
+}
+
+/// Runs a search: pages of the store in key order, each matched, until the scan ends,
+/// `limit` matches are found, or the budget is spent.
+pub async fn search<S>(
+    store: &S,
+    request: SearchRequest<'_>,
+    limits: SearchLimits,
+) -> Result<SearchPage, PortError>
+where
+    S: EntityStore + ?Sized,
+{
+    let mut page = SearchPage {
+        entities: Vec::new(),
+        resume_after: None,
+        stopped: None,
+        examined: 0,
+        examined_bytes: 0,
+    };
+    let mut after = request.after;
+    let mut batch = SearchLimits::FIRST_BATCH.min(limits.max_batch).max(1);
+    loop {
+        if page.examined >= limits.max_examined || page.examined_bytes >= limits.max_examined_bytes
+        {
+            page.stopped = Some(Stopped::Budget);
+            page.resume_after = after;
+            return Ok(page);
+        }
+        let room = usize::try_from(limits.max_examined - page.examined).unwrap_or(usize::MAX);
+        let want = batch.min(room);
+        let scanned = store
+            .scan_entities(
+                request.org,
+                &EntityScan {
+                    blueprints: request.scope.blueprints.clone(),
+                    identifiers: request.scope.identifiers.clone(),
+                    after: after.clone(),
+                    limit: want,
+                },
+            )
+            .await?;
+        let got = scanned.entities.len();
+        page.examined += got as u64;
+        page.examined_bytes += scanned.bytes;
+        for entity in scanned.entities {
+            after = Some(EntityKey::of(&entity));
+            if request.matcher.matches(&entity) {
+                page.entities.push(entity);
+                if page.entities.len() >= request.limit {
+                    page.stopped = Some(Stopped::PageFull);
+                    page.resume_after = after;
+                    return Ok(page);
+                }
+            }
+        }
+        if got < want {
+            return Ok(page);
+        }
+        // Follow the sizes seen, so that large documents come a few at a time.
+        let average = (scanned.bytes / got.max(1) as u64).max(1);
+        batch = usize::try_from(limits.batch_bytes / average)
+            .unwrap_or(usize::MAX)
+            .clamp(1, limits.max_batch);
+    }
+}
+
+/// 422 `search_too_broad` for a search that could not finish within its budget.
+pub fn too_broad(limits: &SearchLimits) -> PortError {
+    PortError::new(
+        ErrorKind::SearchTooBroad,
+        format!(
+            "the search would examine more than {} entities or {} MiB of them; narrow it with $blueprint or $identifier rules (=, in) at the top of an \"and\", or page through one blueprint with POST /v1/blueprints/{{blueprint}}/entities/search",
+            limits.max_examined,
+            limits.max_examined_bytes / (1024 * 1024)
+        ),
+    )
+}
