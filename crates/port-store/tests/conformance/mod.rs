@@ -31,6 +31,9 @@ use port_core::testing::{FixedClock, test_ids};
 use port_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
+mod search;
+pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
+
 type Shared = Arc<dyn Store>;
 
 /// 2023-11-14T22:13:20Z: the base of every test's timeline.
