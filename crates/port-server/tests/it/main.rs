@@ -10,6 +10,7 @@ mod delivery;
 mod entities;
 mod errors;
 mod files;
+mod github_action;
 mod hooks;
 mod log_stream;
 mod openapi_doc;
