@@ -237,7 +237,10 @@ pub struct EntityScan {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScannedEntities {
     pub entities: Vec<Entity>,
-    /// The size of the stored documents read (their JSON text), what a search budgets.
+    /// The size of each entity's stored document, in the same order.
+    pub sizes: Vec<u64>,
+    /// The size of the stored documents read (their JSON text) in all, what a search
+    /// budgets.
     pub bytes: u64,
 }
 

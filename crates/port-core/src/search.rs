@@ -16,6 +16,7 @@
 //! (one hop). Refused with a message: `matchAny`, property-schema rules and rules
 //! whose property or value refers to the calling user (portd has no users).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Map, Value};
@@ -92,23 +93,28 @@ impl Field {
         })
     }
 
-    fn read(&self, entity: &Entity) -> Value {
+    /// The value the rule reads; borrowed where the entity holds it, so that rules
+    /// never copy large documents.
+    fn read<'e>(&self, entity: &'e Entity) -> Cow<'e, Value> {
+        let owned = |s: String| Cow::Owned(Value::String(s));
         match self {
-            Self::Identifier => Value::String(entity.identifier.to_string()),
-            Self::Title => entity.title.clone().map_or(Value::Null, Value::String),
-            Self::Icon => entity.icon.clone().map_or(Value::Null, Value::String),
-            Self::Team => entity.team.clone().unwrap_or(Value::Null),
-            Self::Blueprint => Value::String(entity.blueprint.to_string()),
-            Self::CreatedAt => Value::String(entity.stamp.created_at.to_string()),
-            Self::UpdatedAt => Value::String(entity.stamp.updated_at.to_string()),
-            Self::CreatedBy => Value::String(entity.stamp.created_by.clone()),
-            Self::UpdatedBy => Value::String(entity.stamp.updated_by.clone()),
+            Self::Identifier => owned(entity.identifier.to_string()),
+            Self::Title => entity.title.clone().map_or(Cow::Owned(Value::Null), owned),
+            Self::Icon => entity.icon.clone().map_or(Cow::Owned(Value::Null), owned),
+            Self::Team => entity
+                .team
+                .as_ref()
+                .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+            Self::Blueprint => owned(entity.blueprint.to_string()),
+            Self::CreatedAt => owned(entity.stamp.created_at.to_string()),
+            Self::UpdatedAt => owned(entity.stamp.updated_at.to_string()),
+            Self::CreatedBy => owned(entity.stamp.created_by.clone()),
+            Self::UpdatedBy => owned(entity.stamp.updated_by.clone()),
             Self::Property(key) => entity
                 .properties
                 .get(key)
                 .or_else(|| entity.relations.get(key))
-                .cloned()
-                .unwrap_or(Value::Null),
+                .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
         }
     }
 }
@@ -296,6 +302,8 @@ pub enum Node {
 pub struct EntityQuery {
     pub root: Node,
     pub related: Vec<RelatedTo>,
+    /// How many rules (leaves) it holds: what each entity examined costs.
+    pub rules: usize,
 }
 
 const OPERATORS: &str = "=, !=, in, notIn, containsAny, contains, doesNotContains, beginsWith, doesNotBeginsWith, endsWith, doesNotEndsWith, >, >=, <, <=, between, notBetween, isEmpty, isNotEmpty, isExpired, isNotExpired, relatedTo";
@@ -527,6 +535,7 @@ impl EntityQuery {
         Ok(Self {
             root,
             related: parser.related,
+            rules: parser.rules,
         })
     }
 
@@ -753,11 +762,11 @@ fn relation_targets(blueprint: &crate::catalog::Blueprint) -> Vec<(String, Strin
         .unwrap_or_default()
 }
 
-fn text(v: &Value) -> Option<String> {
+fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
         Value::Null => None,
-        other => Some(other.to_string()),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 
@@ -765,11 +774,12 @@ fn equal(a: &Value, b: &Value) -> bool {
     a == b || (a.is_number() && b.is_number() && a.as_f64() == b.as_f64())
 }
 
-fn as_list(v: &Value) -> Vec<Value> {
+/// A value as the list rules compare: its items, nothing for null, else itself.
+fn as_list(v: &Value) -> &[Value] {
     match v {
-        Value::Array(items) => items.clone(),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
+        Value::Array(items) => items,
+        Value::Null => &[],
+        other => std::slice::from_ref(other),
     }
 }
 
@@ -779,22 +789,23 @@ fn date_of(v: &Value) -> Option<Timestamp> {
 
 fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
     let field = rule.field.read(entity);
+    let field: &Value = &field;
     let any_of = |candidates: &[Value]| {
-        as_list(&field)
+        as_list(field)
             .iter()
             .any(|f| candidates.iter().any(|c| equal(f, c)))
     };
-    let contains = |expected: &Value| match (&field, text(expected)) {
+    let contains = |expected: &Value| match (field, text(expected)) {
         (Value::Array(items), _) => items.iter().any(|i| equal(i, expected)),
-        (f, Some(needle)) => text(f).is_some_and(|hay| hay.contains(&needle)),
+        (f, Some(needle)) => text(f).is_some_and(|hay| hay.contains(needle.as_ref())),
         _ => false,
     };
-    let begins = |expected: &Value| matches!((text(&field), text(expected)), (Some(h), Some(n)) if h.starts_with(&n));
-    let ends = |expected: &Value| matches!((text(&field), text(expected)), (Some(h), Some(n)) if h.ends_with(&n));
-    let in_range = |range: &DateRange| date_of(&field).is_some_and(|at| range.contains(at, now));
+    let begins = |expected: &Value| matches!((text(field), text(expected)), (Some(h), Some(n)) if h.starts_with(n.as_ref()));
+    let ends = |expected: &Value| matches!((text(field), text(expected)), (Some(h), Some(n)) if h.ends_with(n.as_ref()));
+    let in_range = |range: &DateRange| date_of(field).is_some_and(|at| range.contains(at, now));
     match &rule.test {
-        Test::Equals(expected) => equal(&field, expected),
-        Test::NotEquals(expected) => !equal(&field, expected),
+        Test::Equals(expected) => equal(field, expected),
+        Test::NotEquals(expected) => !equal(field, expected),
         Test::In(candidates) | Test::ContainsAny(candidates) => any_of(candidates),
         Test::NotIn(candidates) => !any_of(candidates),
         Test::Contains(expected) => contains(expected),
@@ -806,7 +817,7 @@ fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
         Test::Compare(order, bound) => {
             let ordering = match bound {
                 Bound::Number(n) => field.as_f64().and_then(|f| f.partial_cmp(n)),
-                Bound::Date(at) => date_of(&field).map(|f| f.cmp(at)),
+                Bound::Date(at) => date_of(field).map(|f| f.cmp(at)),
             };
             ordering.is_some_and(|o| match order {
                 Order::Greater => o.is_gt(),
@@ -816,9 +827,9 @@ fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
             })
         }
         Test::Between(range) => in_range(range),
-        Test::NotBetween(range) => date_of(&field).is_some() && !in_range(range),
+        Test::NotBetween(range) => date_of(field).is_some() && !in_range(range),
         Test::IsEmpty | Test::IsNotEmpty => {
-            let empty = match &field {
+            let empty = match field {
                 Value::Null => true,
                 Value::String(s) => s.is_empty(),
                 Value::Array(a) => a.is_empty(),
@@ -828,8 +839,8 @@ fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
             empty == matches!(rule.test, Test::IsEmpty)
         }
         // A timer property expires at its date-time.
-        Test::IsExpired => date_of(&field).is_some_and(|at| at <= now),
-        Test::IsNotExpired => date_of(&field).is_some_and(|at| at > now),
+        Test::IsExpired => date_of(field).is_some_and(|at| at <= now),
+        Test::IsNotExpired => date_of(field).is_some_and(|at| at > now),
     }
 }
 
@@ -837,24 +848,29 @@ fn rule_matches(rule: &Rule, entity: &Entity, now: Timestamp) -> bool {
 // Running a search over the store
 // ---------------------------------------------------------------------------------------
 
-/// How much one search may read. Every search reads the store a page at a time and
-/// stops when it has examined `max_examined` entities or `max_examined_bytes` of their
-/// stored documents, whichever comes first.
+/// How much one search may do. A search reads the store a page at a time and stops
+/// before the entity that would take it past `max_examined` entities, past
+/// `max_examined_bytes` of their stored documents, or past `max_work`: each entity
+/// costs its document's size times one more than the query's rules, since each rule
+/// may read all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchLimits {
     pub max_examined: u64,
     pub max_examined_bytes: u64,
-    /// The most rows one store read returns.
+    pub max_work: u64,
+    /// The most rows one store read returns (a read holds at most this many
+    /// documents in memory).
     pub max_batch: usize,
-    /// Pages shrink so that one read holds about this many bytes of documents (the
-    /// first page is small, later ones follow the sizes seen).
-    pub batch_bytes: u64,
+    /// Pages shrink so that matching one costs about this much work (the first page
+    /// is small, later ones follow the sizes seen).
+    pub batch_work: u64,
 }
 
 impl SearchLimits {
     pub const DEFAULT_MAX_EXAMINED: u64 = 10_000;
     pub const DEFAULT_MAX_EXAMINED_BYTES: u64 = 32 * 1024 * 1024;
-    const FIRST_BATCH: usize = 16;
+    pub const DEFAULT_MAX_WORK: u64 = 256 * 1024 * 1024;
+    const FIRST_BATCH: usize = 4;
 }
 
 impl Default for SearchLimits {
@@ -862,8 +878,9 @@ impl Default for SearchLimits {
         Self {
             max_examined: Self::DEFAULT_MAX_EXAMINED,
             max_examined_bytes: Self::DEFAULT_MAX_EXAMINED_BYTES,
-            max_batch: 200,
-            batch_bytes: 1024 * 1024,
+            max_work: Self::DEFAULT_MAX_WORK,
+            max_batch: 100,
+            batch_work: 4 * 1024 * 1024,
         }
     }
 }
@@ -900,10 +917,11 @@ pub struct SearchPage {
     pub stopped: Option<Stopped>,
     pub examined: u64,
     pub examined_bytes: u64,
+    pub work: u64,
 }
 
-/// Runs a search: pages of the store in key order, each matched, until the scan ends,
-/// `limit` matches are found, or the budget is spent.
+/// Runs a search: pages of the store in key order, each entity matched, until the scan
+/// ends, `limit` matches are found, or the next entity would overrun the budget.
 pub async fn search<S>(
     store: &S,
     request: SearchRequest<'_>,
@@ -918,17 +936,19 @@ where
         stopped: None,
         examined: 0,
         examined_bytes: 0,
+        work: 0,
     };
+    let cost_per_byte = 1 + request.matcher.query.rules as u64;
     let mut after = request.after;
     let mut batch = SearchLimits::FIRST_BATCH.min(limits.max_batch).max(1);
     loop {
-        if page.examined >= limits.max_examined || page.examined_bytes >= limits.max_examined_bytes
-        {
+        let room = usize::try_from(limits.max_examined.saturating_sub(page.examined))
+            .unwrap_or(usize::MAX);
+        if room == 0 {
             page.stopped = Some(Stopped::Budget);
             page.resume_after = after;
             return Ok(page);
         }
-        let room = usize::try_from(limits.max_examined - page.examined).unwrap_or(usize::MAX);
         let want = batch.min(room);
         let scanned = store
             .scan_entities(
@@ -942,9 +962,19 @@ where
             )
             .await?;
         let got = scanned.entities.len();
-        page.examined += got as u64;
-        page.examined_bytes += scanned.bytes;
-        for entity in scanned.entities {
+        for (entity, size) in scanned.entities.into_iter().zip(scanned.sizes) {
+            let work = size.saturating_mul(cost_per_byte);
+            let over = page.examined_bytes.saturating_add(size) > limits.max_examined_bytes
+                || page.work.saturating_add(work) > limits.max_work;
+            // The first entity is always examined, so that every page makes progress.
+            if over && page.examined > 0 {
+                page.stopped = Some(Stopped::Budget);
+                page.resume_after = after;
+                return Ok(page);
+            }
+            page.examined += 1;
+            page.examined_bytes += size;
+            page.work += work;
             after = Some(EntityKey::of(&entity));
             if request.matcher.matches(&entity) {
                 page.entities.push(entity);
@@ -959,8 +989,10 @@ where
             return Ok(page);
         }
         // Follow the sizes seen, so that large documents come a few at a time.
-        let average = (scanned.bytes / got.max(1) as u64).max(1);
-        batch = usize::try_from(limits.batch_bytes / average)
+        let average = (scanned.bytes / got.max(1) as u64)
+            .saturating_mul(cost_per_byte)
+            .max(1);
+        batch = usize::try_from(limits.batch_work / average)
             .unwrap_or(usize::MAX)
             .clamp(1, limits.max_batch);
     }
@@ -971,9 +1003,10 @@ pub fn too_broad(limits: &SearchLimits) -> PortError {
     PortError::new(
         ErrorKind::SearchTooBroad,
         format!(
-            "the search would examine more than {} entities or {} MiB of them; narrow it with $blueprint or $identifier rules (=, in) at the top of an \"and\", or page through one blueprint with POST /v1/blueprints/{{blueprint}}/entities/search",
+            "the search would examine more than {} entities, {} MiB of them, or {} MiB times its rules; narrow it with $blueprint or $identifier rules (=, in) at the top of an \"and\", or page through one blueprint with POST /v1/blueprints/{{blueprint}}/entities/search",
             limits.max_examined,
-            limits.max_examined_bytes / (1024 * 1024)
+            limits.max_examined_bytes / (1024 * 1024),
+            limits.max_work / (1024 * 1024)
         ),
     )
 }

@@ -469,7 +469,9 @@ impl EntityStore for MemoryStore {
                     "title": entity.title, "icon": entity.icon, "team": entity.team,
                     "properties": entity.properties, "relations": entity.relations,
                 });
-                page.bytes += document.to_string().len() as u64;
+                let size = document.to_string().len() as u64;
+                page.bytes += size;
+                page.sizes.push(size);
                 page.entities.push(entity.clone());
             }
         }

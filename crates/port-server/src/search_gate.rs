@@ -1,7 +1,7 @@
 //! Entity searches take turns per organization: each search is bounded (see
-//! `port_core::search::SearchLimits`), and an organization runs at most
-//! [`SEARCHES_PER_ORG`] at once, so many parallel searches of one tenant queue behind
-//! each other instead of taking every core from the others. A search that waits
+//! `port_core::search::SearchLimits`), and an organization runs one at a time
+//! ([`SEARCHES_PER_ORG`]), so many parallel searches of one tenant queue behind each
+//! other and use at most one core, instead of taking every core from the others. A search that waits
 //! longer than [`SEARCH_QUEUE_WAIT`] for its turn is answered 429 `too_many_requests`.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use port_core::id::OrgId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Searches one organization runs at the same time.
-pub const SEARCHES_PER_ORG: usize = 2;
+pub const SEARCHES_PER_ORG: usize = 1;
 
 /// How long a search waits for its organization's turn before its 429.
 pub const SEARCH_QUEUE_WAIT: Duration = Duration::from_secs(5);

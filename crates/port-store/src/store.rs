@@ -810,6 +810,7 @@ impl EntityStore for SqlStore {
         for row in &rows {
             let (entity, size) = entity_and_size(row)?;
             page.bytes += size as u64;
+            page.sizes.push(size as u64);
             page.entities.push(entity);
         }
         Ok(page)

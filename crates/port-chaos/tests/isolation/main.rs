@@ -12,6 +12,7 @@ mod destinations;
 mod harness;
 mod metrics;
 mod odd_text;
+mod search;
 mod streams;
 mod templates;
 mod token;

@@ -567,8 +567,9 @@ pub async fn entity_search_budget(store: Shared) -> Result<()> {
     let limits = SearchLimits {
         max_examined: 7,
         max_examined_bytes: u64::MAX,
+        max_work: u64::MAX,
         max_batch: 3,
-        batch_bytes: 1,
+        batch_work: 1,
     };
     // Each request examines at most 7 entities and says where it stopped; following
     // the cursor finds every match once.
@@ -605,25 +606,35 @@ pub async fn entity_search_budget(store: Shared) -> Result<()> {
     ensure!(all == expected, "{all:?}");
     ensure!(requests == 5, "30 entities at 7 a request: {requests}");
 
-    // A byte budget stops a search too.
-    let page = search(
-        &*store,
-        SearchRequest {
-            org: &org,
-            matcher: &matcher,
-            scope: Scope::default(),
-            after: None,
-            limit: 100,
-        },
-        SearchLimits {
-            max_examined: 1000,
-            max_examined_bytes: 1,
-            max_batch: 2,
-            batch_bytes: 1,
-        },
-    )
-    .await?;
-    ensure!(page.stopped == Some(Stopped::Budget) && page.examined == 2);
+    // Byte and work budgets stop a search too, before the entity that would overrun
+    // them (but never before the first, so that each request makes progress).
+    for (bytes, work) in [(1, u64::MAX), (u64::MAX, 1)] {
+        let page = search(
+            &*store,
+            SearchRequest {
+                org: &org,
+                matcher: &matcher,
+                scope: Scope::default(),
+                after: None,
+                limit: 100,
+            },
+            SearchLimits {
+                max_examined: 1000,
+                max_examined_bytes: bytes,
+                max_work: work,
+                max_batch: 2,
+                batch_work: 1,
+            },
+        )
+        .await?;
+        ensure!(
+            page.stopped == Some(Stopped::Budget) && page.examined == 1,
+            "{:?} after {}",
+            page.stopped,
+            page.examined
+        );
+        ensure!(page.resume_after == Some(key("service", "svc-00")));
+    }
 
     // A full page says where the next one starts.
     let page = search(
