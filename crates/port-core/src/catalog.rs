@@ -296,3 +296,119 @@ impl Projection {
         shown
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity() -> Value {
+        json!({
+            "identifier": "svc", "title": "Service", "icon": null, "blueprint": "service",
+            "properties": { "language": "go", "region": "eu" },
+            "relations": { "owner": "team-a", "language": "x" },
+            "createdAt": "t", "createdBy": "u", "updatedAt": "t", "updatedBy": "u"
+        })
+    }
+
+    fn paths(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn show(include: &[&str], exclude: &[&str], style: PathStyle) -> Value {
+        Projection::parse(&paths(include), &paths(exclude), style)
+            .unwrap()
+            .apply(entity())
+    }
+
+    #[test]
+    fn include_keeps_dot_paths_in_the_entitys_order() {
+        assert_eq!(show(&[], &[], PathStyle::EntityJson), entity());
+        assert_eq!(
+            show(
+                &["properties.language", "identifier"],
+                &[],
+                PathStyle::EntityJson
+            ),
+            json!({ "identifier": "svc", "properties": { "language": "go" } })
+        );
+        assert_eq!(
+            show(
+                &["relations.owner", "blueprint", "properties.missing"],
+                &[],
+                PathStyle::EntityJson
+            ),
+            json!({ "blueprint": "service", "properties": {}, "relations": { "owner": "team-a" } })
+        );
+        // A path through a value that is not an object keeps nothing of it.
+        assert_eq!(show(&["title.x"], &[], PathStyle::EntityJson), json!({}));
+        assert_eq!(
+            show(
+                &["properties", "properties.language"],
+                &[],
+                PathStyle::EntityJson
+            )["properties"],
+            json!({ "language": "go", "region": "eu" })
+        );
+    }
+
+    #[test]
+    fn exclude_removes_paths_after_include() {
+        assert_eq!(
+            show(
+                &[],
+                &[
+                    "properties.region",
+                    "createdAt",
+                    "createdBy",
+                    "updatedAt",
+                    "updatedBy",
+                    "relations"
+                ],
+                PathStyle::EntityJson
+            ),
+            json!({ "identifier": "svc", "title": "Service", "icon": null, "blueprint": "service", "properties": { "language": "go" } })
+        );
+        assert_eq!(
+            show(
+                &["identifier", "properties"],
+                &["properties.language"],
+                PathStyle::EntityJson
+            ),
+            json!({ "identifier": "svc", "properties": { "region": "eu" } })
+        );
+    }
+
+    #[test]
+    fn search_bodies_may_name_properties_and_relations_by_identifier() {
+        assert_eq!(
+            show(
+                &["$identifier", "language", "$createdAt"],
+                &[],
+                PathStyle::Identifiers
+            ),
+            json!({ "identifier": "svc", "properties": { "language": "go" }, "relations": { "language": "x" }, "createdAt": "t" })
+        );
+        // In query parameters a bare name is a top-level key.
+        assert_eq!(show(&["language"], &[], PathStyle::EntityJson), json!({}));
+        assert_eq!(
+            show(&["identifier"], &[], PathStyle::Identifiers),
+            json!({ "identifier": "svc" })
+        );
+    }
+
+    #[test]
+    fn paths_are_checked_and_bounded() {
+        let err =
+            Projection::parse(&paths(&["properties..x"]), &[], PathStyle::EntityJson).unwrap_err();
+        assert!(
+            err.message.starts_with("include: \"properties..x\""),
+            "{}",
+            err.message
+        );
+        let many: Vec<String> = (0..=MAX_PROJECTION_PATHS)
+            .map(|i| format!("p{i}"))
+            .collect();
+        let err = Projection::parse(&[], &many, PathStyle::EntityJson).unwrap_err();
+        assert_eq!(err.message, "exclude: at most 100 paths");
+    }
+}

@@ -1010,3 +1010,189 @@ pub fn too_broad(limits: &SearchLimits) -> PortError {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(query: Value) -> Result<EntityQuery, PortError> {
+        EntityQuery::parse(&query, "query")
+    }
+
+    fn refusal(query: Value) -> String {
+        parse(query).unwrap_err().message
+    }
+
+    fn rule(property: &str, operator: &str, value: Value) -> Value {
+        json!({ "property": property, "operator": operator, "value": value })
+    }
+
+    #[test]
+    fn refusals_name_the_rule_at_fault() {
+        let one = |r: Value| json!({ "combinator": "and", "rules": [r] });
+        assert_eq!(
+            refusal(json!({ "combinator": "xor", "rules": [] })),
+            "query.combinator: must be \"and\" or \"or\""
+        );
+        assert!(
+            refusal(one(rule("x", "~", json!(1))))
+                .starts_with("query.rules[0].operator: must be one of")
+        );
+        assert_eq!(
+            refusal(one(rule("x", "in", json!("a")))),
+            "query.rules[0].value: must be an array for operator in"
+        );
+        assert_eq!(
+            refusal(one(json!({ "property": "x", "operator": "=" }))),
+            "query.rules[0].value: is required"
+        );
+        assert!(
+            refusal(one(rule("$owner", "=", json!("a"))))
+                .contains("is not a meta-property portd knows")
+        );
+        assert!(
+            refusal(one(rule("x", ">", json!("soon"))))
+                .contains("must be a number or an ISO-8601 date-time")
+        );
+        assert!(
+            refusal(one(rule("x", "between", json!({ "preset": "someday" }))))
+                .starts_with("query.rules[0].value.preset: must be one of")
+        );
+        assert!(
+            refusal(one(rule(
+                "x",
+                "between",
+                json!({ "from": "2023-01-01T00:00:00Z" })
+            )))
+            .starts_with("query.rules[0].value.to")
+        );
+        assert!(refusal(one(json!({ "property": { "property": "email", "context": "user" }, "operator": "=", "value": "a" }))).contains("has no users"));
+        assert!(
+            refusal(one(rule(
+                "x",
+                "=",
+                json!({ "property": "email", "context": "user" })
+            )))
+            .starts_with("query.rules[0].value")
+        );
+        assert!(
+            refusal(one(
+                json!({ "property": { "path": ["a"] }, "operator": "matchAny", "value": ["a"] })
+            ))
+            .contains("not supported")
+        );
+        assert!(
+            refusal(one(
+                json!({ "propertySchema": { "type": "string" }, "operator": "=", "value": "a" })
+            ))
+            .contains("not supported")
+        );
+        assert!(
+            refusal(one(json!({ "operator": "relatedTo", "value": "a" })))
+                .starts_with("query.rules[0].blueprint")
+        );
+        assert!(refusal(one(json!({ "operator": "relatedTo", "blueprint": "b", "value": "a", "direction": "sideways" }))).starts_with("query.rules[0].direction"));
+        assert!(refusal(json!("rules")).starts_with("query: must be an object"));
+    }
+
+    #[test]
+    fn queries_are_bounded() {
+        let mut deep = json!({ "combinator": "and", "rules": [] });
+        for _ in 0..=MAX_QUERY_DEPTH {
+            deep = json!({ "combinator": "and", "rules": [deep] });
+        }
+        assert!(refusal(deep).contains("levels deep"));
+        let many: Vec<Value> = (0..=MAX_QUERY_RULES)
+            .map(|i| rule("x", "=", json!(i)))
+            .collect();
+        assert!(
+            refusal(json!({ "combinator": "or", "rules": many })).contains("at most 100 rules")
+        );
+        let values: Vec<Value> = (0..=MAX_QUERY_VALUES).map(|i| json!(i)).collect();
+        assert!(
+            refusal(json!({ "combinator": "or", "rules": [rule("x", "in", json!(values))] }))
+                .contains("1000 values")
+        );
+        let fine: Vec<Value> = (0..MAX_QUERY_RULES)
+            .map(|i| rule("x", "=", json!(i)))
+            .collect();
+        assert_eq!(
+            parse(json!({ "combinator": "or", "rules": fine }))
+                .unwrap()
+                .rules,
+            100
+        );
+    }
+
+    #[test]
+    fn the_scope_comes_from_top_level_and_rules_only() {
+        let scope = |q: Value| parse(q).unwrap().scope();
+        let bps = |names: &[&str]| {
+            Some(
+                names
+                    .iter()
+                    .map(|n| BlueprintIdentifier::parse(n).unwrap())
+                    .collect::<BTreeSet<_>>(),
+            )
+        };
+        let s = scope(json!({ "combinator": "and", "rules": [
+            rule("$blueprint", "in", json!(["a", "b", "c"])),
+            rule("$blueprint", "!=", json!("b")),
+            rule("$blueprint", "in", json!(["b", "c"])),
+            rule("$identifier", "=", json!("x")),
+        ] }));
+        assert_eq!(s.blueprints, bps(&["b", "c"]));
+        assert_eq!(
+            s.identifiers,
+            Some(BTreeSet::from([EntityIdentifier::parse("x").unwrap()]))
+        );
+        // Under `or`, or nested, a rule does not bound the scan.
+        let s =
+            scope(json!({ "combinator": "or", "rules": [rule("$blueprint", "=", json!("a"))] }));
+        assert_eq!(s, Scope::default());
+        let s = scope(
+            json!({ "combinator": "and", "rules": [{ "combinator": "and", "rules": [rule("$blueprint", "=", json!("a"))] }] }),
+        );
+        assert_eq!(s, Scope::default());
+        // A lone rule is its own top; within() narrows further.
+        let s = scope(rule("$blueprint", "=", json!("a")));
+        assert_eq!(
+            s.clone()
+                .within(&BlueprintIdentifier::parse("a").unwrap())
+                .blueprints,
+            bps(&["a"])
+        );
+        assert_eq!(
+            s.within(&BlueprintIdentifier::parse("z").unwrap())
+                .blueprints,
+            bps(&[])
+        );
+    }
+
+    #[test]
+    fn presets_count_back_from_now() {
+        // 2023-11-14T22:13:20Z.
+        let now = Timestamp::from_unix_millis(1_700_000_000_000);
+        let (from, to) = Preset::Today.range(now);
+        assert_eq!(from.to_string(), "2023-11-14T00:00:00.000Z");
+        assert_eq!(to.to_string(), "2023-11-14T23:59:59.999Z");
+        assert_eq!(
+            Preset::Tomorrow.range(now).0.to_string(),
+            "2023-11-15T00:00:00.000Z"
+        );
+        assert_eq!(
+            Preset::Yesterday.range(now).1.to_string(),
+            "2023-11-13T23:59:59.999Z"
+        );
+        assert_eq!(
+            Preset::LastWeek.range(now),
+            (now.plus_millis(-7 * DAY_MS), now)
+        );
+        assert_eq!(
+            Preset::Last12Months.range(now).0,
+            now.plus_millis(-365 * DAY_MS)
+        );
+    }
+}
