@@ -11,6 +11,7 @@ mod entities;
 mod errors;
 mod files;
 mod github_action;
+mod github_action_bundle;
 mod hooks;
 mod log_stream;
 mod openapi_doc;
