@@ -185,6 +185,8 @@ const ENTITY_ANSWER_KEYS: [&str; 12] = [
 struct PathTree {
     whole: bool,
     children: std::collections::BTreeMap<String, PathTree>,
+    /// How many paths were given (at the root).
+    paths: usize,
 }
 
 impl PathTree {
@@ -209,11 +211,15 @@ impl PathTree {
         for entry in entries {
             let trimmed = entry.trim();
             let meta = trimmed.strip_prefix('$');
-            let path: Vec<&str> = meta.unwrap_or(trimmed).split('.').collect();
-            if path.iter().any(|segment| segment.is_empty()) {
-                return Err(PortError::invalid(format!(
-                    "{what}: {entry:?} is not a path into the entity (segments joined by dots)"
-                )));
+            // Empty segments (`a..b`, a trailing dot) and empty entries name nothing:
+            // they are skipped, as clients split and join these lists loosely.
+            let path: Vec<&str> = meta
+                .unwrap_or(trimmed)
+                .split('.')
+                .filter(|segment| !segment.is_empty())
+                .collect();
+            if path.is_empty() {
+                continue;
             }
             let bare_identifier = style == PathStyle::Identifiers
                 && meta.is_none()
@@ -225,6 +231,7 @@ impl PathTree {
             } else {
                 tree.insert(&path);
             }
+            tree.paths += 1;
         }
         Ok(tree)
     }
@@ -269,18 +276,15 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Parses the entries; an empty or absent `include` keeps everything.
+    /// Parses the entries; an `include` without a path keeps everything.
     pub fn parse(
         include: &[String],
         exclude: &[String],
         style: PathStyle,
     ) -> Result<Self, PortError> {
+        let include = PathTree::parse(include, style, "include")?;
         Ok(Self {
-            include: if include.is_empty() {
-                None
-            } else {
-                Some(PathTree::parse(include, style, "include")?)
-            },
+            include: (include.paths > 0).then_some(include),
             exclude: PathTree::parse(exclude, style, "exclude")?,
         })
     }
@@ -397,14 +401,16 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_checked_and_bounded() {
-        let err =
-            Projection::parse(&paths(&["properties..x"]), &[], PathStyle::EntityJson).unwrap_err();
-        assert!(
-            err.message.starts_with("include: \"properties..x\""),
-            "{}",
-            err.message
+    fn paths_are_read_loosely_and_bounded() {
+        assert_eq!(
+            show(
+                &["properties..language.", " ", ""],
+                &["", "."],
+                PathStyle::EntityJson
+            ),
+            json!({ "properties": { "language": "go" } })
         );
+        assert_eq!(show(&["", " "], &[], PathStyle::EntityJson), entity());
         let many: Vec<String> = (0..=MAX_PROJECTION_PATHS)
             .map(|i| format!("p{i}"))
             .collect();

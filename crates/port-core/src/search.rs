@@ -302,8 +302,10 @@ pub enum Node {
 pub struct EntityQuery {
     pub root: Node,
     pub related: Vec<RelatedTo>,
-    /// How many rules (leaves) it holds: what each entity examined costs.
-    pub rules: usize,
+    /// What matching costs per byte of an entity: one, plus one per group, plus per
+    /// rule its number of values (at least one), since a rule compares each value
+    /// with at most the whole document.
+    pub weight: usize,
 }
 
 const OPERATORS: &str = "=, !=, in, notIn, containsAny, contains, doesNotContains, beginsWith, doesNotBeginsWith, endsWith, doesNotEndsWith, >, >=, <, <=, between, notBetween, isEmpty, isNotEmpty, isExpired, isNotExpired, relatedTo";
@@ -312,6 +314,7 @@ const OPERATORS: &str = "=, !=, in, notIn, containsAny, contains, doesNotContain
 #[derive(Default)]
 struct Parser {
     rules: usize,
+    groups: usize,
     values: usize,
     related: Vec<RelatedTo>,
 }
@@ -363,6 +366,13 @@ impl Parser {
                 .get("rules")
                 .and_then(Value::as_array)
                 .ok_or_else(|| invalid(&format!("{path}.rules"), "must be an array"))?;
+            if rules.len() > MAX_QUERY_RULES {
+                return Err(invalid(
+                    &format!("{path}.rules"),
+                    format!("a group holds at most {MAX_QUERY_RULES} rules"),
+                ));
+            }
+            self.groups += 1;
             let rules = rules
                 .iter()
                 .enumerate()
@@ -402,7 +412,8 @@ impl Parser {
             }
         };
         let field = Field::parse(property, &format!("{path}.property"))?;
-        if value.is_object() && !matches!(op, "between" | "notBetween" | "=") {
+        let needs_value = !matches!(op, "isEmpty" | "isNotEmpty" | "isExpired" | "isNotExpired");
+        if needs_value && value.is_object() && !matches!(op, "between" | "notBetween" | "=") {
             return Err(invalid(
                 &value_path,
                 "values that refer to the calling user's context are not supported by portd (it has no users)",
@@ -414,7 +425,6 @@ impl Parser {
                 .cloned()
                 .ok_or_else(|| invalid(&value_path, format!("must be an array for operator {op}")))
         };
-        let needs_value = !matches!(op, "isEmpty" | "isNotEmpty" | "isExpired" | "isNotExpired");
         if needs_value && !map.contains_key("value") {
             return Err(invalid(&value_path, "is required"));
         }
@@ -476,6 +486,13 @@ impl Parser {
     }
 
     fn related(&mut self, map: &Map<String, Value>, path: &str) -> Result<Node, PortError> {
+        const KEYS: [&str; 5] = ["operator", "blueprint", "value", "direction", "required"];
+        if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(invalid(
+                &format!("{path}.{key}"),
+                "is not a key of a relatedTo rule",
+            ));
+        }
         let blueprint = map
             .get("blueprint")
             .and_then(Value::as_str)
@@ -499,10 +516,10 @@ impl Parser {
                 ));
             }
         };
-        let direction = match map.get("direction").and_then(Value::as_str) {
+        let direction = match map.get("direction") {
             None => Direction::Both,
-            Some("upstream") => Direction::Upstream,
-            Some("downstream") => Direction::Downstream,
+            Some(Value::String(d)) if d == "upstream" => Direction::Upstream,
+            Some(Value::String(d)) if d == "downstream" => Direction::Downstream,
             Some(_) => {
                 return Err(invalid(
                     &format!("{path}.direction"),
@@ -535,7 +552,7 @@ impl EntityQuery {
         Ok(Self {
             root,
             related: parser.related,
-            rules: parser.rules,
+            weight: 1 + parser.groups + parser.values,
         })
     }
 
@@ -920,6 +937,14 @@ pub struct SearchPage {
     pub work: u64,
 }
 
+impl SearchPage {
+    /// It stopped for its budget before examining anything: a next page would stop
+    /// there too.
+    pub fn stuck(&self) -> bool {
+        self.stopped == Some(Stopped::Budget) && self.examined == 0
+    }
+}
+
 /// Runs a search: pages of the store in key order, each entity matched, until the scan
 /// ends, `limit` matches are found, or the next entity would overrun the budget.
 pub async fn search<S>(
@@ -938,7 +963,7 @@ where
         examined_bytes: 0,
         work: 0,
     };
-    let cost_per_byte = 1 + request.matcher.query.rules as u64;
+    let cost_per_byte = request.matcher.query.weight as u64;
     let mut after = request.after;
     let mut batch = SearchLimits::FIRST_BATCH.min(limits.max_batch).max(1);
     loop {
@@ -966,8 +991,9 @@ where
             let work = size.saturating_mul(cost_per_byte);
             let over = page.examined_bytes.saturating_add(size) > limits.max_examined_bytes
                 || page.work.saturating_add(work) > limits.max_work;
-            // The first entity is always examined, so that every page makes progress.
-            if over && page.examined > 0 {
+            // An entity that alone overruns the budget stops the search without being
+            // examined: then the search made no progress (see `SearchPage::stuck`).
+            if over {
                 page.stopped = Some(Stopped::Budget);
                 page.resume_after = after;
                 return Ok(page);
@@ -1095,6 +1121,25 @@ mod tests {
         );
         assert!(refusal(one(json!({ "operator": "relatedTo", "blueprint": "b", "value": "a", "direction": "sideways" }))).starts_with("query.rules[0].direction"));
         assert!(refusal(json!("rules")).starts_with("query: must be an object"));
+        assert!(
+            refusal(one(
+                json!({ "operator": "relatedTo", "blueprint": "b", "value": "a", "direction": {} })
+            ))
+            .starts_with("query.rules[0].direction")
+        );
+        assert!(
+            refusal(one(
+                json!({ "operator": "relatedTo", "blueprint": "b", "value": "a", "depth": 2 })
+            ))
+            .starts_with("query.rules[0].depth: is not a key")
+        );
+        // Operators without a value ignore one.
+        assert!(
+            parse(one(
+                json!({ "property": "x", "operator": "isEmpty", "value": { "a": 1 } })
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
@@ -1121,9 +1166,22 @@ mod tests {
         assert_eq!(
             parse(json!({ "combinator": "or", "rules": fine }))
                 .unwrap()
-                .rules,
-            100
+                .weight,
+            1 + 1 + 100
         );
+        let groups: Vec<Value> = (0..=MAX_QUERY_RULES)
+            .map(|_| json!({ "combinator": "or", "rules": [] }))
+            .collect();
+        assert!(
+            refusal(json!({ "combinator": "or", "rules": groups }))
+                .contains("a group holds at most 100 rules")
+        );
+        let weighed = parse(json!({ "combinator": "and", "rules": [
+            { "combinator": "or", "rules": [rule("x", "in", json!([1, 2, 3]))] },
+            json!({ "property": "x", "operator": "isEmpty" }),
+        ] }))
+        .unwrap();
+        assert_eq!(weighed.weight, 1 + 2 + 3 + 1);
     }
 
     #[test]

@@ -503,10 +503,10 @@ fn core_schemas() -> Value {
             "required": ["query"],
             "properties": {
                 "query": schema_ref("SearchQuery"),
-                "include": { "type": "array", "items": { "type": "string" } },
-                "exclude": { "type": "array", "items": { "type": "string" } },
+                "include": { "type": "array", "maxItems": 100, "items": { "type": "string" } },
+                "exclude": { "type": "array", "maxItems": 100, "items": { "type": "string" } },
                 "limit": { "type": "integer", "minimum": 1, "maximum": 1000 },
-                "from": { "type": "string" },
+                "from": entity_identifier(),
             },
         },
         "AuditsResponse": envelope("audits", json!({ "type": "array", "items": object })),
@@ -792,7 +792,7 @@ fn definition_schemas() -> Value {
             ],
         },
         "SearchQuery": {
-            "description": "{combinator: and|or, rules: [rule | nested query]}. A rule is {property, operator, value} where property is a property or relation key or one of $identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy; or {operator: relatedTo, blueprint, value, direction?} for entities one relation away from the given ones. Queries nest at most 16 levels deep and hold at most 100 rules and 1000 values.",
+            "description": "{combinator: and|or, rules: [rule | nested query]}. A rule is {property, operator, value} where property is a property or relation key or one of $identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy; or {operator: relatedTo, blueprint, value, direction?} for entities one relation away from the given ones. Queries nest at most 16 levels deep and hold at most 100 rules, 100 groups (of at most 100 rules each) and 1000 values.",
             "anyOf": [
                 {
                     "title": "Group",

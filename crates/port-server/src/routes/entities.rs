@@ -711,6 +711,9 @@ pub(crate) async fn search(
         .transpose()?;
     let scope = query.scope().within(&blueprint.identifier);
     let page = searched(&state, &caller, &query, scope, after, limit).await?;
+    if page.stuck() {
+        return Err(too_broad(&SearchLimits::default()).into());
+    }
     let mut response = Map::new();
     response.insert("ok".into(), Value::Bool(true));
     if let Some(resume) = &page.resume_after {

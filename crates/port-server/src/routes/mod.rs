@@ -143,6 +143,9 @@ const fn repeated(name: &'static str, description: &'static str) -> QueryParam {
     }
 }
 
+/// Text without NUL, which every query value must be (see `extract`).
+const NUL_FREE: &str = "^[^\\u0000]*$";
+
 /// Port's run id (`r_` and 16 alphanumerics).
 pub const RUN_ID_PATTERN: &str = "^r_[A-Za-z0-9]{16}$";
 
@@ -277,12 +280,14 @@ const ENTITY_WRITE_FLAGS: &[QueryParam] = &[
 const ENTITY_PROJECTION: &[QueryParam] = &[
     repeated(
         "include",
-        "Only these parts of each entity: dot paths into its JSON (`identifier`, `properties.language`, `relations.owner`); repeat the parameter for more.",
-    ),
+        "Only these parts of each entity: dot paths into its JSON (`identifier`, `properties.language`, `relations.owner`); repeat the parameter for more (at most 100).",
+    )
+    .matching(NUL_FREE),
     repeated(
         "exclude",
-        "Leave these parts out (the same paths as `include`).",
-    ),
+        "Leave these parts out (the same paths as `include`; at most 100).",
+    )
+    .matching(NUL_FREE),
     param(
         "exclude_calculated_properties",
         ParamKind::Boolean,

@@ -607,8 +607,24 @@ pub async fn entity_search_budget(store: Shared) -> Result<()> {
     ensure!(requests == 5, "30 entities at 7 a request: {requests}");
 
     // Byte and work budgets stop a search too, before the entity that would overrun
-    // them (but never before the first, so that each request makes progress).
-    for (bytes, work) in [(1, u64::MAX), (u64::MAX, 1)] {
+    // them; one that alone would is not examined, and the search is stuck.
+    let one_entity = store
+        .scan_entities(
+            &org,
+            &EntityScan {
+                limit: 1,
+                ..EntityScan::default()
+            },
+        )
+        .await?
+        .bytes;
+    let weight = query.weight as u64;
+    for (bytes, work) in [
+        (one_entity, u64::MAX),
+        (u64::MAX, one_entity * weight),
+        (one_entity - 1, u64::MAX),
+        (u64::MAX, one_entity * weight - 1),
+    ] {
         let page = search(
             &*store,
             SearchRequest {
@@ -627,13 +643,16 @@ pub async fn entity_search_budget(store: Shared) -> Result<()> {
             },
         )
         .await?;
+        let fits = bytes >= one_entity && work >= one_entity * weight;
         ensure!(
-            page.stopped == Some(Stopped::Budget) && page.examined == 1,
+            page.stopped == Some(Stopped::Budget) && page.examined == u64::from(fits),
             "{:?} after {}",
             page.stopped,
             page.examined
         );
-        ensure!(page.resume_after == Some(key("service", "svc-00")));
+        ensure!(page.stuck() == !fits);
+        let resume = fits.then(|| key("service", "svc-00"));
+        ensure!(page.resume_after == resume, "{:?}", page.resume_after);
     }
 
     // A full page says where the next one starts.
