@@ -159,8 +159,9 @@ pub enum PathStyle {
     /// Query parameters (Port's `include[]`, `exclude[]`): dot paths into the entity's
     /// JSON, such as `identifier`, `properties.language`, `relations.owner`.
     EntityJson,
-    /// Search bodies: the same, and also a bare property or relation identifier
-    /// (`language`), with meta-properties written `$identifier`, `$createdAt`…
+    /// Search bodies: the same, and a bare name is also a property or relation
+    /// identifier (`language`); meta-properties may be written `$identifier`,
+    /// `$createdAt`…
     Identifiers,
 }
 
@@ -221,14 +222,16 @@ impl PathTree {
             if path.is_empty() {
                 continue;
             }
-            let bare_identifier = style == PathStyle::Identifiers
-                && meta.is_none()
-                && path.len() == 1
-                && !ENTITY_ANSWER_KEYS.contains(&path[0]);
+            // Port's search bodies name properties and relations by identifier
+            // (`language`) and meta-properties with `$`; a bare top-level key
+            // (`identifier`) is taken as that key too, as clients also write it so.
+            let bare_identifier =
+                style == PathStyle::Identifiers && meta.is_none() && path.len() == 1;
             if bare_identifier {
                 tree.insert(&["properties", path[0]]);
                 tree.insert(&["relations", path[0]]);
-            } else {
+            }
+            if !bare_identifier || ENTITY_ANSWER_KEYS.contains(&path[0]) {
                 tree.insert(&path);
             }
             tree.paths += 1;
@@ -236,20 +239,23 @@ impl PathTree {
         Ok(tree)
     }
 
-    /// The parts of `value` on one of the paths; `None` when nothing is.
+    /// The parts of `value` on one of the paths; `None` when nothing is (an object
+    /// none of whose keys is on a path is left out, not shown empty).
     fn keep(&self, value: Value) -> Option<Value> {
         if self.whole {
             return Some(value);
         }
         match value {
-            Value::Object(map) => Some(Value::Object(
-                map.into_iter()
+            Value::Object(map) => {
+                let kept: Map<String, Value> = map
+                    .into_iter()
                     .filter_map(|(key, v)| {
                         let child = self.children.get(&key)?;
                         child.keep(v).map(|kept| (key, kept))
                     })
-                    .collect(),
-            )),
+                    .collect();
+                (!kept.is_empty()).then_some(Value::Object(kept))
+            }
             _ => None,
         }
     }
@@ -341,7 +347,7 @@ mod tests {
                 &[],
                 PathStyle::EntityJson
             ),
-            json!({ "blueprint": "service", "properties": {}, "relations": { "owner": "team-a" } })
+            json!({ "blueprint": "service", "relations": { "owner": "team-a" } })
         );
         // A path through a value that is not an object keeps nothing of it.
         assert_eq!(show(&["title.x"], &[], PathStyle::EntityJson), json!({}));

@@ -12,7 +12,8 @@
 //! Supported: the string, number, date, empty and expiry operators, `containsAny`,
 //! nested `{combinator, rules}` groups, the meta-properties `$identifier`, `$title`,
 //! `$icon`, `$team`, `$blueprint`, `$createdAt`, `$updatedAt`, `$createdBy`,
-//! `$updatedBy`, property and relation keys, and `relatedTo` over direct relations
+//! `$updatedBy` (and `$datasource`, always empty here), property and relation keys,
+//! and `relatedTo` over direct relations
 //! (one hop). Refused with a message: `matchAny`, property-schema rules and rules
 //! whose property or value refers to the calling user (portd has no users).
 
@@ -62,12 +63,15 @@ pub enum Field {
     UpdatedAt,
     CreatedBy,
     UpdatedBy,
+    /// Where the entity came from, which Port derives from its writer's User-Agent
+    /// (Ocean searches on it). portd records none: the field is always empty.
+    Datasource,
     /// A property, or else a relation, of that key.
     Property(String),
 }
 
 impl Field {
-    const META: &'static str = "$identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy";
+    const META: &'static str = "$identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy, $datasource";
 
     fn parse(raw: &str, path: &str) -> Result<Self, PortError> {
         Ok(match raw {
@@ -80,6 +84,7 @@ impl Field {
             "$updatedAt" => Self::UpdatedAt,
             "$createdBy" => Self::CreatedBy,
             "$updatedBy" => Self::UpdatedBy,
+            "$datasource" => Self::Datasource,
             meta if meta.starts_with('$') => {
                 return Err(invalid(
                     path,
@@ -110,6 +115,7 @@ impl Field {
             Self::UpdatedAt => owned(entity.stamp.updated_at.to_string()),
             Self::CreatedBy => owned(entity.stamp.created_by.clone()),
             Self::UpdatedBy => owned(entity.stamp.updated_by.clone()),
+            Self::Datasource => Cow::Owned(Value::Null),
             Self::Property(key) => entity
                 .properties
                 .get(key)

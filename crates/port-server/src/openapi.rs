@@ -792,7 +792,7 @@ fn definition_schemas() -> Value {
             ],
         },
         "SearchQuery": {
-            "description": "{combinator: and|or, rules: [rule | nested query]}. A rule is {property, operator, value} where property is a property or relation key or one of $identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy; or {operator: relatedTo, blueprint, value, direction?} for entities one relation away from the given ones. Queries nest at most 16 levels deep and hold at most 100 rules, 100 groups (of at most 100 rules each) and 1000 values.",
+            "description": "{combinator: and|or, rules: [rule | nested query]}. A rule is {property, operator, value} where property is a property or relation key or one of $identifier, $title, $icon, $team, $blueprint, $createdAt, $updatedAt, $createdBy, $updatedBy, $datasource (portd records no data source: always empty); or {operator: relatedTo, blueprint, value, direction?} for entities one relation away from the given ones. Queries nest at most 16 levels deep and hold at most 100 rules, 100 groups (of at most 100 rules each) and 1000 values.",
             "anyOf": [
                 {
                     "title": "Group",
@@ -885,7 +885,7 @@ fn definition_schemas() -> Value {
 }
 
 /// A search rule's `property`: any key, or one of the meta-properties portd knows.
-const SEARCH_PROPERTY_PATTERN: &str = "^(?:[^$][\\s\\S]*|\\$(?:identifier|title|icon|team|blueprint|createdAt|updatedAt|createdBy|updatedBy))?$";
+const SEARCH_PROPERTY_PATTERN: &str = "^(?:[^$][\\s\\S]*|\\$(?:identifier|title|icon|team|blueprint|createdAt|updatedAt|createdBy|updatedBy|datasource))?$";
 
 /// `if type is kind then these fields are required, with these shapes`.
 fn invocation_kind(kind: &str, required: &[(&str, &str)], extra: Value) -> Value {

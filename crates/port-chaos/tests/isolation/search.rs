@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, ensure};
 use port_chaos::api::Api;
 use port_chaos::isolation::{Tenants, TenantsOptions};
+use port_store::ScratchSchema;
 use serde_json::{Value, json};
 
 /// More entities than a search examines (10 000).
@@ -100,10 +101,30 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn costly_searches_of_a_large_catalog_are_the_attackers_4xx() {
-    let mut tenants = Tenants::start(TenantsOptions::default()).await.unwrap();
+    costly_searches(TenantsOptions::default(), "SQLite").await;
+}
+
+/// The same on PostgreSQL, whose scans are the other implementation of the store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costly_searches_of_a_large_catalog_are_the_attackers_4xx_on_postgres() {
+    let Ok(base_url) = std::env::var("PORT_TEST_DATABASE_URL") else {
+        port_chaos::visible("skipped: PORT_TEST_DATABASE_URL not set");
+        return;
+    };
+    let schema = ScratchSchema::create(&base_url, "isolation").await.unwrap();
+    costly_searches(
+        TenantsOptions::default().database_url(schema.url()),
+        "PostgreSQL",
+    )
+    .await;
+    schema.drop_now().await.unwrap();
+}
+
+async fn costly_searches(options: TenantsOptions, backend: &str) {
+    let mut tenants = Tenants::start(options).await.unwrap();
     fill(&tenants.attacker).await.unwrap();
     let report = tenants
-        .under_attack("costly entity searches", |attacker| async move {
+        .under_attack(&format!("costly entity searches ({backend})"), |attacker| async move {
             let mut searchers = Vec::new();
             for n in 0..PARALLEL {
                 let attacker = attacker.clone();

@@ -485,3 +485,111 @@ async fn run_id_binds_changes_while_the_run_is_in_progress() {
         .await
         .expect_error(404, "not_found");
 }
+
+/// Ocean's resync search (port-ocean 0.48.12, `mixins/entities.py`): repeated `include`,
+/// `exclude_calculated_properties`, and `$datasource` rules. portd records no data
+/// source, so those rules match nothing: Ocean then sees none of its entities to
+/// reconcile, and deletes nothing.
+#[tokio::test]
+async fn ocean_resync_search_is_answered() {
+    let h = harness().await;
+    h.post(
+        "/v1/blueprints/service/entities",
+        json!({ "identifier": "svc", "properties": { "language": "go" } }),
+    )
+    .await
+    .expect(201);
+    let body = json!({ "combinator": "and", "rules": [
+        { "property": "$blueprint", "operator": "=", "value": "service" },
+        { "property": "$datasource", "operator": "contains", "value": "port-ocean/github/" },
+        { "property": "$datasource", "operator": "contains", "value": "/my-github-integration/exporter" }
+    ] });
+    let uri = "/v1/entities/search?exclude_calculated_properties=true&include=blueprint&include=identifier";
+    let found = h
+        .raw(
+            axum::http::Method::POST,
+            uri,
+            Some(&h.token),
+            &[
+                ("content-type", "application/json"),
+                (
+                    "user-agent",
+                    "port-ocean/github/1.0.0/my-github-integration/exporter",
+                ),
+            ],
+            axum::body::Body::from(body.to_string()),
+        )
+        .await
+        .expect(200);
+    assert_eq!(found["entities"], json!([]));
+    // Without the data source rules, the same search finds the entity, projected.
+    let found = h
+        .post(
+            uri,
+            json!({ "combinator": "and", "rules": [{ "property": "$blueprint", "operator": "=", "value": "service" }] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        found["entities"],
+        json!([{ "identifier": "svc", "blueprint": "service" }])
+    );
+    // `include[]=` (bracket form) and a single value work too; a bad flag is refused.
+    let found = h
+        .post(
+            "/v1/entities/search?include[]=identifier",
+            json!({ "combinator": "and", "rules": [] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(found["entities"], json!([{ "identifier": "svc" }]));
+    h.post(
+        "/v1/entities/search?exclude_calculated_properties=yes",
+        json!({ "combinator": "and", "rules": [] }),
+    )
+    .await
+    .expect_error(422, "invalid_request");
+}
+
+#[tokio::test]
+async fn blueprint_search_bodies_include_by_identifier_and_list_takes_include() {
+    let h = harness().await;
+    h.post(
+        "/v1/blueprints/team/entities",
+        json!({ "identifier": "platform" }),
+    )
+    .await
+    .expect(201);
+    h.post(
+        "/v1/blueprints/service/entities",
+        json!({ "identifier": "svc", "title": "Svc", "properties": { "language": "go", "replicas": 2 }, "relations": { "team": "platform" } }),
+    )
+    .await
+    .expect(201);
+    let page = h
+        .post(
+            "/v1/blueprints/service/entities/search",
+            json!({ "query": { "combinator": "and", "rules": [] }, "include": ["$identifier", "language", "team"], "exclude": ["properties.replicas"] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        page["entities"],
+        json!([{ "identifier": "svc", "properties": { "language": "go" }, "relations": { "team": "platform" } }])
+    );
+    let list = h
+        .get("/v1/blueprints/service/entities?include=identifier&include=relations.team")
+        .await
+        .expect(200);
+    assert_eq!(
+        list["entities"],
+        json!([{ "identifier": "svc", "relations": { "team": "platform" } }])
+    );
+    // A cursor that no page gave is refused.
+    h.post(
+        "/v1/blueprints/service/entities/search",
+        json!({ "query": { "combinator": "and", "rules": [] }, "from": "not an identifier" }),
+    )
+    .await
+    .expect_error(422, "invalid_request");
+}
