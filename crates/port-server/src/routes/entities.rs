@@ -639,7 +639,11 @@ fn searches_busy() -> ApiError {
     )
 }
 
-/// Runs a search in one of the organization's turns, within the default budget.
+/// Runs a search in one of the organization's turns, within the default budget, on a
+/// blocking thread: matching is CPU work in bursts (a rule may read a whole large
+/// document), which must not hold up the runtime's workers and the requests of other
+/// organizations they serve. The turn goes with the search, so a caller that hangs up
+/// does not free its organization's turn while its search still runs.
 async fn searched(
     state: &AppState,
     caller: &Caller,
@@ -648,26 +652,38 @@ async fn searched(
     after: Option<EntityKey>,
     limit: usize,
 ) -> ApiResult<SearchPage> {
-    let _turn = state
+    let turn = state
         .searches()
         .turn(&caller.org_id, SEARCH_QUEUE_WAIT)
         .await
         .ok_or_else(searches_busy)?;
-    let store = state.store().as_ref();
-    let matcher = Matcher::resolve(query, store, &caller.org_id, state.clock().now()).await?;
-    let page = run_search(
-        store,
-        SearchRequest {
-            org: &caller.org_id,
-            matcher: &matcher,
-            scope,
-            after,
-            limit,
-        },
-        SearchLimits::default(),
-    )
-    .await?;
-    Ok(page)
+    let state = state.clone();
+    let org = caller.org_id.clone();
+    let query = query.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let work = move || {
+        runtime.block_on(async move {
+            let _turn = turn;
+            let store = state.store().as_ref();
+            let matcher = Matcher::resolve(&query, store, &org, state.clock().now()).await?;
+            run_search(
+                store,
+                SearchRequest {
+                    org: &org,
+                    matcher: &matcher,
+                    scope,
+                    after,
+                    limit,
+                },
+                SearchLimits::default(),
+            )
+            .await
+        })
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the search thread failed: {e}")))?
+        .map_err(ApiError::from)
 }
 
 /// `POST …/entities/search`: entities of the blueprint matching `query`, by
