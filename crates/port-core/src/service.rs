@@ -1,4 +1,6 @@
-//! Application services: the use cases of runs, written against the ports.
+//! Application services: the use cases of runs, written against the ports; the routes
+//! of runners ([`pull`]) and of the organization and its integrations have their own
+//! files here.
 //!
 //! Every method takes the [`Caller`] (its organization and identity) and only ever
 //! reads or writes that organization's data. Run changes go through
@@ -28,6 +30,11 @@ use crate::run::{
 };
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
+
+mod organization;
+pub mod pull;
+
+pub use pull::{ClaimRequest, ClaimedRun, PORT_AGENT_INSTALLATION};
 
 /// How long an idempotency key returns the same run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;

@@ -259,6 +259,32 @@ pub(crate) async fn patch(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResponseBody {
+    /// Any JSON value: Port's agent sends the target's JSON answer, or its text.
+    response: Value,
+}
+
+/// `PATCH /v1/actions/runs/{run_id}/response` `{response}` → `{ok, run}` (v2): stores
+/// what the run's backend answered as the run's `response` (Port's agent reports a
+/// synchronized run's answer this way, then sets the status itself). 422
+/// `run_exhausted` once the run has ended, unless the same response is sent again.
+pub(crate) async fn report_response(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<ResponseBody>,
+) -> ApiResult<Json<Value>> {
+    let version = query.version_or_v2()?;
+    let run = state
+        .services()
+        .report_response(&caller, &run_id, body.response)
+        .await?;
+    Ok(ok("run", run.to_json(version)))
+}
+
+#[derive(Deserialize)]
 enum DecisionWire {
     #[serde(rename = "APPROVE")]
     Approve,
@@ -274,7 +300,8 @@ pub(crate) struct ApprovalBody {
     description: Option<String>,
 }
 
-/// `PATCH /v1/actions/runs/{run_id}/approval` → 201 `{ok, run}`.
+/// `PATCH /v1/actions/runs/{run_id}/approval` → 201 `{ok, run}`, the run in Port's
+/// documented (v2) shape unless `version=v1`.
 pub(crate) async fn approval(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -282,7 +309,7 @@ pub(crate) async fn approval(
     query: QueryParams,
     ApiJson(body): ApiJson<ApprovalBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let version = query.version()?;
+    let version = query.version_or_v2()?;
     let services = state.services();
     let run = match body.status {
         DecisionWire::Approve => services.approve(&caller, &run_id, body.description).await?,
