@@ -409,13 +409,15 @@ fn rows<T>(rows: Vec<Row>, decode: impl Fn(&Row) -> StoreResult<T>) -> StoreResu
 // Shared statements
 // ---------------------------------------------------------------------------------------
 
-async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery) -> StoreResult<()> {
-    // The evaluated invocation's type, in a column of its own so agent claims can be
-    // routed by it through an index.
+/// Writes a delivery of `run`.
+async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery, run: &Run) -> StoreResult<()> {
+    // The evaluated invocation's type and the run's action, in columns of their own so
+    // agent claims route by the one (through an index) and exclude by the other
+    // without reading the runs.
     let invocation_type = d.request.get("type").and_then(Value::as_str);
     let sql = Sql::new(format!(
-        "INSERT INTO deliveries ({DELIVERY_COLUMNS}, invocation_type) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, NULL, NULL, $10, $10, $11)"
+        "INSERT INTO deliveries ({DELIVERY_COLUMNS}, invocation_type, action_identifier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, NULL, NULL, $10, $10, $11, $12)"
     ))
     .bind(&d.id)
     .bind(&d.org_id)
@@ -427,7 +429,8 @@ async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery) -> StoreResult<()
     .bind(DeliveryState::Pending.as_str())
     .bind(d.next_attempt_at)
     .bind(d.created_at)
-    .bind(invocation_type);
+    .bind(invocation_type)
+    .bind(&run.action.identifier);
     conn.execute(&sql)
         .await
         .map_err(taken(|| format!("delivery {}", d.id)))?;
@@ -1021,7 +1024,7 @@ impl RunStore for SqlStore {
             .await
             .map_err(taken(|| format!("run {}", run.id)))?;
         if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery).await?;
+            insert_delivery(&mut conn, delivery, run).await?;
         }
         tx.commit().await?;
         Ok(CreateRunOutcome::Created)
@@ -1180,7 +1183,7 @@ impl RunStore for SqlStore {
             }
         }
         if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery).await?;
+            insert_delivery(&mut conn, delivery, run).await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -1571,11 +1574,7 @@ impl DeliveryStore for SqlStore {
             sql = sql.bind(kind.as_str());
         }
         if !claim.exclude_actions.is_empty() {
-            // One primary-key probe of the run per candidate.
-            filter.push_str(
-                " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.org_id = deliveries.org_id \
-                 AND r.id = deliveries.run_id AND r.action_identifier IN (",
-            );
+            filter.push_str(" AND action_identifier NOT IN (");
             for (i, action) in claim.exclude_actions.iter().enumerate() {
                 if i > 0 {
                     filter.push_str(", ");
@@ -1583,7 +1582,7 @@ impl DeliveryStore for SqlStore {
                 filter.push_str(&format!("${}", sql.arg_count() + 1));
                 sql = sql.bind(action);
             }
-            filter.push_str("))");
+            filter.push(')');
         }
         self.claim(sql, &filter, true).await
     }

@@ -20,6 +20,12 @@ CREATE TABLE integrations (
 -- claims WEBHOOK runs only.
 ALTER TABLE deliveries ADD COLUMN invocation_type TEXT COLLATE "C";
 UPDATE deliveries SET invocation_type = (request::json ->> 'type');
+-- The run's action, so that a claim's `exclude` is a filter on the delivery itself: a
+-- join to runs lets a planner with stale statistics go quadratic.
+ALTER TABLE deliveries ADD COLUMN action_identifier TEXT COLLATE "C" NOT NULL DEFAULT '';
+UPDATE deliveries SET action_identifier = (
+    SELECT r.action_identifier FROM runs r WHERE r.org_id = deliveries.org_id AND r.id = deliveries.run_id
+);
 -- Agent claims: an organization's pending deliveries of one installation (or none) and
 -- one invocation type, by due time, so a claim reads no other route's backlog.
 CREATE INDEX deliveries_agent_route ON deliveries
