@@ -103,8 +103,15 @@ fn query_parameter(param: &QueryParam) -> Value {
     if let Some(maximum) = param.maximum {
         scalar.insert("maximum".into(), json!(maximum));
     }
-    if let Some(pattern) = param.pattern {
-        scalar.insert("pattern".into(), json!(pattern));
+    match param.pattern {
+        Some(pattern) => {
+            scalar.insert("pattern".into(), json!(pattern));
+        }
+        // Every query value is refused with NUL in it (see `extract`), as body text is.
+        None if matches!(param.kind, ParamKind::String) && param.values.is_empty() => {
+            scalar.insert("pattern".into(), json!(NUL_FREE_PATTERN));
+        }
+        None => {}
     }
     let scalar = Value::Object(scalar);
     let schema = if param.repeated {
