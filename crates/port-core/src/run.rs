@@ -943,6 +943,11 @@ impl Run {
         Value::Object(m)
     }
 
+    /// About how many bytes this run's JSON takes (its v2 view), for bounding pages.
+    pub fn approximate_json_size(&self) -> usize {
+        serde_json::to_vec(&self.to_json(WireVersion::V2)).map_or(usize::MAX / 2, |json| json.len())
+    }
+
     pub fn to_json(&self, version: WireVersion) -> Value {
         match version {
             WireVersion::V1 => self.to_v1_json(),

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use port_core::id::RunId;
 use port_core::ports::RunFilter;
 use port_core::run::{ApprovalPolicy, FinalStatus, Run, RunPatch, RunSource, RunStatus};
-use port_core::service::{Caller, ExecuteRequest};
+use port_core::service::{Caller, ExecuteRequest, RunsPage};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -156,20 +156,15 @@ fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
 
 /// `GET /v1/actions/runs`: newest first. Our cursor (Port documents none): when more
 /// runs may follow, the response carries `next`, the last run's id; pass it back as
-/// `?before=<id>` for the next page.
+/// `?before=<id>` for the next page. A page also ends after about 8 MiB of runs.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let version = query.version()?;
-    let mut filter = run_filter(&query)?;
-    let limit = filter.limit as usize;
-    // One extra run tells whether another page exists.
-    filter.limit = filter.limit.saturating_add(1);
-    let mut runs = state.services().list_runs(&caller, &filter).await?;
-    let more = runs.len() > limit;
-    runs.truncate(limit);
+    let filter = run_filter(&query)?;
+    let RunsPage { runs, more } = state.services().list_runs_page(&caller, &filter).await?;
     let mut response = Map::new();
     response.insert("ok".into(), Value::Bool(true));
     response.insert(
