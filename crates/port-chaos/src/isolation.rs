@@ -476,22 +476,39 @@ pub fn create_organization(settings: &PortdSettings, name: &str) -> Result<Crede
     })
 }
 
-async fn create_probe_action(victim: &Api) -> Result<()> {
-    let action = json!({
-        "identifier": PROBE_ACTION,
-        "title": "Probe",
+/// A self-service CREATE action taking any inputs, with this invocation method.
+pub fn action(identifier: &str, invocation_method: Value) -> Value {
+    json!({
+        "identifier": identifier,
+        "title": identifier,
         "trigger": {
             "type": "self-service",
             "operation": "CREATE",
             "userInputs": { "properties": { "note": { "type": "string" } } }
         },
-        "invocationMethod": {
+        "invocationMethod": invocation_method
+    })
+}
+
+/// Executes an action with no inputs; the answer whatever its status.
+pub async fn execute(api: &Api, identifier: &str) -> Result<crate::api::Answer> {
+    api.post(
+        &format!("/v1/actions/{identifier}/runs"),
+        &json!({ "properties": {} }),
+    )
+    .await
+}
+
+async fn create_probe_action(victim: &Api) -> Result<()> {
+    let action = action(
+        PROBE_ACTION,
+        json!({
             "type": "WEBHOOK",
             "url": "http://127.0.0.1:9/probe",
             "agent": true,
             "body": { "note": "{{ .inputs.note }}", "run": "{{ .run.id }}" }
-        }
-    });
+        }),
+    );
     victim
         .post("/v1/actions", &action)
         .await?

@@ -11,11 +11,14 @@
 //!   the victim's latency and portd's health are measured (the `isolation` tests).
 //! - [`schemathesis`]: runs schemathesis against a real portd's `/openapi.json`
 //!   (`cargo xtask schemathesis`).
+//! - [`clients`]: Port's own clients against a real portd (Ocean's Port client, pinned,
+//!   in a virtualenv under `target/`; the `ocean` test).
 //!
 //! The hostile-input property test, the security tests and the fuzz targets' corpus
 //! run are this crate's integration tests.
 
 pub mod api;
+pub mod clients;
 pub mod crash;
 pub mod isolation;
 pub mod load;

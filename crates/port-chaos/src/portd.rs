@@ -43,6 +43,14 @@ fn profile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Cargo's target directory (`target/`), where the suite keeps what it installs.
+pub fn target_dir() -> Result<PathBuf> {
+    let profile = profile_dir()?;
+    Ok(profile
+        .parent()
+        .map_or_else(|| profile.clone(), Path::to_path_buf))
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

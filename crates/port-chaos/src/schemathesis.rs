@@ -43,6 +43,8 @@ const EXCLUDED_OPERATIONS: &[&str] = &["streamRunLogs"];
 /// - 422 when a blueprint's `schema.required` or an action's `userInputs.required` names
 ///   a key its `properties` lacks: JSON Schema cannot compare an array with another
 ///   object's keys either.
+/// - 422 once an organization keeps 100 integrations, or its settings or an integration
+///   would grow past their bounds with what earlier requests stored.
 const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("patchRun", &[422]),
     ("approveRun", &[422]),
@@ -62,6 +64,11 @@ const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("createBlueprintActions", &[422]),
     ("replaceBlueprintActions", &[422]),
     ("replaceBlueprintAction", &[422]),
+    ("reportRunResponse", &[422]),
+    ("createIntegration", &[422]),
+    ("patchIntegration", &[422]),
+    ("patchIntegrationConfig", &[422]),
+    ("patchOrganization", &[422]),
 ];
 
 /// `schemathesis.toml` with [`STATE_DEPENDENT`].

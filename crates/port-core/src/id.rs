@@ -157,6 +157,8 @@ static BLUEPRINT_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\p{L}0-9@_.+:\\/-]+$").expect("valid regex"));
 static ENTITY_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\p{L}0-9@_.+:\\/=-]+$").expect("valid regex"));
+static INTEGRATION_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9@_.+:=-]+$").expect("valid regex"));
 static KEY_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9@_=\-]+$").expect("valid regex"));
 
@@ -213,6 +215,11 @@ user_identifier!(
     /// The identifier of an entity, e.g. `my-microservice`.
     EntityIdentifier, "entity identifier", r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$", ENTITY_RE, Some(1000));
 user_identifier!(
+    /// The identifier of an integration installation (Ocean's `OCEAN__INTEGRATION__IDENTIFIER`,
+    /// an INTEGRATION_ACTION's `installationId`), e.g. `my-github-integration`. It is a path
+    /// segment, so it has no `/`.
+    IntegrationIdentifier, "integration identifier", r"^(?!\.{1,2}$)[A-Za-z0-9@_.+:=-]+$", INTEGRATION_RE, Some(100));
+user_identifier!(
     /// A property, relation or user-input key.
     PropertyKey, "property key", r"^[A-Za-z0-9@_=\-]+$", KEY_RE, Some(100));
 
@@ -249,6 +256,10 @@ mod tests {
         assert!(PropertyKey::parse("region").is_ok());
         assert!(PropertyKey::parse("ré").is_err());
         assert!(BlueprintIdentifier::parse(&"x".repeat(101)).is_err());
+        assert!(IntegrationIdentifier::parse("my-github-integration").is_ok());
+        assert!(IntegrationIdentifier::parse("a/b").is_err());
+        assert!(IntegrationIdentifier::parse("..").is_err());
+        assert!(IntegrationIdentifier::parse(&"x".repeat(101)).is_err());
     }
 
     #[test]

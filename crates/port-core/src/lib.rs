@@ -14,6 +14,7 @@ pub mod destination;
 pub mod error;
 pub mod id;
 pub mod inputs;
+pub mod integration;
 pub mod invocation;
 pub mod ports;
 pub mod run;

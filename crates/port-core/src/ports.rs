@@ -11,16 +11,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::action::Action;
+use crate::action::{Action, InvocationKind};
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
 use crate::claim::ClaimLimits;
 use crate::error::StoreError;
 use crate::id::{
-    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, OrgId, RunId,
-    time_ordered_suffix,
+    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, IntegrationIdentifier,
+    OrgId, RunId, time_ordered_suffix,
 };
+use crate::integration::Integration;
 use crate::run::{Run, RunSource, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
@@ -139,6 +140,37 @@ pub trait OrgStore: Send + Sync {
     /// The organization's credentials, oldest first; the first one signs webhooks.
     async fn credentials(&self, org: &OrgId) -> StoreResult<Vec<Credential>>;
     async fn count_credentials(&self) -> StoreResult<u64>;
+    /// The organization's settings (`PATCH /v1/organization`), `{}` until set; `None`
+    /// when the organization does not exist.
+    async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>>;
+    /// Renames the organization and/or replaces its settings (the present ones);
+    /// false when it does not exist.
+    async fn update_organization(
+        &self,
+        org: &OrgId,
+        name: Option<&str>,
+        settings: Option<&Map<String, Value>>,
+    ) -> StoreResult<bool>;
+}
+
+/// Ocean's integrations, one organization's at a time.
+#[async_trait]
+pub trait IntegrationStore: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
+    async fn create_integration(&self, integration: &Integration) -> StoreResult<()>;
+    async fn get_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<Option<Integration>>;
+    /// Replaces an existing integration's document; false when it does not exist.
+    async fn update_integration(&self, integration: &Integration) -> StoreResult<bool>;
+    async fn delete_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<bool>;
+    async fn count_integrations(&self, org: &OrgId) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -430,6 +462,23 @@ pub struct Delivery {
     pub updated_at: Timestamp,
 }
 
+/// Which of an organization's pending agent deliveries one claim takes, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentClaim<'a> {
+    /// Who holds the claims (a runner's client id).
+    pub owner: &'a str,
+    /// Only deliveries bound to this installation; `None`: only unbound ones.
+    pub installation_id: Option<&'a str>,
+    /// Only deliveries whose evaluated invocation has this `type` (Port's agent takes
+    /// `WEBHOOK` runs only); `None`: any.
+    pub invocation_type: Option<InvocationKind>,
+    /// Runs of these actions are left for later claims (Ocean's `exclude`).
+    pub exclude_actions: &'a [ActionIdentifier],
+    pub now: Timestamp,
+    pub visibility_ms: i64,
+    pub limit: u32,
+}
+
 /// One attempt at sending a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryAttempt {
@@ -500,16 +549,13 @@ pub trait DeliveryStore: Send + Sync {
     /// Makes the run's latest delivery pending and due at `now` again (manual redelivery).
     async fn redeliver(&self, org: &OrgId, run: &RunId, now: Timestamp) -> StoreResult<bool>;
 
-    /// Agent mode: leases up to `limit` pending agent deliveries of the organization for
-    /// `visibility_ms`; an unacknowledged claim is served again once it expires.
+    /// Agent mode: leases up to `claim.limit` of the organization's pending agent
+    /// deliveries that `claim` selects, oldest due first, for `claim.visibility_ms`; an
+    /// unacknowledged claim is served again once it expires.
     async fn claim_agent_deliveries(
         &self,
         org: &OrgId,
-        installation_id: Option<&str>,
-        owner: &str,
-        now: Timestamp,
-        visibility_ms: i64,
-        limit: u32,
+        claim: &AgentClaim<'_>,
     ) -> StoreResult<Vec<Delivery>>;
     /// Agent mode: marks the runs' agent deliveries delivered; returns how many were pending.
     async fn ack_agent_deliveries(
@@ -530,12 +576,19 @@ pub trait DeliveryStore: Send + Sync {
 
 /// Every storage port at once; what the services hold.
 pub trait Store:
-    OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore
+    OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore + IntegrationStore
 {
 }
 
-impl<T: OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore> Store
-    for T
+impl<
+    T: OrgStore
+        + BlueprintStore
+        + EntityStore
+        + ActionStore
+        + RunStore
+        + DeliveryStore
+        + IntegrationStore,
+> Store for T
 {
 }
 

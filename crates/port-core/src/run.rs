@@ -326,6 +326,9 @@ pub const MAX_LINK_CHARS: usize = 4096;
 pub const MAX_EXTERNAL_RUN_ID_CHARS: usize = 1024;
 /// Longest reason given with an approval or a decline.
 pub const MAX_APPROVAL_DESCRIPTION_CHARS: usize = 4096;
+/// Largest `response` a runner reports (`PATCH …/response`), in bytes of JSON: what a
+/// synchronized webhook's answer may hold when portd reads it itself.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Refuses `value` when it is longer than `max` characters.
 fn check_length(field: &str, value: &str, max: usize) -> Result<(), PortError> {
@@ -401,6 +404,11 @@ pub enum RunCommand {
     Decline {
         user_id: String,
         description: Option<String>,
+    },
+    /// A runner reports what its backend answered (`PATCH …/response`, Port's agent on
+    /// synchronized runs): stored as the run's `response`, the status untouched.
+    SetResponse {
+        response: Value,
     },
     /// A synchronized webhook answered: 2xx ends the run `SUCCESS`, anything else `FAILURE`.
     SynchronizedResponse {
@@ -689,6 +697,32 @@ pub fn transition(
             });
             end_with = Some(Outcome::Declined);
         }
+        RunCommand::SetResponse { response } => {
+            let size = serde_json::to_vec(&response).map_or(usize::MAX, |json| json.len());
+            if size > MAX_RESPONSE_BYTES {
+                return Err(PortError::invalid(format!(
+                    "response: must be at most {MAX_RESPONSE_BYTES} bytes of JSON; this one has {size}"
+                )));
+            }
+            if run.is_terminal() {
+                // A retried report that changes nothing succeeds, as a retried patch does.
+                if run.response.as_ref() == Some(&response) {
+                    return Ok(Transition {
+                        run: next,
+                        events,
+                        system_logs,
+                    });
+                }
+                return Err(exhausted(run));
+            }
+            if run.state != RunState::InProgress {
+                return Err(PortError::invalid(format!(
+                    "run {} is waiting for approval: it has no response yet",
+                    run.id
+                )));
+            }
+            next.response = Some(response);
+        }
         RunCommand::SynchronizedResponse {
             status_code,
             response,
@@ -907,6 +941,11 @@ impl Run {
         m.insert("createdBy".into(), json!(self.created_by));
         m.insert("updatedBy".into(), json!(self.updated_by));
         Value::Object(m)
+    }
+
+    /// About how many bytes this run's JSON takes (its v2 view), for bounding pages.
+    pub fn approximate_json_size(&self) -> usize {
+        serde_json::to_vec(&self.to_json(WireVersion::V2)).map_or(usize::MAX / 2, |json| json.len())
     }
 
     pub fn to_json(&self, version: WireVersion) -> Value {

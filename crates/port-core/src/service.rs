@@ -1,4 +1,6 @@
-//! Application services: the use cases of runs, written against the ports.
+//! Application services: the use cases of runs, written against the ports; the routes
+//! of runners ([`pull`]) and of the organization and its integrations have their own
+//! files here.
 //!
 //! Every method takes the [`Caller`] (its organization and identity) and only ever
 //! reads or writes that organization's data. Run changes go through
@@ -29,8 +31,26 @@ use crate::run::{
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
 
+mod organization;
+pub mod pull;
+
+pub use pull::{ClaimRequest, ClaimedRun, PORT_AGENT_INSTALLATION};
+
 /// How long an idempotency key returns the same run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The most bytes of runs (as JSON) one list page holds, whatever its `limit`.
+pub const RUNS_PAGE_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Runs read from the store at a time while a page is filled.
+const RUNS_PAGE_CHUNK: usize = 25;
+
+/// A page of runs and whether more match after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunsPage {
+    pub runs: Vec<Run>,
+    pub more: bool,
+}
 
 /// How many times a command is re-applied after losing a race to another writer.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -438,6 +458,48 @@ impl Services {
         filter: &RunFilter,
     ) -> Result<Vec<Run>, PortError> {
         Ok(self.store.list_runs(&caller.org_id, filter).await?)
+    }
+
+    /// One page of runs, newest first: at most `filter.limit` runs and at most
+    /// [`RUNS_PAGE_MAX_BYTES`] of them (always at least one), read from the store a
+    /// few at a time, so a page of large runs (payloads, summaries) costs the server a
+    /// bounded amount of memory however large a `limit` the caller asks for.
+    pub async fn list_runs_page(
+        &self,
+        caller: &Caller,
+        filter: &RunFilter,
+    ) -> Result<RunsPage, PortError> {
+        let limit = filter.limit as usize;
+        let mut runs: Vec<Run> = Vec::new();
+        let mut bytes = 0;
+        let mut cursor = filter.before.clone();
+        loop {
+            let want = (limit - runs.len()).min(RUNS_PAGE_CHUNK);
+            let chunk_filter = RunFilter {
+                before: cursor,
+                // One extra run tells whether the store has more.
+                limit: u32::try_from(want + 1).unwrap_or(u32::MAX),
+                ..filter.clone()
+            };
+            let mut chunk = self.store.list_runs(&caller.org_id, &chunk_filter).await?;
+            let store_has_more = chunk.len() > want;
+            chunk.truncate(want);
+            for run in chunk {
+                let size = run.approximate_json_size();
+                if !runs.is_empty() && bytes + size > RUNS_PAGE_MAX_BYTES {
+                    return Ok(RunsPage { runs, more: true });
+                }
+                bytes += size;
+                runs.push(run);
+            }
+            if runs.len() >= limit || !store_has_more {
+                return Ok(RunsPage {
+                    runs,
+                    more: store_has_more,
+                });
+            }
+            cursor = runs.last().map(|run| run.id.clone());
+        }
     }
 
     /// Applies a command to a run and stores the result, re-applying it when another

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 
 use crate::action::Action;
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
@@ -16,13 +17,16 @@ use crate::claim::{self, Candidate, ClaimLimits};
 use crate::destination::Destination;
 use crate::error::StoreError;
 use crate::id::{
-    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, ID_ALPHABET, OrgId, RunId,
+    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, ID_ALPHABET,
+    IntegrationIdentifier, OrgId, RunId,
 };
+use crate::integration::Integration;
 use crate::ports::{
-    ActionStore, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery, DeliveryAttempt,
-    DeliveryMode, DeliveryState, DeliveryStore, EntityKey, EntityScan, EntityStore,
-    EntityWriteMode, Entropy, IdGenerator, IdempotencyKey, NewDelivery, Notice, Notifier, OrgStore,
-    Organization, RunFilter, RunStore, ScannedEntities, StoreResult,
+    ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery,
+    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityKey, EntityScan,
+    EntityStore, EntityWriteMode, Entropy, IdGenerator, IdempotencyKey, IntegrationStore,
+    NewDelivery, Notice, Notifier, OrgStore, Organization, RunFilter, RunStore, ScannedEntities,
+    StoreResult,
 };
 use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
@@ -146,6 +150,8 @@ struct State {
     idempotency: HashMap<(OrgId, String), (RunId, Timestamp)>,
     deliveries: BTreeMap<DeliveryId, Delivery>,
     attempts: Vec<DeliveryAttempt>,
+    settings: BTreeMap<OrgId, Map<String, Value>>,
+    integrations: BTreeMap<(OrgId, IntegrationIdentifier), Integration>,
 }
 
 /// Every storage port in memory, behind one mutex: each call is one atomic step, as a
@@ -285,6 +291,103 @@ impl OrgStore for MemoryStore {
 
     async fn count_credentials(&self) -> StoreResult<u64> {
         Ok(self.state().credentials.len() as u64)
+    }
+
+    async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {
+        let s = self.state();
+        Ok(s.orgs
+            .contains_key(org)
+            .then(|| s.settings.get(org).cloned().unwrap_or_default()))
+    }
+
+    async fn update_organization(
+        &self,
+        org: &OrgId,
+        name: Option<&str>,
+        settings: Option<&Map<String, Value>>,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let Some(found) = s.orgs.get_mut(org) else {
+            return Ok(false);
+        };
+        if let Some(name) = name {
+            found.name = name.to_owned();
+        }
+        if let Some(settings) = settings {
+            s.settings.insert(org.clone(), settings.clone());
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl IntegrationStore for MemoryStore {
+    async fn create_integration(&self, integration: &Integration) -> StoreResult<()> {
+        let mut s = self.state();
+        if !s.orgs.contains_key(&integration.org_id) {
+            return Err(StoreError::Other(format!(
+                "organization {} does not exist",
+                integration.org_id
+            )));
+        }
+        let key = (integration.org_id.clone(), integration.identifier.clone());
+        if s.integrations.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!(
+                "integration {}",
+                integration.identifier
+            )));
+        }
+        s.integrations.insert(key, integration.clone());
+        Ok(())
+    }
+
+    async fn get_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<Option<Integration>> {
+        Ok(self
+            .state()
+            .integrations
+            .get(&(org.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn update_integration(&self, integration: &Integration) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (integration.org_id.clone(), integration.identifier.clone());
+        let Some(stored) = s.integrations.get_mut(&key) else {
+            return Ok(false);
+        };
+        // Creation is the store's record, whatever the caller's copy says.
+        let (created_at, created_by) = (stored.created_at, stored.created_by.clone());
+        *stored = Integration {
+            created_at,
+            created_by,
+            ..integration.clone()
+        };
+        Ok(true)
+    }
+
+    async fn delete_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .state()
+            .integrations
+            .remove(&(org.clone(), id.clone()))
+            .is_some())
+    }
+
+    async fn count_integrations(&self, org: &OrgId) -> StoreResult<u64> {
+        Ok(self
+            .state()
+            .integrations
+            .keys()
+            .filter(|(o, _)| o == org)
+            .count() as u64)
     }
 }
 
@@ -939,25 +1042,30 @@ impl DeliveryStore for MemoryStore {
     async fn claim_agent_deliveries(
         &self,
         org: &OrgId,
-        installation_id: Option<&str>,
-        owner: &str,
-        now: Timestamp,
-        visibility_ms: i64,
-        limit: u32,
+        claim: &AgentClaim<'_>,
     ) -> StoreResult<Vec<Delivery>> {
         let mut s = self.state();
+        let excluded: Vec<RunId> = s
+            .runs
+            .values()
+            .filter(|r| &r.org_id == org && claim.exclude_actions.contains(&r.action.identifier))
+            .map(|r| r.id.clone())
+            .collect();
         Ok(claim_matching(
             &mut s,
-            owner,
-            now,
-            visibility_ms,
-            limit,
+            claim.owner,
+            claim.now,
+            claim.visibility_ms,
+            claim.limit,
             true,
             |d| {
                 d.mode == DeliveryMode::Agent
                     && &d.org_id == org
-                    && (d.installation_id.is_none()
-                        || d.installation_id.as_deref() == installation_id)
+                    && d.installation_id.as_deref() == claim.installation_id
+                    && claim.invocation_type.is_none_or(|kind| {
+                        d.request.get("type").and_then(Value::as_str) == Some(kind.as_str())
+                    })
+                    && !excluded.contains(&d.run_id)
             },
         ))
     }

@@ -90,6 +90,7 @@ fn command() -> impl Strategy<Value = RunCommand> {
             .prop_map(|status_code| RunCommand::SynchronizedResponse { status_code, response: json!({"ok": true}) }),
         1 => "[a-z]{1,8}".prop_map(|reason| RunCommand::DeliveryExhausted { reason }),
         1 => Just(RunCommand::TimedOut),
+        1 => "[a-z]{0,4}".prop_map(|text| RunCommand::SetResponse { response: json!({ "text": text }) }),
     ]
 }
 
@@ -625,4 +626,45 @@ fn an_oversized_field_is_refused_before_the_run_is_looked_at() {
         "{}",
         err.message
     );
+}
+
+#[test]
+fn a_reported_response_is_stored_and_leaves_the_status_alone() {
+    let run = in_progress();
+    let report = |response: Value| RunCommand::SetResponse { response };
+    let reported = transition(&run, report(json!({"ok": true})), "agent", at(2_000))
+        .unwrap()
+        .run;
+    assert_eq!(reported.status(), RunStatus::InProgress);
+    assert_eq!(reported.response, Some(json!({"ok": true})));
+    // Port's agent reports any JSON value, or the answer's text.
+    let text = transition(&reported, report(json!("plain text")), "agent", at(2_500))
+        .unwrap()
+        .run;
+    assert_eq!(text.response, Some(json!("plain text")));
+
+    let done = RunPatch {
+        status: Some(FinalStatus::Success),
+        ..RunPatch::default()
+    };
+    let ended = transition(&text, RunCommand::Patch(done), "agent", at(3_000))
+        .unwrap()
+        .run;
+    let retried = transition(&ended, report(json!("plain text")), "agent", at(4_000)).unwrap();
+    assert_eq!(retried.run, ended, "a retried report changes nothing");
+    let late = transition(&ended, report(json!("other")), "agent", at(4_000)).unwrap_err();
+    assert_eq!(late.kind, ErrorKind::RunExhausted);
+
+    let huge = json!("x".repeat(port_core::run::MAX_RESPONSE_BYTES));
+    let err = transition(&run, report(huge), "agent", at(2_000)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert!(err.message.starts_with("response:"), "{}", err.message);
+
+    let waiting = start(
+        new_run(false, ApprovalPolicy::Any { approvers: vec![] }),
+        at(1_000),
+    )
+    .run;
+    let early = transition(&waiting, report(json!(1)), "agent", at(2_000)).unwrap_err();
+    assert_eq!(early.kind, ErrorKind::InvalidRequest);
 }

@@ -4,7 +4,9 @@
 //! Tokens are signed with a key derived from the credential's own client secret, so
 //! any replica can verify one by looking the credential up by the token's `sub` (cached
 //! briefly), no shared signing key is needed, and deleting a credential revokes its
-//! tokens once the cache entry expires.
+//! tokens once the cache entry expires. Issuing a token keeps no state, so a new token
+//! never revokes an earlier one (Port's agent asks for one before every call, Ocean
+//! keeps one for its lifetime, both with the same credentials).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +45,11 @@ struct Claims {
     org: String,
     iat: i64,
     exp: i64,
+    /// Port's claim for machine credentials, which every portd credential is: Ocean
+    /// reads it (unverified) and processes action runs only for machine tokens. Tokens
+    /// issued before it existed lack it and stay valid.
+    #[serde(rename = "isMachine", default)]
+    is_machine: bool,
 }
 
 /// A freshly issued token.
@@ -125,6 +132,7 @@ impl Authenticator {
             org: credential.org_id.to_string(),
             iat: now,
             exp: now + ACCESS_TOKEN_TTL_SECONDS,
+            is_machine: true,
         };
         let key = EncodingKey::from_secret(&signing_key(&credential.client_secret));
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)

@@ -3,11 +3,16 @@
 
 use serde_json::{Map, Value, json};
 
-use port_core::id::{ActionIdentifier, BlueprintIdentifier, EntityIdentifier, PropertyKey};
+use port_core::action::InvocationKind;
+use port_core::id::{
+    ActionIdentifier, BlueprintIdentifier, EntityIdentifier, IntegrationIdentifier, PropertyKey,
+};
+use port_core::integration::MAX_ORGANIZATION_NAME_CHARS;
 use port_core::run::{
     MAX_APPROVAL_DESCRIPTION_CHARS, MAX_EXTERNAL_RUN_ID_CHARS, MAX_LINK_CHARS, MAX_LINKS,
     MAX_STATUS_LABEL_CHARS, MAX_SUMMARY_CHARS,
 };
+use port_core::service::pull::MAX_EXCLUDED_ACTIONS;
 
 use crate::routes::{Endpoint, ParamKind, QueryParam, RUN_ID_PATTERN};
 
@@ -59,11 +64,16 @@ fn action_identifier() -> Value {
     identifier_schema(ActionIdentifier::PATTERN, None)
 }
 
+fn integration_identifier() -> Value {
+    identifier_schema(IntegrationIdentifier::PATTERN, Some(100))
+}
+
 fn path_parameter_schema(name: &str) -> Value {
     match name {
         "blueprint_identifier" => blueprint_identifier(),
         "entity_identifier" => entity_identifier(),
         "action_identifier" => action_identifier(),
+        "identifier" => integration_identifier(),
         "run_id" => json!({ "type": "string", "pattern": RUN_ID_PATTERN }),
         _ => json!({ "type": "string" }),
     }
@@ -93,8 +103,15 @@ fn query_parameter(param: &QueryParam) -> Value {
     if let Some(maximum) = param.maximum {
         scalar.insert("maximum".into(), json!(maximum));
     }
-    if let Some(pattern) = param.pattern {
-        scalar.insert("pattern".into(), json!(pattern));
+    match param.pattern {
+        Some(pattern) => {
+            scalar.insert("pattern".into(), json!(pattern));
+        }
+        // Every query value is refused with NUL in it (see `extract`), as body text is.
+        None if matches!(param.kind, ParamKind::String) && param.values.is_empty() => {
+            scalar.insert("pattern".into(), json!(NUL_FREE_PATTERN));
+        }
+        None => {}
     }
     let scalar = Value::Object(scalar);
     let schema = if param.repeated {
@@ -356,6 +373,7 @@ fn unchecked_schemas() -> Value {
         delivery_schemas(),
         legacy_action_schemas(),
         definition_schemas(),
+        client_schemas(),
     ] {
         if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
             all.extend(more);
@@ -635,9 +653,11 @@ fn delivery_schemas() -> Value {
         "ClaimRequest": {
             "type": "object",
             "properties": {
-                "limit": { "type": "integer", "minimum": 1, "maximum": 100, "default": 1 },
-                "visibilityTimeoutMs": { "type": "integer", "minimum": 100, "maximum": 86_400_000, "default": 60_000, "description": "How long the runs stay claimed without an ack or a heartbeat." },
-                "installationId": { "type": "string", "description": "Also take runs bound to this runner installation." },
+                "limit": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 1, "description": "At most 100 runs are handed out at once, whatever the limit." },
+                "visibilityTimeoutMs": { "type": "integer", "minimum": 1, "maximum": 86_400_000, "default": 60_000, "description": "How long the runs stay claimed without an ack or a heartbeat; below 100 counts as 100." },
+                "installationId": { "type": "string", "description": "`_PORT_EXEC_AGENT` (Port's agent): unbound WEBHOOK runs. Another value: only the runs bound to that installation (INTEGRATION_ACTION's installationId). Left out: every unbound run." },
+                "invocationMethod": { "type": "string", "enum": InvocationKind::ALL.map(InvocationKind::as_str), "description": "Only runs whose evaluated invocation has this type." },
+                "exclude": { "type": "array", "maxItems": MAX_EXCLUDED_ACTIONS, "items": { "type": "string" }, "description": "Action identifiers whose runs are left for a later claim." },
             },
         },
         "ClaimResponse": envelope("runs", json!({
@@ -649,9 +669,12 @@ fn delivery_schemas() -> Value {
         })),
         "AckRequest": {
             "type": "object",
-            "required": ["runIds"],
-            "description": "A JSON object (an array is 422).",
-            "properties": { "runIds": { "type": "array", "maxItems": 1000, "items": { "type": "string" } } },
+            "description": "A JSON object (an array is 422) with either `runIds` (Port's agent, portd's runners) or `runId` (Ocean: 409 when already acknowledged).",
+            "properties": {
+                "runIds": { "type": "array", "maxItems": 1000, "items": { "type": "string" } },
+                "runId": { "type": "string" },
+            },
+            "oneOf": [{ "required": ["runIds"] }, { "required": ["runId"] }],
         },
         "AckResponse": envelope("ackedCount", json!({ "type": "integer", "minimum": 0 })),
         "HeartbeatRequest": {
@@ -661,6 +684,108 @@ fn delivery_schemas() -> Value {
             },
         },
         "HeartbeatResponse": envelope("claimedUntil", json!({ "type": "string", "format": "date-time" })),
+    })
+}
+
+/// The schemas of the routes Port's own clients call besides runs: the organization,
+/// Ocean's integrations, a runner's reported response, and the (empty) workflow runs.
+fn client_schemas() -> Value {
+    let object = json!({ "type": "object" });
+    let integration = json!({
+        "type": "object",
+        "description": "An integration: installationId, installationType (OnPrem unless stored), every key its client stored, and who created and changed it when.",
+        "required": ["installationId", "installationType", "createdAt", "createdBy", "updatedAt", "updatedBy"],
+        "properties": {
+            "installationId": integration_identifier(),
+            "installationType": { "type": "string" },
+            "config": object,
+            "createdAt": { "type": "string", "format": "date-time" },
+            "createdBy": { "type": "string" },
+            "updatedAt": { "type": "string", "format": "date-time" },
+            "updatedBy": { "type": "string" },
+        },
+    });
+    json!({
+        "RunResponseRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["response"],
+            "properties": { "response": { "description": "Any JSON value (1 MiB of JSON at most): what the run's backend answered." } },
+        },
+        "NodeClaimRequest": {
+            "type": "object",
+            "properties": {
+                "installationId": { "type": "string" },
+                "limit": { "type": "integer", "minimum": 1, "maximum": 1000 },
+                "visibilityTimeoutMs": { "type": "integer", "minimum": 1, "maximum": 86_400_000 },
+                "exclude": { "type": "array", "maxItems": 100, "items": { "type": "string" } },
+            },
+        },
+        "NodeRunsResponse": envelope("nodeRuns", json!({ "type": "array", "maxItems": 0, "items": object, "description": "Always empty: portd has no workflow runs yet." })),
+        "Organization": {
+            "type": "object",
+            "required": ["id", "name", "settings", "featureFlags", "createdAt"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^org_[A-Za-z0-9]{16}$" },
+                "name": { "type": "string" },
+                "settings": object,
+                "featureFlags": { "type": "array", "items": { "type": "string" } },
+                "createdAt": { "type": "string", "format": "date-time" },
+            },
+        },
+        "OrganizationResponse": envelope("organization", schema_ref("Organization")),
+        "OrganizationPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "Both keys optional; settings (64 KiB of JSON at most once merged) merge key by key into the stored ones.",
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": MAX_ORGANIZATION_NAME_CHARS },
+                "settings": object,
+            },
+        },
+        "ProvisionEnabledResponse": envelope("integrations", json!({ "type": "array", "items": { "type": "string" } })),
+        "IntegrationCreateRequest": {
+            "type": "object",
+            "required": ["installationId"],
+            "description": "Every key but installationId (and createdAt, createdBy, updatedAt, updatedBy, which portd sets) is kept as sent; 256 KiB of JSON at most.",
+            "properties": {
+                "installationId": integration_identifier(),
+                "installationAppType": { "type": "string" },
+                "installationType": { "type": "string" },
+                "version": { "type": "string" },
+                "config": object,
+                "changelogDestination": object,
+                "actionsProcessingEnabled": { "type": "boolean" },
+                "incrementalSyncEnabled": { "type": "boolean" },
+                "arePortResourcesInitialized": { "type": "boolean" },
+                "processingMode": { "type": "string" },
+                "createPortResourcesOrigin": { "type": "string" },
+            },
+        },
+        "IntegrationPatch": {
+            "type": "object",
+            "description": "The keys to replace (config as a whole); 256 KiB of JSON at most once merged.",
+            "properties": {
+                "installationAppType": { "type": "string" },
+                "installationType": { "type": "string" },
+                "version": { "type": "string" },
+                "config": object,
+                "changelogDestination": object,
+                "actionsProcessingEnabled": { "type": "boolean" },
+                "incrementalSyncEnabled": { "type": "boolean" },
+                "arePortResourcesInitialized": { "type": "boolean" },
+                "processingMode": { "type": "string" },
+                "createPortResourcesOrigin": { "type": "string" },
+            },
+        },
+        "IntegrationConfigRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["config"],
+            "properties": { "config": object },
+        },
+        "Integration": integration,
+        "IntegrationResponse": envelope("integration", schema_ref("Integration")),
     })
 }
 

@@ -99,7 +99,8 @@ arg_from_id!(
     port_core::id::ActionId,
     port_core::id::ActionIdentifier,
     port_core::id::BlueprintIdentifier,
-    port_core::id::EntityIdentifier
+    port_core::id::EntityIdentifier,
+    port_core::id::IntegrationIdentifier
 );
 
 /// A statement and its arguments.
@@ -121,6 +122,11 @@ impl Sql {
     pub(crate) fn bind(mut self, arg: impl Into<Arg>) -> Self {
         self.args.push(arg.into());
         self
+    }
+
+    /// How many arguments are bound: the next placeholder is `$` this plus one.
+    pub(crate) fn arg_count(&self) -> usize {
+        self.args.len()
     }
 
     /// Appends text.

@@ -12,18 +12,20 @@ use port_core::claim::{self, Candidate, ClaimLimits};
 use port_core::destination::Destination;
 use port_core::error::StoreError;
 use port_core::id::{
-    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, OrgId, RunId,
+    ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, IntegrationIdentifier,
+    OrgId, RunId,
 };
+use port_core::integration::Integration;
 use port_core::ports::{
-    ActionStore, BlueprintStore, ClientSecret, CreateRunOutcome, Credential, Delivery,
+    ActionStore, AgentClaim, BlueprintStore, ClientSecret, CreateRunOutcome, Credential, Delivery,
     DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityScan, EntityStore,
-    EntityWriteMode, IdempotencyKey, NewDelivery, OrgStore, Organization, RunFilter, RunStore,
-    ScannedEntities, StoreResult,
+    EntityWriteMode, IdempotencyKey, IntegrationStore, NewDelivery, OrgStore, Organization,
+    RunFilter, RunStore, ScannedEntities, StoreResult,
 };
 use port_core::run::{Run, RunStatus};
 use port_core::run_log::{NewRunLog, RunLog};
 use port_core::time::Timestamp;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -414,10 +416,15 @@ fn rows<T>(rows: Vec<Row>, decode: impl Fn(&Row) -> StoreResult<T>) -> StoreResu
 // Shared statements
 // ---------------------------------------------------------------------------------------
 
-async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery) -> StoreResult<()> {
+/// Writes a delivery of `run`.
+async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery, run: &Run) -> StoreResult<()> {
+    // The evaluated invocation's type and the run's action, in columns of their own so
+    // agent claims route by the one (through an index) and exclude by the other
+    // without reading the runs.
+    let invocation_type = d.request.get("type").and_then(Value::as_str);
     let sql = Sql::new(format!(
-        "INSERT INTO deliveries ({DELIVERY_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, NULL, NULL, $10, $10)"
+        "INSERT INTO deliveries ({DELIVERY_COLUMNS}, invocation_type, action_identifier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, NULL, NULL, $10, $10, $11, $12)"
     ))
     .bind(&d.id)
     .bind(&d.org_id)
@@ -428,7 +435,9 @@ async fn insert_delivery(conn: &mut Conn<'_>, d: &NewDelivery) -> StoreResult<()
     .bind(d.installation_id.as_deref())
     .bind(DeliveryState::Pending.as_str())
     .bind(d.next_attempt_at)
-    .bind(d.created_at);
+    .bind(d.created_at)
+    .bind(invocation_type)
+    .bind(&run.action.identifier);
     conn.execute(&sql)
         .await
         .map_err(taken(|| format!("delivery {}", d.id)))?;
@@ -514,6 +523,113 @@ impl OrgStore for SqlStore {
         let row = self
             .read_optional(&Sql::new("SELECT COUNT(*) AS n FROM credentials"))
             .await?;
+        from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
+    }
+
+    async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {
+        let sql = Sql::new("SELECT settings FROM organizations WHERE org_id = $1").bind(org);
+        self.read_optional(&sql)
+            .await?
+            .map(|row| codec::object_from_text(&row.text("settings")?, "organization settings"))
+            .transpose()
+    }
+
+    async fn update_organization(
+        &self,
+        org: &OrgId,
+        name: Option<&str>,
+        settings: Option<&Map<String, Value>>,
+    ) -> StoreResult<bool> {
+        // Absent parts keep their stored value.
+        let sql = Sql::new(
+            "UPDATE organizations SET name = COALESCE($2, name), settings = COALESCE($3, settings) \
+             WHERE org_id = $1",
+        )
+        .bind(org)
+        .bind(name)
+        .bind(settings.map(|s| Value::Object(s.clone()).to_string()));
+        Ok(self.write_one(&sql).await? > 0)
+    }
+}
+
+const INTEGRATION_COLUMNS: &str =
+    "org_id, identifier, document, created_at, created_by, updated_at, updated_by";
+
+fn integration_from_row(row: &Row) -> StoreResult<Integration> {
+    Ok(Integration {
+        org_id: parse_col(row, "org_id")?,
+        identifier: parse_col(row, "identifier")?,
+        document: codec::object_from_text(&row.text("document")?, "integration")?,
+        created_at: row.timestamp("created_at")?,
+        created_by: row.text("created_by")?,
+        updated_at: row.timestamp("updated_at")?,
+        updated_by: row.text("updated_by")?,
+    })
+}
+
+#[async_trait]
+impl IntegrationStore for SqlStore {
+    async fn create_integration(&self, integration: &Integration) -> StoreResult<()> {
+        let sql = Sql::new(format!(
+            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&integration.org_id)
+        .bind(&integration.identifier)
+        .bind(Value::Object(integration.document.clone()).to_string())
+        .bind(integration.created_at)
+        .bind(&integration.created_by)
+        .bind(integration.updated_at)
+        .bind(&integration.updated_by);
+        self.write_one(&sql)
+            .await
+            .map_err(taken(|| format!("integration {}", integration.identifier)))?;
+        Ok(())
+    }
+
+    async fn get_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<Option<Integration>> {
+        let sql = Sql::new(format!(
+            "SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE org_id = $1 AND identifier = $2"
+        ))
+        .bind(org)
+        .bind(id);
+        self.read_optional(&sql)
+            .await?
+            .as_ref()
+            .map(integration_from_row)
+            .transpose()
+    }
+
+    async fn update_integration(&self, integration: &Integration) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "UPDATE integrations SET document = $3, updated_at = $4, updated_by = $5 \
+             WHERE org_id = $1 AND identifier = $2",
+        )
+        .bind(&integration.org_id)
+        .bind(&integration.identifier)
+        .bind(Value::Object(integration.document.clone()).to_string())
+        .bind(integration.updated_at)
+        .bind(&integration.updated_by);
+        Ok(self.write_one(&sql).await? > 0)
+    }
+
+    async fn delete_integration(
+        &self,
+        org: &OrgId,
+        id: &IntegrationIdentifier,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new("DELETE FROM integrations WHERE org_id = $1 AND identifier = $2")
+            .bind(org)
+            .bind(id);
+        Ok(self.write_one(&sql).await? > 0)
+    }
+
+    async fn count_integrations(&self, org: &OrgId) -> StoreResult<u64> {
+        let sql = Sql::new("SELECT COUNT(*) AS n FROM integrations WHERE org_id = $1").bind(org);
+        let row = self.read_optional(&sql).await?;
         from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
     }
 }
@@ -966,7 +1082,7 @@ impl RunStore for SqlStore {
             .await
             .map_err(taken(|| format!("run {}", run.id)))?;
         if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery).await?;
+            insert_delivery(&mut conn, delivery, run).await?;
         }
         tx.commit().await?;
         Ok(CreateRunOutcome::Created)
@@ -1125,7 +1241,7 @@ impl RunStore for SqlStore {
             }
         }
         if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery).await?;
+            insert_delivery(&mut conn, delivery, run).await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -1492,36 +1608,41 @@ impl DeliveryStore for SqlStore {
     async fn claim_agent_deliveries(
         &self,
         org: &OrgId,
-        installation_id: Option<&str>,
-        owner: &str,
-        now: Timestamp,
-        visibility_ms: i64,
-        limit: u32,
+        claim: &AgentClaim<'_>,
     ) -> StoreResult<Vec<Delivery>> {
-        let sql = Sql::new("")
-            .bind(owner)
-            .bind(now.plus_millis(visibility_ms))
-            .bind(now)
-            .bind(i64::from(limit))
+        let mut sql = Sql::new("")
+            .bind(claim.owner)
+            .bind(claim.now.plus_millis(claim.visibility_ms))
+            .bind(claim.now)
+            .bind(i64::from(claim.limit))
             .bind(DeliveryMode::Agent.as_str())
             .bind(org);
-        // A delivery bound to an installation goes to that installation only; a runner
-        // that names none gets the unbound ones.
-        match installation_id {
+        // Each route is one range of `deliveries_agent_route`: a delivery bound to an
+        // installation goes to that installation only, an unbound one to claims naming none.
+        let mut filter = String::from(" AND org_id = $6");
+        match claim.installation_id {
             Some(installation) => {
-                let sql = sql.bind(installation);
-                self.claim(
-                    sql,
-                    " AND org_id = $6 AND (installation_id IS NULL OR installation_id = $7)",
-                    true,
-                )
-                .await
+                filter.push_str(" AND installation_id = $7");
+                sql = sql.bind(installation);
             }
-            None => {
-                self.claim(sql, " AND org_id = $6 AND installation_id IS NULL", true)
-                    .await
-            }
+            None => filter.push_str(" AND installation_id IS NULL"),
         }
+        if let Some(kind) = claim.invocation_type {
+            filter.push_str(&format!(" AND invocation_type = ${}", sql.arg_count() + 1));
+            sql = sql.bind(kind.as_str());
+        }
+        if !claim.exclude_actions.is_empty() {
+            filter.push_str(" AND action_identifier NOT IN (");
+            for (i, action) in claim.exclude_actions.iter().enumerate() {
+                if i > 0 {
+                    filter.push_str(", ");
+                }
+                filter.push_str(&format!("${}", sql.arg_count() + 1));
+                sql = sql.bind(action);
+            }
+            filter.push(')');
+        }
+        self.claim(sql, &filter, true).await
     }
 
     async fn ack_agent_deliveries(

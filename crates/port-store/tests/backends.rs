@@ -124,6 +124,8 @@ macro_rules! conformance_tests {
             claims_take_turns_across_organizations,
             claims_respect_organization_and_destination_room,
             agent_deliveries,
+            agent_claims_are_routed,
+            organization_settings_and_integrations,
             organizations_are_isolated,
             concurrent_logs_and_patches,
             concurrent_claimers,

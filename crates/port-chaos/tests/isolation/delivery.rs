@@ -65,16 +65,7 @@ impl Drop for Tarpit {
 }
 
 fn webhook_action(identifier: &str, url: &str) -> serde_json::Value {
-    json!({
-        "identifier": identifier,
-        "title": identifier,
-        "trigger": {
-            "type": "self-service",
-            "operation": "CREATE",
-            "userInputs": { "properties": {} }
-        },
-        "invocationMethod": { "type": "WEBHOOK", "url": url }
-    })
+    port_chaos::isolation::action(identifier, json!({ "type": "WEBHOOK", "url": url }))
 }
 
 /// Executes `action` `n` times, one after the other, and returns how long each webhook
@@ -188,12 +179,7 @@ async fn hanging_receivers(options: TenantsOptions, backend: &str) -> Result<()>
                     .post("/v1/actions", &webhook_action(&action, &tarpit.url()))
                     .await?
                     .expect(201, "creating an attacker action")?;
-                let answer = attacker
-                    .post(
-                        &format!("/v1/actions/{action}/runs"),
-                        &json!({ "properties": {} }),
-                    )
-                    .await?;
+                let answer = port_chaos::isolation::execute(&attacker, &action).await?;
                 executed.push(answer.status);
                 if let Some(id) = answer.body["run"]["id"].as_str() {
                     runs.push(id.to_owned());

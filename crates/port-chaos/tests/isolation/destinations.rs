@@ -48,25 +48,14 @@ async fn every_way_of_writing_a_private_address_is_refused() -> Result<()> {
                 attacker
                     .post(
                         "/v1/actions",
-                        &json!({
-                            "identifier": action,
-                            "title": action,
-                            "trigger": {
-                                "type": "self-service",
-                                "operation": "CREATE",
-                                "userInputs": { "properties": {} }
-                            },
-                            "invocationMethod": { "type": "WEBHOOK", "url": url }
-                        }),
+                        &port_chaos::isolation::action(
+                            &action,
+                            json!({ "type": "WEBHOOK", "url": url }),
+                        ),
                     )
                     .await?
                     .expect(201, "creating an attacker action")?;
-                let answer = attacker
-                    .post(
-                        &format!("/v1/actions/{action}/runs"),
-                        &json!({ "properties": {} }),
-                    )
-                    .await?;
+                let answer = port_chaos::isolation::execute(&attacker, &action).await?;
                 refusals.push(Refusal {
                     url,
                     status: answer.status,

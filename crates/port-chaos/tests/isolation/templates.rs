@@ -37,21 +37,15 @@ const LIMIT_WORDS: &[&str] = &[
 ];
 
 fn action(identifier: &str, body: Value) -> Value {
-    json!({
-        "identifier": identifier,
-        "title": identifier,
-        "trigger": {
-            "type": "self-service",
-            "operation": "CREATE",
-            "userInputs": { "properties": {} }
-        },
-        "invocationMethod": {
+    port_chaos::isolation::action(
+        identifier,
+        json!({
             "type": "WEBHOOK",
             "url": "http://127.0.0.1:9/never",
             "agent": true,
             "body": body
-        }
-    })
+        }),
+    )
 }
 
 /// Executes `identifier` and returns (status, error identifier, message).

@@ -161,11 +161,13 @@ pub struct Known {
     pub entity: String,
     pub run: String,
     pub ended_run: String,
+    /// An Ocean integration's identifier.
+    pub integration: String,
 }
 
 /// A blueprint, a v2 action and a legacy one (webhooks to a closed loopback port:
-/// nothing is delivered in process anyway), an entity, a run with a log line, and a
-/// run that has ended.
+/// nothing is delivered in process anyway), an entity, a run with a log line, a run
+/// that has ended, and an integration.
 pub async fn seed(h: &InProcess, org: &Org) -> Known {
     let token = Some(org.token.as_str());
     let ok = |answer: Answer, status: u16| {
@@ -274,6 +276,16 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         .await,
         200,
     );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/integration",
+            token,
+            Some(json!({ "installationId": "my-integration", "config": {} })),
+        )
+        .await,
+        201,
+    );
     Known {
         blueprint: "service".into(),
         action: "deploy".into(),
@@ -281,6 +293,7 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         entity: "svc".into(),
         run,
         ended_run,
+        integration: "my-integration".into(),
     }
 }
 
@@ -305,6 +318,7 @@ pub fn known_value(known: &Known, param: &str) -> String {
         "action_identifier" => known.action.clone(),
         "entity_identifier" => known.entity.clone(),
         "run_id" => known.run.clone(),
+        "identifier" => known.integration.clone(),
         other => panic!("a path parameter the tests do not know: {other}"),
     }
 }

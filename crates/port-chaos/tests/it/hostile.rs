@@ -176,6 +176,17 @@ pub(crate) fn template(schema: &str, known: &Known) -> Value {
         "ClaimRequest" => json!({ "limit": 5, "visibilityTimeoutMs": 30000 }),
         "AckRequest" => json!({ "runIds": [known.run] }),
         "HeartbeatRequest" => json!({ "visibilityTimeoutMs": 30000 }),
+        "RunResponseRequest" => json!({ "response": { "ok": true, "items": [1, "two"] } }),
+        "NodeClaimRequest" => json!({ "installationId": "_PORT_EXEC_AGENT", "limit": 100 }),
+        "OrganizationPatch" => {
+            json!({ "name": "Fuzzed", "settings": { "portAgentStreamerName": "POLLING" } })
+        }
+        "IntegrationCreateRequest" => json!({
+            "installationId": "fuzzed-integration", "installationAppType": "github",
+            "version": "0.1.0", "config": { "resources": [] }, "actionsProcessingEnabled": true
+        }),
+        "IntegrationPatch" => json!({ "version": "0.2.0", "processingMode": "dsp" }),
+        "IntegrationConfigRequest" => json!({ "config": { "resources": [] } }),
         _ => json!({
             "identifier": "fuzzed_legacy", "title": "L", "trigger": "CREATE",
             "userInputs": { "properties": {}, "required": [] },

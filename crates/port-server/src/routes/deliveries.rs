@@ -1,15 +1,18 @@
 //! How runs reach their backends, as routes: a run's deliveries and their attempts,
-//! manual redelivery (both portd extensions), and the routes of pull-mode runners for
-//! `agent: true` runs: Port's `claim-pending` and `ack`, and our `heartbeat`.
+//! manual redelivery (both portd extensions), and the routes of runners that pull runs
+//! (Port's agent, Ocean, portd's own): Port's `claim-pending` and `ack`, and our
+//! `heartbeat`.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use port_core::ErrorKind;
-use port_core::id::RunId;
+use port_core::action::InvocationKind;
+use port_core::id::ActionIdentifier;
 use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState, Notice};
 use port_core::run::RunState;
-use port_core::service::Caller;
+use port_core::service::pull::MAX_EXCLUDED_ACTIONS;
+use port_core::service::{ClaimRequest, ClaimedRun};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -18,8 +21,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Authenticated, parse_json_object, present, present_whole};
 use crate::state::AppState;
 
-/// Runs one claim may take at most.
-pub const MAX_CLAIM_LIMIT: u64 = 100;
+/// The largest `limit` a claim may ask for (Ocean asks up to 1000); at most
+/// [`port_core::service::pull::MAX_RUNS_PER_CLAIM`] runs are handed out at once.
+pub const MAX_CLAIM_LIMIT: u64 = 1000;
 /// Shortest and longest visibility timeout of a claim or a heartbeat.
 pub const MIN_VISIBILITY_MS: u64 = 100;
 pub const MAX_VISIBILITY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -132,11 +136,6 @@ fn visibility_ms(value: Option<u64>, field: &str) -> ApiResult<i64> {
     Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
-/// Who holds an agent claim: the runner's client id.
-fn claim_owner(caller: &Caller) -> String {
-    format!("runner:{}", caller.user_id())
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClaimBody {
@@ -147,14 +146,22 @@ pub(crate) struct ClaimBody {
     /// A string when present: `null` is refused, as the document says.
     #[serde(default, deserialize_with = "present")]
     installation_id: Option<String>,
+    /// Port's agent sends `"WEBHOOK"`.
+    #[serde(default, deserialize_with = "present")]
+    invocation_method: Option<String>,
+    /// Ocean's action identifiers to leave for later.
+    #[serde(default, deserialize_with = "present")]
+    exclude: Option<Vec<String>>,
 }
 
-/// `POST /v1/actions/runs/claim-pending` `{limit, visibilityTimeoutMs, installationId?}`
-/// → `{ok, runs}`: leases up to `limit` (1–100, default 1) `agent: true` runs waiting
-/// for a runner, each in the v2 shape with its evaluated `payload` and `claimedUntil`.
-/// A claim not acknowledged before `claimedUntil` is handed out again. A runner naming
-/// an installation gets the runs bound to it and the unbound ones; one naming none gets
-/// the unbound ones only.
+/// `POST /v1/actions/runs/claim-pending`
+/// `{limit?, visibilityTimeoutMs?, installationId?, invocationMethod?, exclude?}` →
+/// `{ok, runs}`: leases up to `limit` runs waiting for a runner (1–1000, default 1;
+/// at most [`port_core::service::pull::MAX_RUNS_PER_CLAIM`] are handed out at once), each in the v2 shape with
+/// its evaluated `payload` and `claimedUntil`. Who gets what:
+/// [`port_core::service::Services::claim_runs`]. A claim not acknowledged before
+/// `claimedUntil` is handed out again. Port's clients also send
+/// `x-port-reserved-usage: true`, which changes nothing here.
 pub(crate) async fn claim_pending(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -166,71 +173,96 @@ pub(crate) async fn claim_pending(
             "body.limit: must be 1 to {MAX_CLAIM_LIMIT}"
         )));
     }
-    let visibility = visibility_ms(body.visibility_timeout_ms, "visibilityTimeoutMs")?;
-    let installation = body.installation_id.filter(|i| !i.is_empty());
-    let store = state.store();
-    let now = state.clock().now();
-    let claimed = store
-        .claim_agent_deliveries(
-            &caller.org_id,
-            installation.as_deref(),
-            &claim_owner(&caller),
-            now,
-            visibility,
-            u32::try_from(limit).unwrap_or(1),
-        )
-        .await?;
-    let mut runs = Vec::with_capacity(claimed.len());
-    for delivery in claimed {
-        match store.get_run(&caller.org_id, &delivery.run_id).await? {
-            Some(run) if run.state == RunState::InProgress => {
-                let mut shown = run.to_v2_json();
-                if let Value::Object(map) = &mut shown {
-                    map.insert("claimedUntil".into(), json!(delivery.lease_until));
-                }
-                runs.push(shown);
-            }
-            // It ended before a runner took it (cancelled, timed out): nobody waits for it.
-            _ => {
-                store
-                    .finish(&delivery.id, DeliveryState::Failed, now)
-                    .await?
-            }
-        }
+    // Ocean accepts timeouts from 1 ms; shorter than the shortest lease is raised to it.
+    let visibility = match body.visibility_timeout_ms {
+        Some(ms @ 1..MIN_VISIBILITY_MS) => Some(ms.max(MIN_VISIBILITY_MS)),
+        other => other,
+    };
+    let visibility = visibility_ms(visibility, "visibilityTimeoutMs")?;
+    let invocation_type = match body.invocation_method.as_deref() {
+        None => None,
+        Some(raw) => Some(InvocationKind::parse(raw).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "body.invocationMethod: must be one of {}",
+                invocation_kinds()
+            ))
+        })?),
+    };
+    let exclude = body.exclude.unwrap_or_default();
+    if exclude.len() > MAX_EXCLUDED_ACTIONS {
+        return Err(ApiError::invalid(format!(
+            "body.exclude: at most {MAX_EXCLUDED_ACTIONS} action identifiers"
+        )));
     }
+    let request = ClaimRequest {
+        installation_id: body.installation_id.filter(|i| !i.is_empty()),
+        invocation_type,
+        // An identifier no action can have excludes nothing.
+        exclude: exclude
+            .iter()
+            .filter_map(|id| ActionIdentifier::parse(id).ok())
+            .collect(),
+        limit: u32::try_from(limit).unwrap_or(1),
+        visibility_ms: visibility,
+    };
+    let claimed = state.services().claim_runs(&caller, &request).await?;
+    let runs = claimed
+        .into_iter()
+        .map(|ClaimedRun { run, claimed_until }| {
+            let mut shown = run.to_v2_json();
+            if let Value::Object(map) = &mut shown {
+                map.insert("claimedUntil".into(), json!(claimed_until));
+            }
+            shown
+        })
+        .collect();
     Ok(ok("runs", Value::Array(runs)))
+}
+
+fn invocation_kinds() -> String {
+    InvocationKind::ALL.map(InvocationKind::as_str).join(", ")
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AckBody {
-    run_ids: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    run_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    run_id: Option<String>,
 }
 
-/// `PATCH /v1/actions/runs/ack` `{runIds}` → `{ok, ackedCount}`: the runs' claims are
-/// done with and never handed out again. `ackedCount` counts the runs still waiting
-/// for their acknowledgement; acknowledging twice is harmless.
+/// `PATCH /v1/actions/runs/ack`, in either client's form:
+/// - `{runIds}` (Port's agent, portd's runners) → `{ok, ackedCount}`: how many of the
+///   runs were still waiting for their acknowledgement; acknowledging twice counts 0.
+/// - `{runId}` (Ocean) → `{ok, ackedCount: 1}`; 409 `conflict` when the run was
+///   already acknowledged (or is not a runner's), 404 when it does not exist.
+///
+/// Either way an acknowledged run is never handed out again.
 pub(crate) async fn ack(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiJson(body): ApiJson<AckBody>,
 ) -> ApiResult<Json<Value>> {
-    if body.run_ids.len() > MAX_ACK_RUNS {
-        return Err(ApiError::invalid(format!(
-            "body.runIds: at most {MAX_ACK_RUNS} run ids"
-        )));
+    let services = state.services();
+    match (body.run_ids, body.run_id) {
+        (Some(run_ids), None) => {
+            if run_ids.len() > MAX_ACK_RUNS {
+                return Err(ApiError::invalid(format!(
+                    "body.runIds: at most {MAX_ACK_RUNS} run ids"
+                )));
+            }
+            let acked = services.ack_runs(&caller, &run_ids).await?;
+            Ok(ok("ackedCount", json!(acked)))
+        }
+        (None, Some(run_id)) => {
+            services.ack_run(&caller, &run_id).await?;
+            Ok(ok("ackedCount", json!(1)))
+        }
+        _ => Err(ApiError::invalid(
+            "body: must have either runIds (a list) or runId (one run)",
+        )),
     }
-    // An id that cannot be a run's matches none.
-    let runs: Vec<RunId> = body
-        .run_ids
-        .iter()
-        .filter_map(|id| RunId::parse(id).ok())
-        .collect();
-    let acked = state
-        .store()
-        .ack_agent_deliveries(&caller.org_id, &runs, state.clock().now())
-        .await?;
-    Ok(ok("ackedCount", json!(acked)))
 }
 
 #[derive(Deserialize, Default)]

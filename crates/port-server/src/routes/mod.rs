@@ -17,8 +17,10 @@ pub(crate) mod auth;
 pub(crate) mod blueprints;
 pub(crate) mod deliveries;
 pub(crate) mod entities;
+pub(crate) mod organization;
 pub(crate) mod runs;
 pub(crate) mod stream;
+pub(crate) mod workflows;
 
 /// An HTTP method of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,9 +144,6 @@ const fn repeated(name: &'static str, description: &'static str) -> QueryParam {
         ..param(name, ParamKind::String, description)
     }
 }
-
-/// Text without NUL, which every query value must be (see `extract`).
-const NUL_FREE: &str = "^[^\\u0000]*$";
 
 /// Port's run id (`r_` and 16 alphanumerics).
 pub const RUN_ID_PATTERN: &str = "^r_[A-Za-z0-9]{16}$";
@@ -281,13 +280,11 @@ const ENTITY_PROJECTION: &[QueryParam] = &[
     repeated(
         "include",
         "Only these parts of each entity: dot paths into its JSON (`identifier`, `properties.language`, `relations.owner`); repeat the parameter for more (at most 100).",
-    )
-    .matching(NUL_FREE),
+    ),
     repeated(
         "exclude",
         "Leave these parts out (the same paths as `include`; at most 100).",
-    )
-    .matching(NUL_FREE),
+    ),
     param(
         "exclude_calculated_properties",
         ParamKind::Boolean,
@@ -903,12 +900,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         errors: &[],
         route: || get(runs::list),
     },
-    // Pull-mode runners (`agent: true`). Static paths: they win over `{run_id}`.
+    // Runners that pull runs (Port's agent, Ocean, portd's own). Static paths: they win
+    // over `{run_id}`.
     Endpoint {
         method: HttpMethod::Post,
         path: "/v1/actions/runs/claim-pending",
         operation_id: "claimPendingRuns",
-        summary: "Runners: lease up to `limit` (1-100) agent runs waiting for a runner for `visibilityTimeoutMs`; unacknowledged claims are handed out again once it passes",
+        summary: "Runners: lease up to `limit` runs waiting for a runner (at most 100 at once) for `visibilityTimeoutMs`; unacknowledged claims are handed out again once it passes. installationId `_PORT_EXEC_AGENT` (Port's agent) takes unbound WEBHOOK runs, another installation the runs bound to it (INTEGRATION_ACTION's installationId), none every unbound run; `exclude` leaves those actions' runs for later. The header `x-port-reserved-usage` is accepted and changes nothing",
         tag: "Action Runs",
         authenticated: true,
         success: 200,
@@ -922,14 +920,17 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: HttpMethod::Patch,
         path: "/v1/actions/runs/ack",
         operation_id: "ackRuns",
-        summary: "Runners: acknowledge claimed runs so they are not handed out again",
+        summary: "Runners: acknowledge claimed runs so they are never handed out again: `runIds` answers how many were newly acknowledged, `runId` (one run) answers 409 when it was already acknowledged",
         tag: "Action Runs",
         authenticated: true,
         success: 200,
         body: Some("AckRequest"),
         response: "AckResponse",
         query: &[],
-        errors: &[],
+        errors: &[(
+            409,
+            "conflict: (runId) the run was already acknowledged, or is not a runner's",
+        )],
         route: || patch(deliveries::ack),
     },
     Endpoint {
@@ -970,9 +971,29 @@ pub const ENDPOINTS: &[Endpoint] = &[
         success: 201,
         body: Some("ApprovalRequest"),
         response: "RunResponse",
-        query: &[VERSION],
+        query: &[VERSION_V2],
         errors: &[NOT_APPROVER_403, NOT_WAITING_422, RUN_REFUSALS_409],
         route: || patch(runs::approval),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/actions/runs/{run_id}/response",
+        operation_id: "reportRunResponse",
+        summary: "Runners: store what the run's backend answered as the run's `response` (Port's agent, on synchronized runs); the status is left alone",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("RunResponseRequest"),
+        response: "RunResponse",
+        query: &[VERSION_V2],
+        errors: &[
+            (
+                422,
+                "run_exhausted: the run has ended (unless the same response is sent again); invalid_request: it waits for approval",
+            ),
+            RUN_REFUSALS_409,
+        ],
+        route: || patch(runs::report_response),
     },
     Endpoint {
         method: HttpMethod::Get,
@@ -1095,6 +1116,172 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: LOG_PAGE,
         errors: &[],
         route: || get(runs::list_logs),
+    },
+    // Workflow node runs: polled by Port's agent and Ocean, which portd has none of yet.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/workflows/runs/claim-pending",
+        operation_id: "claimPendingNodeRuns",
+        summary: "Port's agent and Ocean: claim workflow node runs; portd has no workflow runs yet, so there are none",
+        tag: "Workflows",
+        authenticated: true,
+        success: 200,
+        body: Some("NodeClaimRequest"),
+        response: "NodeRunsResponse",
+        query: &[],
+        errors: &[],
+        route: || post(workflows::claim_pending),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/workflows/nodes/runs",
+        operation_id: "listNodeRuns",
+        summary: "Ocean: find workflow node runs by external id; portd has no workflow runs yet, so there are none",
+        tag: "Workflows",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "NodeRunsResponse",
+        query: &[
+            param(
+                "external_run_id",
+                ParamKind::String,
+                "Node runs with this external run id.",
+            ),
+            repeated("include", "Parts to include (Ocean asks for nodeConfig)."),
+        ],
+        errors: &[],
+        route: || get(workflows::list_node_runs),
+    },
+    // Organization.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/organization",
+        operation_id: "getOrganization",
+        summary: "The caller's organization: id, name, settings and feature flags (none)",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "OrganizationResponse",
+        query: &[],
+        errors: &[],
+        route: || get(organization::get),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/organization",
+        operation_id: "patchOrganization",
+        summary: "Rename the organization and/or merge keys into its settings (64 KiB of JSON at most); unlike Port, `name` is optional, as Port's agent sends settings alone",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: Some("OrganizationPatch"),
+        response: "Ok",
+        query: &[],
+        errors: &[],
+        route: || patch(organization::patch),
+    },
+    // Integrations (Ocean).
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/integration/provision-enabled",
+        operation_id: "getProvisionEnabledIntegrations",
+        summary: "Ocean: the integration types Port provisions defaults for; none in portd",
+        tag: "Integrations",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ProvisionEnabledResponse",
+        query: &[],
+        errors: &[],
+        route: || get(organization::provision_enabled),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/integration",
+        operation_id: "createIntegration",
+        summary: "Ocean: create an integration; every key but installationId is kept as sent (256 KiB of JSON, 100 integrations per organization at most)",
+        tag: "Integrations",
+        authenticated: true,
+        success: 201,
+        body: Some("IntegrationCreateRequest"),
+        response: "IntegrationResponse",
+        query: &[repeated(
+            "integration_modes",
+            "Accepted and ignored: portd creates no resources for integrations.",
+        )],
+        errors: &[TAKEN_409],
+        route: || post(organization::create_integration),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/integration/{identifier}",
+        operation_id: "getIntegration",
+        summary: "Ocean: get an integration",
+        tag: "Integrations",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "IntegrationResponse",
+        query: &[
+            param(
+                "byField",
+                ParamKind::String,
+                "installationId (the default); logIngestId finds nothing in portd.",
+            )
+            .one_of(&["installationId", "logIngestId"]),
+            param(
+                "oceanCoreVersion",
+                ParamKind::String,
+                "Accepted and ignored.",
+            ),
+            param("isPolling", ParamKind::String, "Accepted and ignored."),
+        ],
+        errors: &[],
+        route: || get(organization::get_integration),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/integration/{identifier}",
+        operation_id: "patchIntegration",
+        summary: "Ocean: replace the keys given (`config` as a whole), keep the others",
+        tag: "Integrations",
+        authenticated: true,
+        success: 200,
+        body: Some("IntegrationPatch"),
+        response: "IntegrationResponse",
+        query: &[],
+        errors: &[],
+        route: || patch(organization::patch_integration),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/integration/{identifier}",
+        operation_id: "deleteIntegration",
+        summary: "Delete an integration",
+        tag: "Integrations",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        errors: &[],
+        route: || delete(organization::delete_integration),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/integration/{identifier}/config",
+        operation_id: "patchIntegrationConfig",
+        summary: "Ocean: replace an integration's config",
+        tag: "Integrations",
+        authenticated: true,
+        success: 200,
+        body: Some("IntegrationConfigRequest"),
+        response: "IntegrationResponse",
+        query: &[],
+        errors: &[],
+        route: || patch(organization::patch_integration_config),
     },
 ];
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use port_core::id::RunId;
 use port_core::ports::RunFilter;
 use port_core::run::{ApprovalPolicy, FinalStatus, Run, RunPatch, RunSource, RunStatus};
-use port_core::service::{Caller, ExecuteRequest};
+use port_core::service::{Caller, ExecuteRequest, RunsPage};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -156,20 +156,15 @@ fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
 
 /// `GET /v1/actions/runs`: newest first. Our cursor (Port documents none): when more
 /// runs may follow, the response carries `next`, the last run's id; pass it back as
-/// `?before=<id>` for the next page.
+/// `?before=<id>` for the next page. A page also ends after about 8 MiB of runs.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let version = query.version()?;
-    let mut filter = run_filter(&query)?;
-    let limit = filter.limit as usize;
-    // One extra run tells whether another page exists.
-    filter.limit = filter.limit.saturating_add(1);
-    let mut runs = state.services().list_runs(&caller, &filter).await?;
-    let more = runs.len() > limit;
-    runs.truncate(limit);
+    let filter = run_filter(&query)?;
+    let RunsPage { runs, more } = state.services().list_runs_page(&caller, &filter).await?;
     let mut response = Map::new();
     response.insert("ok".into(), Value::Bool(true));
     response.insert(
@@ -259,6 +254,32 @@ pub(crate) async fn patch(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResponseBody {
+    /// Any JSON value: Port's agent sends the target's JSON answer, or its text.
+    response: Value,
+}
+
+/// `PATCH /v1/actions/runs/{run_id}/response` `{response}` → `{ok, run}` (v2): stores
+/// what the run's backend answered as the run's `response` (Port's agent reports a
+/// synchronized run's answer this way, then sets the status itself). 422
+/// `run_exhausted` once the run has ended, unless the same response is sent again.
+pub(crate) async fn report_response(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<ResponseBody>,
+) -> ApiResult<Json<Value>> {
+    let version = query.version_or_v2()?;
+    let run = state
+        .services()
+        .report_response(&caller, &run_id, body.response)
+        .await?;
+    Ok(ok("run", run.to_json(version)))
+}
+
+#[derive(Deserialize)]
 enum DecisionWire {
     #[serde(rename = "APPROVE")]
     Approve,
@@ -274,7 +295,8 @@ pub(crate) struct ApprovalBody {
     description: Option<String>,
 }
 
-/// `PATCH /v1/actions/runs/{run_id}/approval` → 201 `{ok, run}`.
+/// `PATCH /v1/actions/runs/{run_id}/approval` → 201 `{ok, run}`, the run in Port's
+/// documented (v2) shape unless `version=v1`.
 pub(crate) async fn approval(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -282,7 +304,7 @@ pub(crate) async fn approval(
     query: QueryParams,
     ApiJson(body): ApiJson<ApprovalBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let version = query.version()?;
+    let version = query.version_or_v2()?;
     let services = state.services();
     let run = match body.status {
         DecisionWire::Approve => services.approve(&caller, &run_id, body.description).await?,

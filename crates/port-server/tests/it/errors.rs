@@ -287,49 +287,42 @@ async fn messages_print_plain_identifiers() {
 async fn templates_past_their_budget_are_refused_with_the_limit_named() {
     let h = Harness::memory().await;
     h.create_microservice_blueprint().await;
-    let mut action = crate::support::v2_action("loop", "CREATE");
-    action["invocationMethod"]["body"] = json!({ "x": "{{ def f: f; f }}" });
-    h.post("/v1/actions", action).await.expect(201);
-    let body = h
-        .post("/v1/actions/loop/runs", json!({ "properties": {} }))
-        .await
-        .expect_error(422, "evaluate_invocation_method_error");
-    let message = body["message"].as_str().unwrap();
-    assert!(
-        message.contains("def f: f; f") && message.contains("evaluation steps"),
-        "{message}"
-    );
+    for (identifier, body, limit) in [
+        (
+            "loop",
+            "{{ def f: f; f }}",
+            "exceeded its budget of 1000000 evaluation steps",
+        ),
+        (
+            "payload",
+            "{{ [range(40000)] }}",
+            "rendered more than 262144 bytes",
+        ),
+    ] {
+        let mut action = crate::support::v2_action(identifier, "CREATE");
+        action["invocationMethod"]["body"] = json!({ "x": body });
+        h.post("/v1/actions", action).await.expect(201);
+        let answer = h
+            .post(
+                &format!("/v1/actions/{identifier}/runs"),
+                json!({ "properties": {} }),
+            )
+            .await
+            .expect_error(422, "evaluate_invocation_method_error");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(limit), "{message}");
+    }
     // Nothing stored: the run list is empty.
     let runs = h.get("/v1/actions/runs").await.expect(200);
     assert_eq!(runs["runs"], json!([]));
 
-    let mut payload = crate::support::v2_action("payload", "CREATE");
-    payload["invocationMethod"]["body"] = json!({ "x": "{{ [range(40000)] }}" });
-    h.post("/v1/actions", payload).await.expect(201);
-    let body = h
-        .post("/v1/actions/payload/runs", json!({ "properties": {} }))
-        .await
-        .expect_error(422, "evaluate_invocation_method_error");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("rendered more than 262144 bytes"),
-        "{body}"
-    );
-
     let mut deep = crate::support::v2_action("deep", "CREATE");
     deep["invocationMethod"]["body"] =
         json!({ "x": format!("{{{{ {}1{} }}}}", "(".repeat(20_000), ")".repeat(20_000)) });
-    let body = h
+    let answer = h
         .post("/v1/actions", deep)
         .await
         .expect_error(422, "invalid_request");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("nests deeper than 32 levels"),
-        "{body}"
-    );
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("nests deeper than 32 levels"), "{message}");
 }

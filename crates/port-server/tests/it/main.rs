@@ -4,6 +4,7 @@ mod actions;
 mod auth;
 mod binary;
 mod blueprints;
+mod clients;
 mod connections;
 mod crash;
 mod delivery;

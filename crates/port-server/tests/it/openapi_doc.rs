@@ -111,6 +111,12 @@ async fn seeded() -> (Harness, String) {
     )
     .await
     .expect(201);
+    h.post(
+        "/v1/integration",
+        serde_json::json!({ "installationId": "my-ocean-integration", "config": {} }),
+    )
+    .await
+    .expect(201);
     let run = h.create_run().await;
     (h, run)
 }
@@ -120,6 +126,7 @@ fn filled(path: &str, run: &str) -> String {
         .replace("{action_identifier}", "deploy_microservice")
         .replace("{entity_identifier}", "svc")
         .replace("{run_id}", run)
+        .replace("{identifier}", "my-ocean-integration")
 }
 
 fn documented_query_schema<'a>(doc: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {

@@ -633,3 +633,46 @@ async fn a_runs_text_fields_are_bounded_on_every_route_that_writes_them() {
     .await
     .expect(201);
 }
+
+/// A page of runs is bounded in bytes as well as in count: a tenant whose runs carry
+/// the largest summaries cannot make one list answer (and the server's memory for it)
+/// grow to `limit` times their size; the cursor still reaches every run.
+#[tokio::test]
+async fn a_page_of_large_runs_ends_at_its_byte_bound_and_the_cursor_reaches_the_rest() {
+    let h = Harness::memory().await;
+    h.seed_catalog().await;
+    let summary = "s".repeat(65_536);
+    let mut created = Vec::new();
+    for _ in 0..150 {
+        let run = h.create_run().await;
+        h.patch(
+            &format!("/v1/actions/runs/{run}"),
+            json!({ "summary": summary }),
+        )
+        .await
+        .expect(200);
+        created.push(run);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/actions/runs?limit=1000".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = h.get(&path).await.expect(200);
+        let size = serde_json::to_vec(&page).unwrap().len();
+        assert!(
+            size <= port_core::service::RUNS_PAGE_MAX_BYTES + 128 * 1024,
+            "a page of {size} bytes"
+        );
+        let runs = page["runs"].as_array().unwrap();
+        assert!(!runs.is_empty());
+        seen.extend(runs.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/actions/runs?limit=1000&before={next}"),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "150 runs of 64 KiB need more than one page");
+    created.reverse();
+    assert_eq!(seen, created, "every run once, newest first");
+}

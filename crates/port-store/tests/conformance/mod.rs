@@ -7,19 +7,21 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, ensure};
+use port_core::action::InvocationKind;
 use port_core::action::{Action, ActionDefinition, ActionMeta};
 use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Stamp};
 use port_core::claim::{ClaimLimits, InFlight};
 use port_core::destination::Destination;
 use port_core::error::{ErrorKind, StoreError};
 use port_core::id::{
-    ActionId, ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, LogId, OrgId,
-    RunId,
+    ActionId, ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier,
+    IntegrationIdentifier, LogId, OrgId, RunId,
 };
+use port_core::integration::Integration;
 use port_core::ports::{
-    ClientSecret, CreateRunOutcome, Credential, Delivery, DeliveryAttempt, DeliveryMode,
-    DeliveryState, EntityWriteMode, IdGenerator, IdempotencyKey, NewDelivery, Organization,
-    RunFilter, Store,
+    AgentClaim, ClientSecret, CreateRunOutcome, Credential, Delivery, DeliveryAttempt,
+    DeliveryMode, DeliveryState, EntityWriteMode, IdGenerator, IdempotencyKey, NewDelivery,
+    Organization, RunFilter, Store,
 };
 use port_core::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Outcome, Reference, Run, RunCommand, RunPatch,
@@ -141,6 +143,19 @@ fn new_delivery(ids: &IdGenerator, run: &Run, mode: DeliveryMode, due: Timestamp
         installation_id: None,
         created_at: due,
         next_attempt_at: due,
+    }
+}
+
+/// A claim of every unbound agent delivery, as portd's runners make it.
+fn unbound_claim(owner: &str, now: Timestamp, visibility_ms: i64, limit: u32) -> AgentClaim<'_> {
+    AgentClaim {
+        owner,
+        installation_id: None,
+        invocation_type: None,
+        exclude_actions: &[],
+        now,
+        visibility_ms,
+        limit,
     }
 }
 
@@ -1784,7 +1799,7 @@ pub async fn restarted_worker_releases_its_leases(store: Shared) -> Result<()> {
         .await?;
     // An agent claim under the same name is a runner's, not the worker's.
     let claimed = store
-        .claim_agent_deliveries(&org, None, "node-a", at(10), 60_000, 10)
+        .claim_agent_deliveries(&org, &unbound_claim("node-a", at(10), 60_000, 10))
         .await?;
     ensure!(claimed.len() == 1);
 
@@ -1837,14 +1852,20 @@ pub async fn agent_deliveries(store: Shared) -> Result<()> {
     let claim = |installation: Option<&'static str>, owner: &'static str, t: Timestamp| {
         let (store, org) = (store.clone(), org.clone());
         async move {
-            store
-                .claim_agent_deliveries(&org, installation, owner, t, 10_000, 10)
-                .await
-                .map(|ds| {
-                    ds.into_iter()
-                        .map(|d| (d.id, d.attempts, d.lease_until))
-                        .collect::<Vec<_>>()
-                })
+            let claim = AgentClaim {
+                owner,
+                installation_id: installation,
+                invocation_type: None,
+                exclude_actions: &[],
+                now: t,
+                visibility_ms: 10_000,
+                limit: 10,
+            };
+            store.claim_agent_deliveries(&org, &claim).await.map(|ds| {
+                ds.into_iter()
+                    .map(|d| (d.id, d.attempts, d.lease_until))
+                    .collect::<Vec<_>>()
+            })
         }
     };
     assert_eq!(
@@ -1947,7 +1968,18 @@ pub async fn agent_deliveries(store: Shared) -> Result<()> {
     );
 
     let theirs = store
-        .claim_agent_deliveries(&other, None, "x", at(0), 1_000, 10)
+        .claim_agent_deliveries(
+            &other,
+            &AgentClaim {
+                owner: "x",
+                installation_id: None,
+                invocation_type: None,
+                exclude_actions: &[],
+                now: at(0),
+                visibility_ms: 1_000,
+                limit: 10,
+            },
+        )
         .await?;
     assert_eq!(
         theirs.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
@@ -1960,6 +1992,184 @@ pub async fn agent_deliveries(store: Shared) -> Result<()> {
             .iter()
             .all(|d| d.mode == DeliveryMode::Webhook)
     );
+    Ok(())
+}
+
+/// Claims by route: Port's agent (unbound WEBHOOK runs), an installation (its bound
+/// runs only), any unbound run; `exclude` leaves some actions' runs for later.
+pub async fn agent_claims_are_routed(store: Shared) -> Result<()> {
+    let ids = ids();
+    let org = new_org(&*store, &ids, "Acme").await?;
+    let make = async |action: &str,
+                      request: Value,
+                      installation: Option<&str>,
+                      due: i64|
+           -> Result<NewDelivery> {
+        let run = new_run(&ids, &org, action, at(due));
+        let mut d = new_delivery(&ids, &run, DeliveryMode::Agent, at(due));
+        d.request = request;
+        d.installation_id = installation.map(str::to_owned);
+        create(&*store, &run, Some(&d)).await?;
+        Ok(d)
+    };
+    let webhook =
+        json!({ "type": "WEBHOOK", "url": "https://example.com", "agent": true, "body": {} });
+    let ocean = |installation: &str| {
+        json!({
+            "type": "INTEGRATION_ACTION", "installationId": installation,
+            "integrationActionType": "dispatch_workflow", "integrationActionExecutionProperties": {}
+        })
+    };
+    let agent_run = make("deploy", webhook.clone(), None, 0).await?;
+    let github = make(
+        "deploy",
+        json!({ "type": "GITHUB", "org": "o", "repo": "r", "workflow": "w" }),
+        None,
+        1,
+    )
+    .await?;
+    let mine_a = make("scale", ocean("gh"), Some("gh"), 2).await?;
+    let mine_b = make("restart", ocean("gh"), Some("gh"), 3).await?;
+    let theirs = make("scale", ocean("gl"), Some("gl"), 4).await?;
+
+    let claim = |installation: Option<&'static str>,
+                 kind: Option<InvocationKind>,
+                 exclude: Vec<ActionIdentifier>| {
+        let (store, org) = (store.clone(), org.clone());
+        async move {
+            let claim = AgentClaim {
+                owner: "runner",
+                installation_id: installation,
+                invocation_type: kind,
+                exclude_actions: &exclude,
+                now: at(10),
+                visibility_ms: 60_000,
+                limit: 10,
+            };
+            store
+                .claim_agent_deliveries(&org, &claim)
+                .await
+                .map(|ds| ds.into_iter().map(|d| d.id).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(
+        claim(None, Some(InvocationKind::Webhook), vec![]).await?,
+        vec![agent_run.id.clone()],
+        "Port's agent: unbound WEBHOOK runs only"
+    );
+    assert_eq!(
+        claim(Some("gh"), None, vec![act("scale")]).await?,
+        vec![mine_b.id.clone()],
+        "the installation's runs, minus the excluded action's"
+    );
+    assert_eq!(
+        claim(Some("gh"), Some(InvocationKind::IntegrationAction), vec![]).await?,
+        vec![mine_a.id.clone()],
+        "the excluded run is there for a later claim"
+    );
+    assert_eq!(
+        claim(None, None, vec![]).await?,
+        vec![github.id.clone()],
+        "every unbound run"
+    );
+    assert!(claim(None, None, vec![]).await?.is_empty());
+    assert_eq!(
+        claim(Some("gl"), None, vec![]).await?,
+        vec![theirs.id.clone()]
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Organization settings and integrations
+// ---------------------------------------------------------------------------------------
+
+pub async fn organization_settings_and_integrations(store: Shared) -> Result<()> {
+    let ids = ids();
+    let org = new_org(&*store, &ids, "Acme").await?;
+    let other = new_org(&*store, &ids, "Other").await?;
+    assert_eq!(store.organization_settings(&org).await?, Some(Map::new()));
+    assert_eq!(store.organization_settings(&ids.next()).await?, None);
+    let settings = obj(json!({ "portAgentStreamerName": "POLLING", "hiddenBlueprints": ["a"] }));
+    assert!(
+        store
+            .update_organization(&org, None, Some(&settings))
+            .await?
+    );
+    assert_eq!(
+        store.organization_settings(&org).await?,
+        Some(settings.clone())
+    );
+    assert!(
+        store
+            .update_organization(&org, Some("Renamed"), None)
+            .await?
+    );
+    assert_eq!(
+        store.get_organization(&org).await?.map(|o| o.name),
+        Some("Renamed".to_owned())
+    );
+    assert_eq!(
+        store.organization_settings(&org).await?,
+        Some(settings),
+        "kept"
+    );
+    assert_eq!(store.organization_settings(&other).await?, Some(Map::new()));
+    assert!(
+        !store
+            .update_organization(&ids.next(), Some("x"), None)
+            .await?
+    );
+
+    let id = IntegrationIdentifier::parse("my-github-integration")?;
+    let integration = Integration {
+        org_id: org.clone(),
+        identifier: id.clone(),
+        // Key order survives.
+        document: obj(
+            json!({ "version": "1.0", "config": { "resources": [] }, "actionsProcessingEnabled": true }),
+        ),
+        created_at: at(0),
+        created_by: "ocean".into(),
+        updated_at: at(0),
+        updated_by: "ocean".into(),
+    };
+    store.create_integration(&integration).await?;
+    assert!(is_already_exists(
+        &store.create_integration(&integration).await
+    ));
+    assert_eq!(
+        store.get_integration(&org, &id).await?,
+        Some(integration.clone())
+    );
+    assert_eq!(store.get_integration(&other, &id).await?, None);
+    assert_eq!(store.count_integrations(&org).await?, 1);
+    assert_eq!(store.count_integrations(&other).await?, 0);
+
+    let mut changed = integration.clone();
+    changed
+        .document
+        .insert("processingMode".into(), json!("dsp"));
+    changed.updated_at = at(5);
+    changed.updated_by = "other-client".into();
+    changed.created_by = "forged".into();
+    assert!(store.update_integration(&changed).await?);
+    let stored = store.get_integration(&org, &id).await?.context("stored")?;
+    assert_eq!(stored.document, changed.document);
+    assert_eq!(
+        (stored.updated_at, stored.updated_by.as_str()),
+        (at(5), "other-client")
+    );
+    assert_eq!(stored.created_by, "ocean", "creation is the store's record");
+    let elsewhere = Integration {
+        org_id: other.clone(),
+        ..changed.clone()
+    };
+    assert!(!store.update_integration(&elsewhere).await?);
+    assert!(!store.delete_integration(&other, &id).await?);
+    assert!(store.delete_integration(&org, &id).await?);
+    assert_eq!(store.get_integration(&org, &id).await?, None);
+    assert!(!store.delete_integration(&org, &id).await?);
     Ok(())
 }
 
@@ -2043,7 +2253,7 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
     assert!(!store.redeliver(&b, &run.id, at(5)).await?);
     assert!(
         store
-            .claim_agent_deliveries(&b, None, "r", at(5), 1000, 10)
+            .claim_agent_deliveries(&b, &unbound_claim("r", at(5), 1000, 10))
             .await?
             .is_empty()
     );
@@ -2107,7 +2317,7 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
     assert_eq!(store.affected_entities(&a, &run.id).await?.len(), 1);
     assert_eq!(
         store
-            .claim_agent_deliveries(&a, None, "r", at(5), 1000, 10)
+            .claim_agent_deliveries(&a, &unbound_claim("r", at(5), 1000, 10))
             .await?
             .len(),
         1

@@ -1,0 +1,32 @@
+-- Port's own clients (port-agent, Ocean): organization settings, Ocean's integrations,
+-- and agent claims routed by installation and invocation type.
+
+-- `PATCH /v1/organization`'s settings, a JSON object kept verbatim.
+ALTER TABLE organizations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+
+-- Ocean's integrations (`/v1/integration/{identifier}`): what the client stored, as JSON.
+CREATE TABLE integrations (
+    org_id     TEXT    NOT NULL REFERENCES organizations (org_id) ON DELETE CASCADE,
+    identifier TEXT    NOT NULL,
+    document   TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT    NOT NULL,
+    PRIMARY KEY (org_id, identifier)
+) STRICT;
+
+-- The evaluated invocation's `type` (WEBHOOK, INTEGRATION_ACTION, ...): Port's agent
+-- claims WEBHOOK runs only.
+ALTER TABLE deliveries ADD COLUMN invocation_type TEXT;
+UPDATE deliveries SET invocation_type = json_extract(request, '$.type');
+-- The run's action, so that a claim's `exclude` is a filter on the delivery itself: a
+-- join to runs lets a planner with stale statistics go quadratic.
+ALTER TABLE deliveries ADD COLUMN action_identifier TEXT NOT NULL DEFAULT '';
+UPDATE deliveries SET action_identifier = (
+    SELECT r.action_identifier FROM runs r WHERE r.org_id = deliveries.org_id AND r.id = deliveries.run_id
+);
+-- Agent claims: an organization's pending deliveries of one installation (or none) and
+-- one invocation type, by due time, so a claim reads no other route's backlog.
+CREATE INDEX deliveries_agent_route ON deliveries
+    (mode, org_id, installation_id, invocation_type, next_attempt_at, id) WHERE state = 'PENDING';
