@@ -1043,6 +1043,47 @@ pub fn too_broad(limits: &SearchLimits) -> PortError {
     )
 }
 
+/// Entities read from the store at a time by [`scan_within`].
+const SCAN_PAGE: usize = 100;
+
+/// Reads every entity of `blueprints` (in key order, a page at a time), handing each
+/// to `visit`, and refuses with [`too_broad`] once more than `limits.max_examined`
+/// entities or `limits.max_examined_bytes` of them would be read: the listing of a
+/// blueprint and the search for an entity's dependents cost the server a bounded
+/// amount of memory and work, however large a tenant's catalog.
+pub async fn scan_within<S>(
+    store: &S,
+    org: &OrgId,
+    blueprints: BTreeSet<BlueprintIdentifier>,
+    limits: &SearchLimits,
+    mut visit: impl FnMut(Entity) + Send,
+) -> Result<(), PortError>
+where
+    S: EntityStore + ?Sized,
+{
+    let mut scan = EntityScan {
+        blueprints: Some(blueprints),
+        identifiers: None,
+        after: None,
+        limit: SCAN_PAGE,
+    };
+    let (mut examined, mut bytes) = (0_u64, 0_u64);
+    loop {
+        let page = store.scan_entities(org, &scan).await?;
+        let full = page.entities.len() == SCAN_PAGE;
+        examined += page.entities.len() as u64;
+        bytes += page.bytes;
+        if examined > limits.max_examined || bytes > limits.max_examined_bytes {
+            return Err(too_broad(limits));
+        }
+        scan.after = page.entities.last().map(EntityKey::of);
+        page.entities.into_iter().for_each(&mut visit);
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

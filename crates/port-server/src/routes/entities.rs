@@ -1,7 +1,7 @@
 //! Entities: `/v1/blueprints/{blueprint}/entities…` (port-api.md §3.3), with changes
 //! bound to a run through `run_id` (§3.4), and `GET /v1/audit-log?run_id=`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +12,7 @@ use port_core::catalog::{
 };
 use port_core::catalog_rules::{EntityBody, check_entity, parse_entity_body};
 use port_core::error::StoreError;
-use port_core::id::{EntityIdentifier, GeneratedEntityId};
+use port_core::id::{BlueprintIdentifier, EntityIdentifier, GeneratedEntityId};
 use port_core::ports::{EntityKey, EntityWriteMode};
 use port_core::run::Run;
 use port_core::search::{
@@ -417,20 +417,18 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<Value>> {
     let projection = query_projection(&query)?;
     let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
-    let mut entities = state
-        .store()
-        .list_entities(&caller.org_id, &blueprint.identifier)
-        .await?;
-    entities.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-    Ok(ok(
-        "entities",
-        Value::Array(
-            entities
-                .iter()
-                .map(|e| projection.apply(e.to_json()))
-                .collect(),
-        ),
-    ))
+    // Paged and bounded: a blueprint too large to list in one answer is refused
+    // (search pages through it) instead of loaded whole.
+    let mut entities = Vec::new();
+    port_core::search::scan_within(
+        state.store().as_ref(),
+        &caller.org_id,
+        BTreeSet::from([blueprint.identifier.clone()]),
+        &SearchLimits::default(),
+        |entity| entities.push(projection.apply(entity.to_json())),
+    )
+    .await?;
+    Ok(ok("entities", Value::Array(entities)))
 }
 
 /// Entities of other blueprints whose relations point at `entity`.
@@ -440,43 +438,50 @@ async fn dependents_of(
     entity: &Entity,
 ) -> ApiResult<Vec<Entity>> {
     let org = &caller.org_id;
-    let mut found = Vec::new();
+    // Which relation keys of which blueprints point at the entity's blueprint.
+    let mut keys_of: BTreeMap<BlueprintIdentifier, Vec<String>> = BTreeMap::new();
     for blueprint in state.store().list_blueprints(org).await? {
-        let relations = blueprint
+        let keys: Vec<String> = blueprint
             .definition
             .get("relations")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let keys: Vec<&String> = relations
-            .iter()
+            .into_iter()
+            .flatten()
             .filter(|(_, r)| {
                 r.get("target").and_then(Value::as_str) == Some(entity.blueprint.as_str())
             })
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.clone())
             .collect();
-        if keys.is_empty() {
-            continue;
+        if !keys.is_empty() {
+            keys_of.insert(blueprint.identifier, keys);
         }
-        for candidate in state
-            .store()
-            .list_entities(org, &blueprint.identifier)
-            .await?
-        {
-            let points_here = keys
-                .iter()
-                .any(|key| match candidate.relations.get(key.as_str()) {
-                    Some(Value::String(s)) => s == entity.identifier.as_str(),
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .any(|i| i.as_str() == Some(entity.identifier.as_str())),
-                    _ => false,
-                });
+    }
+    let mut found = Vec::new();
+    if keys_of.is_empty() {
+        return Ok(found);
+    }
+    let target = entity.identifier.as_str();
+    // Paged and bounded like a search: a catalog too large to check is refused.
+    port_core::search::scan_within(
+        state.store().as_ref(),
+        org,
+        keys_of.keys().cloned().collect(),
+        &SearchLimits::default(),
+        |candidate| {
+            let keys = keys_of
+                .get(&candidate.blueprint)
+                .map_or(&[][..], Vec::as_slice);
+            let points_here = keys.iter().any(|key| match candidate.relations.get(key) {
+                Some(Value::String(s)) => s == target,
+                Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(target)),
+                _ => false,
+            });
             if points_here {
                 found.push(candidate);
             }
-        }
-    }
+        },
+    )
+    .await?;
     Ok(found)
 }
 

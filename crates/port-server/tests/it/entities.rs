@@ -593,3 +593,49 @@ async fn blueprint_search_bodies_include_by_identifier_and_list_takes_include() 
     .await
     .expect_error(422, "invalid_request");
 }
+
+/// Listing a blueprint reads it a page at a time and refuses, with the search's 422,
+/// a blueprint too large to answer in one list (as are deletes whose dependents could
+/// not be checked within the same bound), instead of loading it whole.
+#[tokio::test]
+async fn a_blueprint_too_large_to_list_is_refused_not_loaded() {
+    let h = Harness::memory().await;
+    h.post(
+        "/v1/blueprints",
+        json!({
+            "identifier": "blob",
+            "title": "Blob",
+            "schema": { "properties": { "data": { "type": "string" } } }
+        }),
+    )
+    .await
+    .expect(201);
+    let data = "d".repeat(900 * 1024);
+    for i in 0..3 {
+        h.post(
+            "/v1/blueprints/blob/entities",
+            json!({ "identifier": format!("b{i}"), "properties": { "data": data } }),
+        )
+        .await
+        .expect(201);
+    }
+    let listed = h.get("/v1/blueprints/blob/entities").await.expect(200);
+    let ids: Vec<&str> = listed["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b0", "b1", "b2"]);
+    for i in 3..40 {
+        h.post(
+            "/v1/blueprints/blob/entities",
+            json!({ "identifier": format!("b{i}"), "properties": { "data": data } }),
+        )
+        .await
+        .expect(201);
+    }
+    h.get("/v1/blueprints/blob/entities")
+        .await
+        .expect_error(422, "search_too_broad");
+}
