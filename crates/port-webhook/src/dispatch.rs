@@ -198,8 +198,11 @@ impl Engine {
 
         // Wait for a slot of the action. Runs not started yet when shutdown begins are
         // not started late: a claim not acknowledged yet is left to lapse (the server
-        // hands the run out again), anything else is failed at once.
+        // hands the run out again), anything else is failed at once. Biased: a run
+        // accepted while a slot was free starts even if shutdown began before this task
+        // was first polled; only runs actually waiting for a slot are turned away.
         let permit = tokio::select! {
+            biased;
             permit = Arc::clone(&registered.slots).acquire_owned() => permit.ok(),
             () = self.stopping.cancelled() => None,
         };

@@ -7,8 +7,9 @@ use port_client::RunStatus;
 use port_webhook::{Invocation, Outcome, RunContext, SHUTDOWN_REASON};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
-use crate::support::{Delivery, Portd, invocation};
+use crate::support::{Delivery, Portd, invocation, now, port_core_sign};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_runs_within_the_grace_period_and_fails_the_rest() {
@@ -107,4 +108,42 @@ async fn serve_returns_once_shutdown_is_requested() {
         .unwrap();
     // The run in flight finished before serve returned.
     assert_eq!(portd.run(&run.id).await.status, RunStatus::Success);
+}
+
+/// A delivery answered 200 while a slot was free has started, even when shutdown begins
+/// before its task first runs: on one thread, the token is cancelled between the answer
+/// and the task's first poll, every time.
+#[tokio::test(flavor = "current_thread")]
+async fn an_accepted_run_starts_even_if_shutdown_begins_before_its_task_runs() {
+    let portd = Portd::start().await;
+    portd.action("quick", false, None).await;
+    // Each round is a coin toss for an unbiased choice between "slot free" and
+    // "stopping": twelve rounds make a pass by luck a 1-in-4096 event.
+    for _ in 0..12 {
+        let receiver = portd
+            .receiver()
+            .handler("quick", |_: Invocation, _: RunContext| async {
+                Ok(Outcome::done())
+            })
+            .build();
+        let run = portd.execute("quick", json!({})).await;
+        let (body, _) = invocation(&run);
+        let body = serde_json::to_vec(&body).unwrap();
+        let timestamp = now();
+        let request = axum::http::Request::post("/")
+            .header("content-type", "application/json")
+            .header("x-port-timestamp", timestamp.to_string())
+            .header(
+                "x-port-signature",
+                port_core_sign(portd.secret(), timestamp, &body),
+            )
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let answer = receiver.router().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        // No await between the answer and this: the run's task has not been polled.
+        receiver.shutdown_token().cancel();
+        receiver.shutdown().await;
+        assert_eq!(portd.run(&run.id).await.status, RunStatus::Success);
+    }
 }
