@@ -20,6 +20,7 @@ pub mod ports;
 pub mod run;
 pub mod run_log;
 pub mod search;
+pub mod secret;
 pub mod service;
 pub mod signature;
 pub mod template;

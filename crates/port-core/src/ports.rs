@@ -24,6 +24,7 @@ use crate::id::{
 use crate::integration::Integration;
 use crate::run::{Run, RunSource, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
+use crate::secret::{SecretName, SecretValue};
 use crate::time::Timestamp;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -33,9 +34,18 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 
-/// The source of randomness for ids: 8 random bytes per call.
+/// The source of randomness for ids, IVs and nonces: 8 random bytes per call, from a
+/// cryptographically secure generator in production.
 pub trait Entropy: Send + Sync + 'static {
     fn random_bytes(&self) -> [u8; 8];
+
+    /// Fills `dest` with random bytes.
+    fn fill(&self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.random_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
 }
 
 /// Generates time-ordered ids from a clock and an entropy source.
@@ -128,6 +138,40 @@ pub struct Credential {
     pub client_id: String,
     pub client_secret: ClientSecret,
     pub created_at: Timestamp,
+}
+
+/// An organization secret as the API shows it: everything but its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgSecret {
+    pub org_id: OrgId,
+    pub name: SecretName,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Organization secrets. Values go in and come out only through [`SecretValue`]; an
+/// adapter keeps them sealed at rest.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the name is taken.
+    async fn create_secret(&self, secret: &OrgSecret, value: &SecretValue) -> StoreResult<()>;
+    /// Replaces the value and/or the description (the present ones) and sets
+    /// `updated_at`; `None` when the secret does not exist.
+    async fn update_secret(
+        &self,
+        org: &OrgId,
+        name: &SecretName,
+        value: Option<&SecretValue>,
+        description: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Option<OrgSecret>>;
+    async fn get_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<Option<OrgSecret>>;
+    /// Sorted by name.
+    async fn list_secrets(&self, org: &OrgId) -> StoreResult<Vec<OrgSecret>>;
+    async fn delete_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<bool>;
+    /// Every secret's value, for rendering an invocation as it is sent.
+    async fn secret_values(&self, org: &OrgId) -> StoreResult<Vec<(SecretName, SecretValue)>>;
 }
 
 #[async_trait]
@@ -576,7 +620,14 @@ pub trait DeliveryStore: Send + Sync {
 
 /// Every storage port at once; what the services hold.
 pub trait Store:
-    OrgStore + BlueprintStore + EntityStore + ActionStore + RunStore + DeliveryStore + IntegrationStore
+    OrgStore
+    + BlueprintStore
+    + EntityStore
+    + ActionStore
+    + RunStore
+    + DeliveryStore
+    + IntegrationStore
+    + SecretStore
 {
 }
 
@@ -587,7 +638,8 @@ impl<
         + ActionStore
         + RunStore
         + DeliveryStore
-        + IntegrationStore,
+        + IntegrationStore
+        + SecretStore,
 > Store for T
 {
 }
