@@ -25,11 +25,12 @@ use crate::ports::{
     ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery,
     DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityKey, EntityScan,
     EntityStore, EntityWriteMode, Entropy, IdGenerator, IdempotencyKey, IntegrationStore,
-    NewDelivery, Notice, Notifier, OrgStore, Organization, RunFilter, RunStore, ScannedEntities,
-    StoreResult,
+    NewDelivery, Notice, Notifier, OrgSecret, OrgStore, Organization, RunFilter, RunStore,
+    ScannedEntities, SecretStore, StoreResult,
 };
 use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
+use crate::secret::{SecretName, SecretValue};
 use crate::time::Timestamp;
 
 /// How long an idempotency key answers with its run; older keys are replaced.
@@ -152,6 +153,8 @@ struct State {
     attempts: Vec<DeliveryAttempt>,
     settings: BTreeMap<OrgId, Map<String, Value>>,
     integrations: BTreeMap<(OrgId, IntegrationIdentifier), Integration>,
+    /// Values in clear: the fake has no server key.
+    secrets: BTreeMap<(OrgId, SecretName), (OrgSecret, SecretValue)>,
 }
 
 /// Every storage port in memory, behind one mutex: each call is one atomic step, as a
@@ -388,6 +391,84 @@ impl IntegrationStore for MemoryStore {
             .keys()
             .filter(|(o, _)| o == org)
             .count() as u64)
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn create_secret(&self, secret: &OrgSecret, value: &SecretValue) -> StoreResult<()> {
+        let mut s = self.state();
+        if !s.orgs.contains_key(&secret.org_id) {
+            return Err(StoreError::Other(format!(
+                "organization {} does not exist",
+                secret.org_id
+            )));
+        }
+        let key = (secret.org_id.clone(), secret.name.clone());
+        if s.secrets.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!("secret {}", secret.name)));
+        }
+        s.secrets.insert(key, (secret.clone(), value.clone()));
+        Ok(())
+    }
+
+    async fn update_secret(
+        &self,
+        org: &OrgId,
+        name: &SecretName,
+        value: Option<&SecretValue>,
+        description: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Option<OrgSecret>> {
+        let mut s = self.state();
+        let Some((secret, stored)) = s.secrets.get_mut(&(org.clone(), name.clone())) else {
+            return Ok(None);
+        };
+        if let Some(value) = value {
+            *stored = value.clone();
+        }
+        if let Some(description) = description {
+            secret.description = Some(description.to_owned());
+        }
+        secret.updated_at = at;
+        Ok(Some(secret.clone()))
+    }
+
+    async fn get_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<Option<OrgSecret>> {
+        Ok(self
+            .state()
+            .secrets
+            .get(&(org.clone(), name.clone()))
+            .map(|(secret, _)| secret.clone()))
+    }
+
+    async fn list_secrets(&self, org: &OrgId) -> StoreResult<Vec<OrgSecret>> {
+        // Keys sort by organization, then name.
+        Ok(self
+            .state()
+            .secrets
+            .iter()
+            .filter(|((o, _), _)| o == org)
+            .map(|(_, (secret, _))| secret.clone())
+            .collect())
+    }
+
+    async fn delete_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<bool> {
+        Ok(self
+            .state()
+            .secrets
+            .remove(&(org.clone(), name.clone()))
+            .is_some())
+    }
+
+    async fn secret_values(&self, org: &OrgId) -> StoreResult<Vec<(SecretName, SecretValue)>> {
+        Ok(self
+            .state()
+            .secrets
+            .iter()
+            .filter(|((o, _), _)| o == org)
+            .map(|((_, name), (_, value))| (name.clone(), value.clone()))
+            .collect())
     }
 }
 

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use port_core::secret::Keyring;
+
 /// SQLite's `synchronous` setting for the writer connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -40,6 +42,12 @@ pub struct StoreOptions {
     pub pg_max_connections: u32,
     /// How long a call waits for a free connection before failing as unavailable.
     pub acquire_timeout: Duration,
+    /// Seals client secrets and organization secrets at rest (and opens them, with any
+    /// key of the ring). portd always passes one; `None`, the default, writes values in
+    /// clear and is meant for tests and embedders that protect the database otherwise.
+    /// Values written in clear are read either way, and [`crate::StoreAdmin::reseal_secrets`]
+    /// seals them once a keyring is set.
+    pub keyring: Option<Keyring>,
 }
 
 impl Default for StoreOptions {
@@ -50,6 +58,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             pg_max_connections: 10,
             acquire_timeout: Duration::from_secs(30),
+            keyring: None,
         }
     }
 }

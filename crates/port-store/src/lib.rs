@@ -9,6 +9,11 @@
 //!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`) and
 //!   `FOR UPDATE SKIP LOCKED` leases on the delivery outbox.
 //!
+//! Client secrets and organization secrets are sealed at rest with
+//! [`StoreOptions::keyring`] (`pds1:<key id>:…`, bound to their row); values written in
+//! clear (no keyring, or a database older than sealing) are read as they are, and
+//! [`StoreAdmin::reseal_secrets`] seals them, or moves them to a new key, in one go.
+//!
 //! Migrations are embedded and run when a store opens. Every table carries `org_id` and
 //! every organization-scoped query filters by it.
 //!
@@ -52,6 +57,12 @@ pub trait StoreAdmin: Store {
     /// Closes every connection, waiting for those in use to come back.
     async fn close(&self);
     fn backend(&self) -> BackendKind;
+    /// Seals, with the keyring's current key, every client secret and organization
+    /// secret that is not sealed with it yet (written in clear, or sealed with a previous
+    /// key of the ring), in one write transaction; returns how many rows changed. Without
+    /// a keyring ([`StoreOptions::keyring`]) it changes nothing and returns 0. A value
+    /// the ring cannot open fails the whole call and changes nothing.
+    async fn reseal_secrets(&self) -> StoreResult<u64>;
 }
 
 impl StoreConfig {

@@ -19,11 +19,15 @@ use port_core::integration::Integration;
 use port_core::ports::{
     ActionStore, AgentClaim, BlueprintStore, ClientSecret, CreateRunOutcome, Credential, Delivery,
     DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityScan, EntityStore,
-    EntityWriteMode, IdempotencyKey, IntegrationStore, NewDelivery, OrgStore, Organization,
-    RunFilter, RunStore, ScannedEntities, StoreResult,
+    EntityWriteMode, IdempotencyKey, IntegrationStore, NewDelivery, OrgSecret, OrgStore,
+    Organization, RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
 };
 use port_core::run::{Run, RunStatus};
 use port_core::run_log::{NewRunLog, RunLog};
+use port_core::secret::{
+    Keyring, SEAL_NONCE_BYTES, SecretError, SecretName, SecretValue, client_secret_context,
+    is_sealed, org_secret_context,
+};
 use port_core::time::Timestamp;
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -68,6 +72,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     backend: Backend,
+    /// Seals client and organization secrets at rest; `None` writes them in clear.
+    keyring: Option<Keyring>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, org_id, run_id, mode, request, synchronized, installation_id, state, attempts, \
@@ -151,6 +157,7 @@ impl SqlStore {
                 reader,
                 group_commit,
             },
+            keyring: options.keyring.clone(),
         })
     }
 
@@ -183,6 +190,7 @@ impl SqlStore {
         tracing::info!(database = %target, "storage ready");
         Ok(Self {
             backend: Backend::Postgres { pool },
+            keyring: options.keyring.clone(),
         })
     }
 
@@ -250,6 +258,77 @@ impl SqlStore {
     async fn read_optional(&self, sql: &Sql) -> StoreResult<Option<Row>> {
         self.read().await?.conn().fetch_optional(sql).await
     }
+
+    /// What a secret's column stores: sealed with the current key when the store has a
+    /// keyring, else the value itself.
+    fn seal(&self, value: &str, context: &[u8]) -> String {
+        match &self.keyring {
+            Some(keyring) => keyring.seal(value, context, rand::random::<[u8; SEAL_NONCE_BYTES]>()),
+            None => value.to_owned(),
+        }
+    }
+
+    /// A secret's value from its column: opened when sealed, as is when written in clear
+    /// (by a store without a keyring, or before sealing existed). `what` names the row,
+    /// never the value.
+    fn unseal(
+        &self,
+        stored: String,
+        context: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> StoreResult<String> {
+        if !is_sealed(&stored) {
+            return Ok(stored);
+        }
+        let key_id = sealed_key_id(&stored);
+        let Some(keyring) = &self.keyring else {
+            return Err(StoreError::Other(format!(
+                "a sealed secret could not be opened: {} is sealed with key {key_id} but the \
+                 store was opened without a server key — set PORTD_SECRET_KEY to the key this \
+                 database was sealed with",
+                what()
+            )));
+        };
+        keyring.open(&stored, context).map_err(|e| {
+            let why = match e {
+                SecretError::UnknownKey(_) => format!(
+                    "it was sealed with key {key_id}, which is not among the server's keys \
+                     (current key {})",
+                    keyring.current().id()
+                ),
+                other => format!("sealed with key {key_id}: {other}"),
+            };
+            StoreError::Other(format!(
+                "a sealed secret could not be opened: {}: {why} — is PORTD_SECRET_KEY the key \
+                 this database was sealed with?",
+                what()
+            ))
+        })
+    }
+
+    fn credential_from_row(&self, row: &Row) -> StoreResult<Credential> {
+        let client_id = row.text("client_id")?;
+        let secret = self.unseal(
+            row.text("client_secret")?,
+            &client_secret_context(&client_id),
+            || format!("the client secret of {client_id}"),
+        )?;
+        Ok(Credential {
+            org_id: parse_col(row, "org_id")?,
+            client_id,
+            client_secret: ClientSecret::new(secret),
+            created_at: row.timestamp("created_at")?,
+        })
+    }
+}
+
+/// The key id a sealed value names (`pds1:<key id>:…`); public, unlike the value.
+fn sealed_key_id(stored: &str) -> &str {
+    stored
+        .split(':')
+        .nth(1)
+        .filter(|id| id.len() <= 16)
+        .unwrap_or("?")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -275,15 +354,6 @@ fn organization_from_row(row: &Row) -> StoreResult<Organization> {
     Ok(Organization {
         id: parse_col(row, "org_id")?,
         name: row.text("name")?,
-        created_at: row.timestamp("created_at")?,
-    })
-}
-
-fn credential_from_row(row: &Row) -> StoreResult<Credential> {
-    Ok(Credential {
-        org_id: parse_col(row, "org_id")?,
-        client_id: row.text("client_id")?,
-        client_secret: ClientSecret::new(row.text("client_secret")?),
         created_at: row.timestamp("created_at")?,
     })
 }
@@ -491,7 +561,10 @@ impl OrgStore for SqlStore {
         let sql = Sql::new("INSERT INTO credentials (client_id, org_id, client_secret, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&credential.client_id)
             .bind(&credential.org_id)
-            .bind(credential.client_secret.expose())
+            .bind(self.seal(
+                credential.client_secret.expose(),
+                &client_secret_context(&credential.client_id),
+            ))
             .bind(credential.created_at);
         // The message names no value: the row holds a secret.
         conn.execute(&sql)
@@ -506,7 +579,7 @@ impl OrgStore for SqlStore {
         self.read_optional(&sql)
             .await?
             .as_ref()
-            .map(credential_from_row)
+            .map(|row| self.credential_from_row(row))
             .transpose()
     }
 
@@ -516,7 +589,9 @@ impl OrgStore for SqlStore {
              ORDER BY created_at, client_id",
         )
         .bind(org);
-        rows(self.read_all(&sql).await?, credential_from_row)
+        rows(self.read_all(&sql).await?, |row| {
+            self.credential_from_row(row)
+        })
     }
 
     async fn count_credentials(&self) -> StoreResult<u64> {
@@ -631,6 +706,119 @@ impl IntegrationStore for SqlStore {
         let sql = Sql::new("SELECT COUNT(*) AS n FROM integrations WHERE org_id = $1").bind(org);
         let row = self.read_optional(&sql).await?;
         from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
+    }
+}
+
+const SECRET_COLUMNS: &str = "org_id, name, description, created_at, updated_at";
+
+fn secret_name_col(row: &Row) -> StoreResult<SecretName> {
+    SecretName::parse(&row.text("name")?)
+        .map_err(|_| StoreError::Other("column name holds an invalid secret name".into()))
+}
+
+fn org_secret_from_row(row: &Row) -> StoreResult<OrgSecret> {
+    Ok(OrgSecret {
+        org_id: parse_col(row, "org_id")?,
+        name: secret_name_col(row)?,
+        description: row.opt_text("description")?,
+        created_at: row.timestamp("created_at")?,
+        updated_at: row.timestamp("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl SecretStore for SqlStore {
+    async fn create_secret(&self, secret: &OrgSecret, value: &SecretValue) -> StoreResult<()> {
+        let sealed = self.seal(
+            value.expose(),
+            &org_secret_context(secret.org_id.as_str(), secret.name.as_str()),
+        );
+        let sql = Sql::new(format!(
+            "INSERT INTO org_secrets ({SECRET_COLUMNS}, value) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&secret.org_id)
+        .bind(secret.name.as_str())
+        .bind(secret.description.as_deref())
+        .bind(secret.created_at)
+        .bind(secret.updated_at)
+        .bind(sealed);
+        // The message names the secret, never its value.
+        self.write_one(&sql)
+            .await
+            .map_err(taken(|| format!("secret {}", secret.name)))?;
+        Ok(())
+    }
+
+    async fn update_secret(
+        &self,
+        org: &OrgId,
+        name: &SecretName,
+        value: Option<&SecretValue>,
+        description: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Option<OrgSecret>> {
+        let sealed =
+            value.map(|v| self.seal(v.expose(), &org_secret_context(org.as_str(), name.as_str())));
+        // Absent parts keep their stored value.
+        let sql = Sql::new(format!(
+            "UPDATE org_secrets SET value = COALESCE($3, value), \
+             description = COALESCE($4, description), updated_at = $5 \
+             WHERE org_id = $1 AND name = $2 RETURNING {SECRET_COLUMNS}"
+        ))
+        .bind(org)
+        .bind(name.as_str())
+        .bind(sealed)
+        .bind(description)
+        .bind(at);
+        let mut tx = self.begin().await?;
+        let row = tx.conn().fetch_optional(&sql).await?;
+        tx.commit().await?;
+        row.as_ref().map(org_secret_from_row).transpose()
+    }
+
+    async fn get_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<Option<OrgSecret>> {
+        let sql = Sql::new(format!(
+            "SELECT {SECRET_COLUMNS} FROM org_secrets WHERE org_id = $1 AND name = $2"
+        ))
+        .bind(org)
+        .bind(name.as_str());
+        self.read_optional(&sql)
+            .await?
+            .as_ref()
+            .map(org_secret_from_row)
+            .transpose()
+    }
+
+    async fn list_secrets(&self, org: &OrgId) -> StoreResult<Vec<OrgSecret>> {
+        let sql = Sql::new(format!(
+            "SELECT {SECRET_COLUMNS} FROM org_secrets WHERE org_id = $1 ORDER BY name"
+        ))
+        .bind(org);
+        rows(self.read_all(&sql).await?, org_secret_from_row)
+    }
+
+    async fn delete_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<bool> {
+        let sql = Sql::new("DELETE FROM org_secrets WHERE org_id = $1 AND name = $2")
+            .bind(org)
+            .bind(name.as_str());
+        Ok(self.write_one(&sql).await? > 0)
+    }
+
+    async fn secret_values(&self, org: &OrgId) -> StoreResult<Vec<(SecretName, SecretValue)>> {
+        let sql = Sql::new("SELECT name, value FROM org_secrets WHERE org_id = $1 ORDER BY name")
+            .bind(org);
+        rows(self.read_all(&sql).await?, |row| {
+            let name = secret_name_col(row)?;
+            let clear = self.unseal(
+                row.text("value")?,
+                &org_secret_context(org.as_str(), name.as_str()),
+                || format!("secret {name} of organization {org}"),
+            )?;
+            let value = SecretValue::new(clear).map_err(|_| {
+                StoreError::Other(format!("secret {name} holds an oversized value"))
+            })?;
+            Ok((name, value))
+        })
     }
 }
 
@@ -1727,5 +1915,60 @@ impl StoreAdmin for SqlStore {
 
     fn backend(&self) -> BackendKind {
         self.kind()
+    }
+
+    async fn reseal_secrets(&self) -> StoreResult<u64> {
+        let Some(keyring) = &self.keyring else {
+            return Ok(0);
+        };
+        // Cross-organization by nature: a key protects the whole database. One
+        // transaction, so a failure (a value no key of the ring opens) leaves every row
+        // as it was, and a rotation is never half done.
+        let mut tx = self.begin().await?;
+        let mut conn = tx.conn();
+        let mut changed = 0;
+        let credentials = Sql::new(format!(
+            "SELECT client_id, client_secret FROM credentials ORDER BY client_id{}",
+            self.for_update()
+        ));
+        for row in conn.fetch_all(&credentials).await? {
+            let stored = row.text("client_secret")?;
+            if keyring.is_current(&stored) {
+                continue;
+            }
+            let client_id = row.text("client_id")?;
+            let context = client_secret_context(&client_id);
+            let clear = self.unseal(stored, &context, || {
+                format!("the client secret of {client_id}")
+            })?;
+            let update = Sql::new("UPDATE credentials SET client_secret = $2 WHERE client_id = $1")
+                .bind(&client_id)
+                .bind(self.seal(&clear, &context));
+            changed += conn.execute(&update).await?;
+        }
+        let secrets = Sql::new(format!(
+            "SELECT org_id, name, value FROM org_secrets ORDER BY org_id, name{}",
+            self.for_update()
+        ));
+        for row in conn.fetch_all(&secrets).await? {
+            let stored = row.text("value")?;
+            if keyring.is_current(&stored) {
+                continue;
+            }
+            let org = row.text("org_id")?;
+            let name = row.text("name")?;
+            let context = org_secret_context(&org, &name);
+            let clear = self.unseal(stored, &context, || {
+                format!("secret {name} of organization {org}")
+            })?;
+            let update =
+                Sql::new("UPDATE org_secrets SET value = $3 WHERE org_id = $1 AND name = $2")
+                    .bind(&org)
+                    .bind(&name)
+                    .bind(self.seal(&clear, &context));
+            changed += conn.execute(&update).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 }

@@ -126,6 +126,8 @@ macro_rules! conformance_tests {
             agent_deliveries,
             agent_claims_are_routed,
             organization_settings_and_integrations,
+            organization_secrets,
+            organization_secrets_are_isolated,
             organizations_are_isolated,
             concurrent_logs_and_patches,
             concurrent_claimers,
@@ -269,4 +271,401 @@ async fn postgres_refuses_nul_as_invalid_input() -> Result<()> {
     schema.drop_now().await?;
     visible("postgres conformance: postgres_refuses_nul_as_invalid_input ran");
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets sealed at rest (the durable stores only: the fake keeps values in clear)
+// ---------------------------------------------------------------------------------------
+
+mod sealing {
+    use std::sync::Arc;
+
+    use anyhow::{Context, Result, ensure};
+    use port_core::error::StoreError;
+    use port_core::id::OrgId;
+    use port_core::ports::{ClientSecret, Credential, OrgSecret, Organization};
+    use port_core::secret::{Keyring, SecretName, SecretValue, ServerKey, is_sealed};
+    use port_core::time::Timestamp;
+    use port_store::{ScratchSchema, StoreAdmin, StoreOptions};
+    use sqlx::Connection as _;
+    use tempfile::TempDir;
+
+    const CLIENT_SECRET: &str = "client-secret-in-clear-0123456789";
+    const TOKEN: &str = "org-secret-in-clear-hunter2";
+
+    fn old_key() -> ServerKey {
+        ServerKey::from_bytes([1; 32])
+    }
+
+    fn new_key() -> ServerKey {
+        ServerKey::from_bytes([2; 32])
+    }
+
+    fn org_id(n: u32) -> OrgId {
+        OrgId::parse(&format!("org_7SDeR821bunhS8e{n}")).expect("valid org id")
+    }
+
+    fn name(text: &str) -> SecretName {
+        SecretName::parse(text).expect("valid secret name")
+    }
+
+    fn sqlite_url(dir: &TempDir) -> String {
+        format!("sqlite://{}", dir.path().join("portd.db").display())
+    }
+
+    /// One database, opened as many times (and with as many keys) as a test needs, and
+    /// read with plain SQL to see what is really stored.
+    enum Place {
+        Sqlite(TempDir),
+        Postgres(ScratchSchema),
+    }
+
+    impl Place {
+        async fn sqlite() -> Result<Option<Self>> {
+            Ok(Some(Self::Sqlite(tempfile::tempdir()?)))
+        }
+
+        async fn postgres() -> Result<Option<Self>> {
+            Ok(crate::scratch_schema().await?.map(Self::Postgres))
+        }
+
+        fn url(&self) -> String {
+            match self {
+                Self::Sqlite(dir) => sqlite_url(dir),
+                Self::Postgres(schema) => schema.url(),
+            }
+        }
+
+        async fn open(&self, keyring: Option<Keyring>) -> Result<Arc<dyn StoreAdmin>> {
+            let options = StoreOptions {
+                keyring,
+                ..StoreOptions::default()
+            };
+            Ok(port_store::open(&self.url(), &options).await?)
+        }
+
+        /// The first column of every row `sql` answers, as text.
+        async fn texts(&self, sql: &str) -> Result<Vec<String>> {
+            Ok(match self {
+                Self::Sqlite(dir) => {
+                    let mut conn = sqlx::SqliteConnection::connect(&sqlite_url(dir)).await?;
+                    let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut conn).await?;
+                    conn.close().await?;
+                    rows.into_iter().map(|(t,)| t).collect()
+                }
+                Self::Postgres(schema) => {
+                    let mut conn = sqlx::PgConnection::connect(&schema.url()).await?;
+                    let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut conn).await?;
+                    conn.close().await?;
+                    rows.into_iter().map(|(t,)| t).collect()
+                }
+            })
+        }
+
+        async fn execute(&self, sql: &str) -> Result<()> {
+            match self {
+                Self::Sqlite(dir) => {
+                    let mut conn = sqlx::SqliteConnection::connect(&sqlite_url(dir)).await?;
+                    sqlx::query(sql).execute(&mut conn).await?;
+                    conn.close().await?;
+                }
+                Self::Postgres(schema) => {
+                    let mut conn = sqlx::PgConnection::connect(&schema.url()).await?;
+                    sqlx::query(sql).execute(&mut conn).await?;
+                    conn.close().await?;
+                }
+            }
+            Ok(())
+        }
+
+        /// Every stored secret: client secrets, then organization secrets' values.
+        async fn stored(&self) -> Result<Vec<String>> {
+            let mut all = self
+                .texts("SELECT client_secret FROM credentials ORDER BY client_id")
+                .await?;
+            all.extend(
+                self.texts("SELECT value FROM org_secrets ORDER BY org_id, name")
+                    .await?,
+            );
+            Ok(all)
+        }
+
+        async fn finish(self, test: &str) -> Result<()> {
+            if let Self::Postgres(schema) = self {
+                schema.drop_now().await?;
+                crate::visible(&format!("postgres conformance: {test} ran"));
+            }
+            Ok(())
+        }
+    }
+
+    /// Writes organization `n` with one credential and two secrets.
+    async fn seed(store: &dyn StoreAdmin, n: u32) -> Result<()> {
+        let org = org_id(n);
+        store
+            .create_organization(&Organization {
+                id: org.clone(),
+                name: format!("Org {n}"),
+                created_at: Timestamp::from_unix_millis(1),
+            })
+            .await?;
+        store
+            .add_credential(&Credential {
+                org_id: org.clone(),
+                client_id: format!("client-{n}"),
+                client_secret: ClientSecret::new(format!("{CLIENT_SECRET}-{n}")),
+                created_at: Timestamp::from_unix_millis(1),
+            })
+            .await?;
+        for secret_name in ["A", "B"] {
+            store
+                .create_secret(
+                    &OrgSecret {
+                        org_id: org.clone(),
+                        name: name(secret_name),
+                        description: None,
+                        created_at: Timestamp::from_unix_millis(1),
+                        updated_at: Timestamp::from_unix_millis(1),
+                    },
+                    &SecretValue::new(format!("{TOKEN}-{n}-{secret_name}"))
+                        .map_err(anyhow::Error::msg)?,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads back what [`seed`] wrote for organization `n`, in clear.
+    async fn check_seeded(store: &dyn StoreAdmin, n: u32) -> Result<()> {
+        let org = org_id(n);
+        let client_secret = format!("{CLIENT_SECRET}-{n}");
+        let found = store
+            .find_credential(&format!("client-{n}"))
+            .await?
+            .context("credential found")?;
+        assert_eq!(found.client_secret.expose(), client_secret);
+        let listed = store.credentials(&org).await?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].client_secret.expose(), client_secret);
+        let values: Vec<(String, String)> = store
+            .secret_values(&org)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.expose().to_owned()))
+            .collect();
+        assert_eq!(
+            values,
+            ["A", "B"].map(|k| (k.to_owned(), format!("{TOKEN}-{n}-{k}")))
+        );
+        Ok(())
+    }
+
+    /// Every stored value is sealed with `key` and shows nothing of a clear value.
+    fn all_sealed_with(stored: &[String], key: &ServerKey) -> Result<()> {
+        let prefix = format!("pds1:{}:", key.id());
+        for value in stored {
+            ensure!(
+                value.starts_with(&prefix),
+                "not sealed with key {}: {value}",
+                key.id()
+            );
+            ensure!(
+                !value.contains(CLIENT_SECRET) && !value.contains(TOKEN),
+                "clear text in {value}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The error a store gives reading a value it cannot open: clear, and without it.
+    fn unopenable<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Result<String> {
+        let Err(StoreError::Other(message)) = result else {
+            anyhow::bail!("expected a storage error, got {result:?}");
+        };
+        ensure!(
+            message.contains("a sealed secret could not be opened")
+                && message.contains("PORTD_SECRET_KEY"),
+            "{message}"
+        );
+        ensure!(
+            !message.contains(CLIENT_SECRET) && !message.contains(TOKEN),
+            "a value in {message}"
+        );
+        Ok(message)
+    }
+
+    async fn secrets_are_sealed_at_rest(place: &Place) -> Result<()> {
+        let store = place.open(Some(Keyring::new(old_key()))).await?;
+        seed(&*store, 1).await?;
+        let stored = place.stored().await?;
+        assert_eq!(stored.len(), 3);
+        all_sealed_with(&stored, &old_key())?;
+        check_seeded(&*store, 1).await?;
+        // Updates are sealed too, each with a nonce of its own.
+        let same = SecretValue::new(TOKEN).map_err(anyhow::Error::msg)?;
+        for secret_name in ["A", "B"] {
+            store
+                .update_secret(
+                    &org_id(1),
+                    &name(secret_name),
+                    Some(&same),
+                    None,
+                    Timestamp::from_unix_millis(2),
+                )
+                .await?
+                .context("updated")?;
+        }
+        let stored = place.stored().await?;
+        all_sealed_with(&stored, &old_key())?;
+        assert_ne!(stored[1], stored[2], "one nonce per value");
+
+        // A sealed value is bound to its row: copied to another, it does not open.
+        place
+            .execute(&format!(
+                "UPDATE org_secrets SET value = '{}' WHERE name = 'B'",
+                stored[1]
+            ))
+            .await?;
+        let message = unopenable(store.secret_values(&org_id(1)).await)?;
+        assert!(message.contains("secret B"), "{message}");
+        store.close().await;
+        Ok(())
+    }
+
+    async fn another_key_fails_clearly(place: &Place) -> Result<()> {
+        let store = place.open(Some(Keyring::new(old_key()))).await?;
+        seed(&*store, 1).await?;
+        store.close().await;
+        let before = place.stored().await?;
+
+        let wrong = place.open(Some(Keyring::new(new_key()))).await?;
+        let message = unopenable(wrong.find_credential("client-1").await)?;
+        assert!(message.contains(old_key().id()), "names the key: {message}");
+        unopenable(wrong.credentials(&org_id(1)).await)?;
+        let message = unopenable(wrong.secret_values(&org_id(1)).await)?;
+        assert!(message.contains(old_key().id()), "names the key: {message}");
+        // What needs no value still works.
+        assert_eq!(wrong.list_secrets(&org_id(1)).await?.len(), 2);
+        // Resealing cannot open them either, and changes nothing.
+        unopenable(wrong.reseal_secrets().await)?;
+        assert_eq!(place.stored().await?, before);
+        wrong.close().await;
+
+        let keyless = place.open(None).await?;
+        let message = unopenable(keyless.find_credential("client-1").await)?;
+        assert!(message.contains(old_key().id()), "names the key: {message}");
+        unopenable(keyless.secret_values(&org_id(1)).await)?;
+        keyless.close().await;
+        Ok(())
+    }
+
+    async fn reseal_moves_every_row_to_the_new_key(place: &Place) -> Result<()> {
+        let store = place.open(Some(Keyring::new(old_key()))).await?;
+        assert_eq!(store.reseal_secrets().await?, 0, "nothing to do");
+        seed(&*store, 1).await?;
+        seed(&*store, 2).await?;
+        assert_eq!(store.reseal_secrets().await?, 0, "all current already");
+        store.close().await;
+
+        let rotating = place
+            .open(Some(Keyring::new(new_key()).with_previous(old_key())))
+            .await?;
+        // Mid-rotation, both keys read.
+        check_seeded(&*rotating, 1).await?;
+        assert_eq!(rotating.reseal_secrets().await?, 6);
+        all_sealed_with(&place.stored().await?, &new_key())?;
+        assert_eq!(rotating.reseal_secrets().await?, 0, "nothing left to do");
+        rotating.close().await;
+
+        let rotated = place.open(Some(Keyring::new(new_key()))).await?;
+        check_seeded(&*rotated, 1).await?;
+        check_seeded(&*rotated, 2).await?;
+        rotated.close().await;
+        Ok(())
+    }
+
+    async fn reseal_seals_clear_legacy_rows(place: &Place) -> Result<()> {
+        // Written before sealing existed: in clear, by a store without a key...
+        let keyless = place.open(None).await?;
+        seed(&*keyless, 1).await?;
+        assert_eq!(keyless.reseal_secrets().await?, 0, "no key, nothing sealed");
+        check_seeded(&*keyless, 1).await?;
+        keyless.close().await;
+        // ...or by plain SQL.
+        place
+            .execute(&format!(
+                "INSERT INTO org_secrets (org_id, name, description, value, created_at, updated_at) \
+                 VALUES ('{}', 'C', NULL, '{TOKEN}-1-C', 1, 1)",
+                org_id(1)
+            ))
+            .await?;
+        let stored = place.stored().await?;
+        assert_eq!(stored.len(), 4);
+        assert!(stored.iter().all(|v| !is_sealed(v)), "{stored:?}");
+
+        let store = place.open(Some(Keyring::new(old_key()))).await?;
+        // Clear values read as they are until resealed.
+        let found = store
+            .find_credential("client-1")
+            .await?
+            .context("credential found")?;
+        assert_eq!(found.client_secret.expose(), format!("{CLIENT_SECRET}-1"));
+        let legacy: Vec<String> = store
+            .secret_values(&org_id(1))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.expose().to_owned())
+            .collect();
+        assert_eq!(legacy, ["A", "B", "C"].map(|k| format!("{TOKEN}-1-{k}")));
+        // New rows are sealed at once: only the clear ones are resealed.
+        seed(&*store, 2).await?;
+        assert_eq!(store.reseal_secrets().await?, 4);
+        let stored = place.stored().await?;
+        assert_eq!(stored.len(), 7);
+        all_sealed_with(&stored, &old_key())?;
+        assert_eq!(store.reseal_secrets().await?, 0);
+        store.close().await;
+
+        let reopened = place.open(Some(Keyring::new(old_key()))).await?;
+        check_seeded(&*reopened, 2).await?;
+        let third = reopened
+            .secret_values(&org_id(1))
+            .await?
+            .into_iter()
+            .find(|(k, _)| k.as_str() == "C")
+            .context("legacy row kept")?;
+        assert_eq!(third.1.expose(), format!("{TOKEN}-1-C"));
+        reopened.close().await;
+        Ok(())
+    }
+
+    macro_rules! sealing_tests {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {$(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let Some(place) = super::Place::sqlite().await? else { return Ok(()) };
+                    let outcome = super::$name(&place).await;
+                    place.finish(stringify!($name)).await?;
+                    outcome
+                }
+            )*}
+            mod postgres {$(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let Some(place) = super::Place::postgres().await? else { return Ok(()) };
+                    let outcome = super::$name(&place).await;
+                    place.finish(stringify!($name)).await?;
+                    outcome
+                }
+            )*}
+        };
+    }
+
+    sealing_tests!(
+        secrets_are_sealed_at_rest,
+        another_key_fails_clearly,
+        reseal_moves_every_row_to_the_new_key,
+        reseal_seals_clear_legacy_rows,
+    );
 }

@@ -35,6 +35,8 @@ use serde_json::{Map, Value, json};
 
 mod search;
 pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
+mod secrets;
+pub use secrets::{organization_secrets, organization_secrets_are_isolated};
 
 type Shared = Arc<dyn Store>;
 
