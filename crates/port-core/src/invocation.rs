@@ -73,6 +73,196 @@ fn trigger_by(input: &InvocationInput<'_>) -> Value {
     })
 }
 
+/// The key of a run's payload (and of its delivery's request) that holds what is
+/// evaluated only when the invocation is sent: `{"parts": [...], "context": {...}}`.
+/// It never leaves portd: runs show their payload without it and the sender removes it.
+pub const DEFERRED_KEY: &str = "portdDeferred";
+
+/// Where a template mentions `secrets`. Deliberately textual: any mention defers the
+/// part, and a part that reaches the secrets without naming them (`{{ . }}`) sees an
+/// empty object, because only deferred parts are ever rendered with the secrets.
+fn mentions_secrets(template: &Value) -> bool {
+    match template {
+        Value::String(s) => s.contains("{{") && s.contains("secrets"),
+        Value::Array(items) => items.iter().any(mentions_secrets),
+        Value::Object(map) => map.iter().any(|(key, value)| {
+            mentions_secrets(&Value::String(key.clone())) || mentions_secrets(value)
+        }),
+        _ => false,
+    }
+}
+
+/// The parts of a method's templates (see [`method_templates`]) that read organization
+/// secrets, and so are evaluated only when the invocation is sent: `url`, `headers` and
+/// `body` of a webhook, each field of another method. `method`, `agent` and
+/// `synchronized` never see secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretParts {
+    parts: Vec<String>,
+    /// Whether the parts are a webhook's (else the `fields` of another method).
+    webhook: bool,
+}
+
+impl SecretParts {
+    pub fn of(templates: &Value) -> Self {
+        if let Some(Value::Object(fields)) = templates.get("fields") {
+            return Self {
+                parts: fields
+                    .iter()
+                    .filter(|(_, t)| mentions_secrets(t))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                webhook: false,
+            };
+        }
+        Self {
+            parts: ["url", "headers", "body"]
+                .into_iter()
+                .filter(|part| templates.get(*part).is_some_and(mentions_secrets))
+                .map(str::to_owned)
+                .collect(),
+            webhook: true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The templates with the deferred parts replaced by inert values, for the render
+    /// whose result is stored.
+    pub fn blanked(&self, templates: &Value) -> Value {
+        let mut blanked = templates.clone();
+        for part in &self.parts {
+            let inert = match part.as_str() {
+                // Keeps the stored render's URL check satisfied until the template is put back.
+                "url" if self.webhook => json!("https://deferred.invalid/"),
+                "headers" if self.webhook => json!({}),
+                _ => Value::Null,
+            };
+            if let Some(target) = self
+                .slot_mut(&mut blanked)
+                .and_then(|slot| slot.get_mut(part))
+            {
+                *target = inert;
+            }
+        }
+        blanked
+    }
+
+    fn slot_mut<'v>(&self, templates: &'v mut Value) -> Option<&'v mut Value> {
+        if self.webhook {
+            Some(templates)
+        } else {
+            templates.get_mut("fields")
+        }
+    }
+
+    fn template_of<'v>(&self, templates: &'v Value, part: &str) -> Option<&'v Value> {
+        if self.webhook {
+            templates.get(part)
+        } else {
+            templates.get("fields")?.get(part)
+        }
+    }
+
+    /// Puts the deferred parts' templates back into an invocation evaluated from
+    /// [`Self::blanked`] templates, with the context they will be rendered against
+    /// (whose `secrets` is filled in when sending).
+    pub fn restore(&self, evaluated: &mut EvaluatedInvocation, templates: &Value, context: &Value) {
+        if self.is_empty() {
+            return;
+        }
+        if let Value::Object(payload) = &mut evaluated.payload {
+            let mut parts = Map::new();
+            for part in &self.parts {
+                let template = self
+                    .template_of(templates, part)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                payload.insert(part.clone(), template.clone());
+                parts.insert(part.clone(), template);
+            }
+            let mut context = context.clone();
+            if let Some(map) = context.as_object_mut() {
+                map.remove("secrets");
+            }
+            payload.insert(
+                DEFERRED_KEY.into(),
+                json!({ "parts": Value::Object(parts), "context": context }),
+            );
+        }
+        evaluated.delivery.request = evaluated.payload.clone();
+    }
+}
+
+/// What an invocation still needs evaluated when it is sent: its deferred parts'
+/// templates (`{part: template}`) and the context without secrets. `None` for an
+/// invocation without secrets.
+pub fn deferred_parts(request: &Value) -> Option<(&Value, &Value)> {
+    let deferred = request.get(DEFERRED_KEY)?;
+    Some((deferred.get("parts")?, deferred.get("context")?))
+}
+
+/// The context of [`deferred_parts`] with the organization's secrets added.
+pub fn context_with_secrets(context: &Value, secrets: Map<String, Value>) -> Value {
+    let mut context = context.clone();
+    if let Some(map) = context.as_object_mut() {
+        map.insert("secrets".into(), Value::Object(secrets));
+    }
+    context
+}
+
+/// An invocation as it is sent: `rendered` (the deferred parts rendered with the
+/// secrets) written in, checked as at execute time, and the deferred key removed.
+pub fn complete_deferred(request: &Value, rendered: &Value) -> Result<Value, PortError> {
+    let mut request = request.clone();
+    let Value::Object(map) = &mut request else {
+        return Ok(request);
+    };
+    let webhook = map.get("type").and_then(Value::as_str) == Some("WEBHOOK");
+    map.remove(DEFERRED_KEY);
+    let Value::Object(parts) = rendered else {
+        return Ok(request);
+    };
+    for (part, value) in parts {
+        let value = match (webhook, part.as_str(), value) {
+            (true, "url", Value::String(url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                    return Err(invalid_evaluated(
+                        "invocationMethod.url must evaluate to an http or https URL",
+                    ));
+                }
+                value.clone()
+            }
+            (true, "url", _) => {
+                return Err(invalid_evaluated(
+                    "invocationMethod.url must evaluate to a string",
+                ));
+            }
+            (true, "headers", Value::Object(headers)) => Value::Object(header_values(headers)),
+            (true, "headers", _) => json!({}),
+            _ => value.clone(),
+        };
+        map.insert(part.clone(), value);
+    }
+    Ok(request)
+}
+
+/// Header values as sent: strings as they are, `null` dropped, anything else as JSON.
+fn header_values(rendered: &Map<String, Value>) -> Map<String, Value> {
+    let mut headers = Map::new();
+    for (name, value) in rendered {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        headers.insert(name.clone(), Value::String(text));
+    }
+    headers
+}
+
 /// The legacy (v1) message, exactly the structure of the seed's invocation body.
 pub fn legacy_message(input: &InvocationInput<'_>) -> Value {
     let blueprint = input.action.definition.blueprint();
@@ -284,17 +474,10 @@ fn assemble_unchecked(
                     )));
                 }
             };
-            let mut headers = Map::new();
-            if let Some(Value::Object(rendered_headers)) = rendered.get("headers") {
-                for (name, value) in rendered_headers {
-                    let text = match value {
-                        Value::String(s) => s.clone(),
-                        Value::Null => continue,
-                        other => other.to_string(),
-                    };
-                    headers.insert(name.clone(), Value::String(text));
-                }
-            }
+            let headers = match rendered.get("headers") {
+                Some(Value::Object(rendered_headers)) => header_values(rendered_headers),
+                _ => Map::new(),
+            };
             let body = match (&webhook.body, rendered.get("body")) {
                 (Some(_), Some(body)) => body.clone(),
                 (Some(_), None) => Value::Null,

@@ -66,6 +66,11 @@ impl IdGenerator {
         time_ordered_suffix(ms, self.entropy.random_bytes())
     }
 
+    /// Fills `dest` with random bytes from the same source (IVs and nonces).
+    pub fn fill_random(&self, dest: &mut [u8]) {
+        self.entropy.fill(dest);
+    }
+
     /// A fresh id of any generated kind, e.g. `ids.next::<RunId>()`.
     pub fn next<T: GeneratedId>(&self) -> T {
         T::from_generated_suffix(&self.suffix())

@@ -833,6 +833,20 @@ impl Run {
     /// The legacy shape the seed shows: `action` is the identifier, `endedAt` is null
     /// while running, and `relatedEntityExists` / `relatedBlueprintExists` replace
     /// the `deleted` flags.
+    /// The payload as runs show it: without what portd keeps for rendering secrets when
+    /// the invocation is sent ([`crate::invocation::DEFERRED_KEY`]).
+    pub fn wire_payload(&self) -> Value {
+        match &self.payload {
+            None => Value::Null,
+            Some(Value::Object(map)) if map.contains_key(crate::invocation::DEFERRED_KEY) => {
+                let mut map = map.clone();
+                map.remove(crate::invocation::DEFERRED_KEY);
+                Value::Object(map)
+            }
+            Some(payload) => payload.clone(),
+        }
+    }
+
     pub fn to_v1_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), json!(self.id));
@@ -926,10 +940,7 @@ impl Run {
         if let Some(message) = &self.message {
             m.insert("message".into(), Value::Object(message.clone()));
         }
-        m.insert(
-            "payload".into(),
-            self.payload.clone().unwrap_or(Value::Null),
-        );
+        m.insert("payload".into(), self.wire_payload());
         if let Some(response) = &self.response {
             m.insert("response".into(), response.clone());
         }

@@ -178,7 +178,9 @@ impl Keyring {
     /// Also opens values sealed with `key` (during and after a rotation).
     #[must_use]
     pub fn with_previous(mut self, key: ServerKey) -> Self {
-        if key != self.current && !self.previous.contains(&key) {
+        // By id: the ids name the keys, and comparing them leaks nothing of the keys.
+        let known = |k: &ServerKey| k.id == key.id;
+        if !known(&self.current) && !self.previous.iter().any(known) {
             self.previous.push(key);
         }
         self

@@ -33,8 +33,10 @@ use crate::time::Timestamp;
 
 mod organization;
 pub mod pull;
+pub mod secrets;
 
 pub use pull::{ClaimRequest, ClaimedRun, PORT_AGENT_INSTALLATION};
+pub use secrets::Sendable;
 
 /// How long an idempotency key returns the same run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -292,35 +294,25 @@ impl Services {
 
         let run_id: RunId = self.ids.next();
         let source = request.source.unwrap_or(RunSource::Api);
-        let secrets = Map::new();
+        let mut properties = validated.properties;
+        // From here on nothing sees a secret input in clear: not the templates, the
+        // stored run, its payload or the delivery (Port's agent and our receiver decrypt).
+        self.encrypt_secret_inputs(org, &mut properties, &validated.secret_keys)
+            .await?;
+        let no_secrets = Map::new();
         let invocation = InvocationInput {
             org_id: org,
             action: &action,
             run_id: &run_id,
             entity: entity.as_ref(),
-            properties: &validated.properties,
+            properties: &properties,
             actor: &caller.actor,
             origin: source,
             at: now,
             secret_keys: &validated.secret_keys,
-            secrets: &secrets,
+            secrets: &no_secrets,
         };
-        let rendered = self
-            .templates
-            .render(
-                org,
-                &invocation::method_templates(&def.invocation_method),
-                &invocation::template_context(&invocation),
-            )
-            .await
-            .map_err(|e| invocation::template_error(&e))?;
-        let evaluated =
-            invocation::assemble(&invocation, &rendered, self.templates.max_output_bytes())?;
-        if evaluated.delivery.mode == DeliveryMode::Webhook
-            && let Some(url) = evaluated.payload.get("url").and_then(Value::as_str)
-        {
-            self.destinations.check(url).await?;
-        }
+        let evaluated = self.evaluate_invocation(org, &invocation).await?;
 
         let blueprint = match def.blueprint() {
             Some(bp) => {
@@ -343,13 +335,6 @@ impl Services {
                 approvers: approvers_of(&action),
             },
         };
-        let mut properties = validated.properties;
-        for key in &validated.secret_keys {
-            // Secret inputs reach the backend but are never stored or shown in clear.
-            if properties.contains_key(key) {
-                properties.insert(key.clone(), Value::String("<secret>".into()));
-            }
-        }
         let started = start(
             NewRun {
                 id: run_id,
@@ -415,6 +400,63 @@ impl Services {
                 .await?
                 .ok_or_else(|| run_not_found(id.as_str())),
         }
+    }
+
+    /// Evaluates a run's invocation. Parts of the templates that read `.secrets` are
+    /// rendered once with the secrets, so a broken one is the caller's 422 now, but
+    /// what is kept is a render without them, with those parts' templates put back to
+    /// be rendered when the invocation is sent ([`Self::sendable`]): no secret value is
+    /// ever stored with a run.
+    async fn evaluate_invocation(
+        &self,
+        org: &OrgId,
+        invocation: &InvocationInput<'_>,
+    ) -> Result<invocation::EvaluatedInvocation, PortError> {
+        let templates =
+            invocation::method_templates(&invocation.action.definition.invocation_method);
+        let context = invocation::template_context(invocation);
+        let secret_parts = invocation::SecretParts::of(&templates);
+        let max_bytes = self.templates.max_output_bytes();
+        if !secret_parts.is_empty() {
+            let with_secrets =
+                invocation::context_with_secrets(&context, self.secrets_for_templates(org).await?);
+            let rendered = self
+                .templates
+                .render(org, &templates, &with_secrets)
+                .await
+                .map_err(|e| invocation::template_error(&e))?;
+            let checked = invocation::assemble(invocation, &rendered, max_bytes)?;
+            if checked.delivery.mode == DeliveryMode::Webhook
+                && let Some(url) = checked.payload.get("url").and_then(Value::as_str)
+            {
+                self.destinations.check(url).await?;
+            }
+        }
+        let rendered = self
+            .templates
+            .render(org, &secret_parts.blanked(&templates), &context)
+            .await
+            .map_err(|e| invocation::template_error(&e))?;
+        let mut evaluated = invocation::assemble(invocation, &rendered, max_bytes)?;
+        if secret_parts.is_empty() {
+            if evaluated.delivery.mode == DeliveryMode::Webhook
+                && let Some(url) = evaluated.payload.get("url").and_then(Value::as_str)
+            {
+                self.destinations.check(url).await?;
+            }
+        } else {
+            secret_parts.restore(&mut evaluated, &templates, &context);
+            let size = serde_json::to_vec(&evaluated.payload).map_or(usize::MAX, |j| j.len());
+            if size > max_bytes {
+                return Err(invocation::template_error(
+                    &crate::template::TemplateError::Limit {
+                        expression: String::new(),
+                        limit: crate::template::Limit::Output(max_bytes),
+                    },
+                ));
+            }
+        }
+        Ok(evaluated)
     }
 
     /// Tells listeners what was just stored: the run when `changed`, and new lines.

@@ -32,6 +32,8 @@ pub const SYSTEM_ACTOR: &str = "portd";
 
 /// How many times a log line is re-tried against concurrent run changes.
 const MAX_CONFLICT_RETRIES: usize = 16;
+/// How long a delivery waits when the template sandbox cannot render it now.
+const RENDER_RETRY_MS: i64 = 2_000;
 /// Time kept free at the end of a lease for the store writes after an attempt.
 const LEASE_GUARD: Duration = Duration::from_secs(2);
 
@@ -330,7 +332,40 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         return Ok(());
     }
 
-    let request = match WebhookRequest::from_method(&delivery.request) {
+    // Parts of the invocation that read `.secrets` are rendered only now, and what
+    // comes back is masked with the secrets they could see.
+    let sendable = match ctx
+        .services
+        .sendable(&delivery.org_id, &delivery.request)
+        .await
+    {
+        Ok(sendable) => sendable,
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::TooManyRequests | ErrorKind::ServiceUnavailable
+            ) =>
+        {
+            // The template sandbox is busy or restarting: try again shortly.
+            store
+                .reschedule(
+                    &delivery.id,
+                    ctx.owner(),
+                    ctx.now().plus_millis(RENDER_RETRY_MS),
+                )
+                .await?;
+            return Ok(());
+        }
+        Err(e) => {
+            return give_up(
+                ctx,
+                delivery,
+                format!("the invocation could not be rendered: {}", e.message),
+            )
+            .await;
+        }
+    };
+    let request = match WebhookRequest::from_method(&sendable.request) {
         Ok(request) => request,
         Err(e) => {
             return give_up(
@@ -406,8 +441,11 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             started_at,
             ended_at,
             status_code: answer.map(|a| a.status.as_u16()),
-            error: (!matches!(outcome, Outcome::Answered(_))).then(|| outcome.describe()),
-            response_excerpt: answer.and_then(Answer::excerpt),
+            error: (!matches!(outcome, Outcome::Answered(_)))
+                .then(|| sendable.mask(&outcome.describe())),
+            response_excerpt: answer
+                .and_then(Answer::excerpt)
+                .map(|excerpt| sendable.mask(&excerpt)),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         })
         .await?;
@@ -425,7 +463,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         if delivery.synchronized {
             let command = RunCommand::SynchronizedResponse {
                 status_code: answer.status.as_u16(),
-                response: answer.response_value(),
+                response: sendable.mask_json(&answer.response_value()),
             };
             apply_unless_ended(ctx, delivery, command).await?;
         }
@@ -435,7 +473,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         return Ok(());
     }
 
-    let what = outcome.describe();
+    let what = sendable.mask(&outcome.describe());
     let max = ctx.config.max_attempts();
     let next = ctx.config.retry_schedule.get(number as usize).copied();
     if let (true, Some(scheduled)) = (outcome.retryable(delivery.synchronized), next) {
@@ -477,7 +515,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             append_system_log(ctx, delivery, &message).await?;
             let command = RunCommand::SynchronizedResponse {
                 status_code: answer.status.as_u16(),
-                response: answer.response_value(),
+                response: sendable.mask_json(&answer.response_value()),
             };
             apply_unless_ended(ctx, delivery, command).await?;
             store

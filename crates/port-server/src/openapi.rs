@@ -12,7 +12,9 @@ use port_core::run::{
     MAX_APPROVAL_DESCRIPTION_CHARS, MAX_EXTERNAL_RUN_ID_CHARS, MAX_LINK_CHARS, MAX_LINKS,
     MAX_STATUS_LABEL_CHARS, MAX_SUMMARY_CHARS,
 };
+use port_core::secret::{SecretName, SecretValue};
 use port_core::service::pull::MAX_EXCLUDED_ACTIONS;
+use port_core::service::secrets::MAX_SECRET_DESCRIPTION_CHARS;
 
 use crate::routes::{Endpoint, ParamKind, QueryParam, RUN_ID_PATTERN};
 
@@ -690,6 +692,12 @@ fn delivery_schemas() -> Value {
 /// The schemas of the routes Port's own clients call besides runs: the organization,
 /// Ocean's integrations, a runner's reported response, and the (empty) workflow runs.
 fn client_schemas() -> Value {
+    let secret_name = json!({
+        "type": "string", "minLength": 1, "maxLength": SecretName::MAX_LEN,
+        "pattern": "^[A-Za-z0-9_-]+$",
+    });
+    // Characters: 16 Ki of them fit the 64 KiB a value may take, whatever they are.
+    let secret_value = json!({ "type": "string", "maxLength": SecretValue::MAX_BYTES / 4 });
     let object = json!({ "type": "object" });
     let integration = json!({
         "type": "object",
@@ -741,6 +749,37 @@ fn client_schemas() -> Value {
             "properties": {
                 "name": { "type": "string", "minLength": 1, "maxLength": MAX_ORGANIZATION_NAME_CHARS },
                 "settings": object,
+            },
+        },
+        "Secret": {
+            "type": "object",
+            "required": ["secretName", "createdAt", "updatedAt"],
+            "description": "A secret's metadata: its value is never answered.",
+            "properties": {
+                "secretName": secret_name,
+                "description": { "type": "string" },
+                "createdAt": { "type": "string", "format": "date-time" },
+                "updatedAt": { "type": "string", "format": "date-time" },
+            },
+        },
+        "SecretResponse": envelope("secret", schema_ref("Secret")),
+        "SecretsResponse": envelope("secrets", json!({ "type": "array", "items": schema_ref("Secret") })),
+        "SecretCreateRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["secretName", "secretValue"],
+            "properties": {
+                "secretName": secret_name,
+                "secretValue": secret_value,
+                "description": { "type": "string", "maxLength": MAX_SECRET_DESCRIPTION_CHARS },
+            },
+        },
+        "SecretPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "secretValue": secret_value,
+                "description": { "type": "string", "maxLength": MAX_SECRET_DESCRIPTION_CHARS },
             },
         },
         "ProvisionEnabledResponse": envelope("integrations", json!({ "type": "array", "items": { "type": "string" } })),

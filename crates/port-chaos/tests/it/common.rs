@@ -163,6 +163,8 @@ pub struct Known {
     pub ended_run: String,
     /// An Ocean integration's identifier.
     pub integration: String,
+    /// An organization secret's name.
+    pub secret: String,
 }
 
 /// A blueprint, a v2 action and a legacy one (webhooks to a closed loopback port:
@@ -286,6 +288,16 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         .await,
         201,
     );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/organization/secrets",
+            token,
+            Some(json!({ "secretName": "API_TOKEN", "secretValue": "a-value-of-the-secret" })),
+        )
+        .await,
+        201,
+    );
     Known {
         blueprint: "service".into(),
         action: "deploy".into(),
@@ -294,6 +306,7 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         run,
         ended_run,
         integration: "my-integration".into(),
+        secret: "API_TOKEN".into(),
     }
 }
 
@@ -319,6 +332,7 @@ pub fn known_value(known: &Known, param: &str) -> String {
         "entity_identifier" => known.entity.clone(),
         "run_id" => known.run.clone(),
         "identifier" => known.integration.clone(),
+        "secret_name" => known.secret.clone(),
         other => panic!("a path parameter the tests do not know: {other}"),
     }
 }

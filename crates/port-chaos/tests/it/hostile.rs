@@ -77,6 +77,9 @@ const KEYS: &[&str] = &[
     "publish",
     "team",
     "upsert",
+    "secretName",
+    "secretValue",
+    "description",
 ];
 
 fn text() -> impl Strategy<Value = String> {
@@ -187,6 +190,10 @@ pub(crate) fn template(schema: &str, known: &Known) -> Value {
         }),
         "IntegrationPatch" => json!({ "version": "0.2.0", "processingMode": "dsp" }),
         "IntegrationConfigRequest" => json!({ "config": { "resources": [] } }),
+        "SecretCreateRequest" => json!({
+            "secretName": "FUZZED_SECRET", "secretValue": "fuzzed-value", "description": "d"
+        }),
+        "SecretPatch" => json!({ "secretValue": "another-value", "description": "d2" }),
         _ => json!({
             "identifier": "fuzzed_legacy", "title": "L", "trigger": "CREATE",
             "userInputs": { "properties": {}, "required": [] },

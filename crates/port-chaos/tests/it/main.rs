@@ -9,6 +9,7 @@ mod crash;
 mod fuzz_corpus;
 mod hostile;
 mod outage;
+mod secrets;
 mod security;
 
 /// The fuzz targets' checks (`fuzz/src/lib.rs`), run here on stable.

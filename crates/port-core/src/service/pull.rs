@@ -92,10 +92,38 @@ impl Services {
         let mut runs = Vec::with_capacity(claimed.len());
         for delivery in claimed {
             match self.store.get_run(&caller.org_id, &delivery.run_id).await? {
-                Some(run) if run.state == RunState::InProgress => runs.push(ClaimedRun {
-                    run,
-                    claimed_until: delivery.lease_until.unwrap_or(now),
-                }),
+                Some(mut run) if run.state == RunState::InProgress => {
+                    // A runner is the sender here: parts reading `.secrets` are rendered
+                    // for it now, in what it receives only, never in what is stored.
+                    if let Some(payload) = run
+                        .payload
+                        .as_ref()
+                        .filter(|p| crate::invocation::deferred_parts(p).is_some())
+                    {
+                        match self.sendable(&caller.org_id, payload).await {
+                            Ok(sendable) => run.payload = Some(sendable.request),
+                            Err(e) => {
+                                let reason =
+                                    format!("the invocation could not be rendered: {}", e.message);
+                                self.apply(
+                                    &caller.org_id,
+                                    run.id.as_str(),
+                                    RunCommand::DeliveryExhausted { reason },
+                                    "portd",
+                                )
+                                .await?;
+                                self.store
+                                    .finish(&delivery.id, DeliveryState::Failed, now)
+                                    .await?;
+                                continue;
+                            }
+                        }
+                    }
+                    runs.push(ClaimedRun {
+                        run,
+                        claimed_until: delivery.lease_until.unwrap_or(now),
+                    });
+                }
                 // It ended before a runner took it (cancelled, timed out): nobody waits for it.
                 _ => {
                     self.store

@@ -19,6 +19,7 @@ pub(crate) mod deliveries;
 pub(crate) mod entities;
 pub(crate) mod organization;
 pub(crate) mod runs;
+pub(crate) mod secrets;
 pub(crate) mod stream;
 pub(crate) mod workflows;
 
@@ -1181,6 +1182,77 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[],
         errors: &[],
         route: || patch(organization::patch),
+    },
+    // Organization secrets.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/organization/secrets",
+        operation_id: "listOrganizationSecrets",
+        summary: "The organization's secrets: names, descriptions and dates, never values",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "SecretsResponse",
+        query: &[],
+        errors: &[],
+        route: || get(secrets::list),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/organization/secrets",
+        operation_id: "createOrganizationSecret",
+        summary: "Create a secret that invocation templates read as `{{ .secrets.NAME }}` when a run is sent (500 per organization, 64 KiB per value)",
+        tag: "Organization",
+        authenticated: true,
+        success: 201,
+        body: Some("SecretCreateRequest"),
+        response: "SecretResponse",
+        query: &[],
+        errors: &[TAKEN_409],
+        route: || post(secrets::create),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/organization/secrets/{secret_name}",
+        operation_id: "getOrganizationSecret",
+        summary: "A secret's name, description and dates, never its value",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "SecretResponse",
+        query: &[],
+        errors: &[],
+        route: || get(secrets::get),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/organization/secrets/{secret_name}",
+        operation_id: "patchOrganizationSecret",
+        summary: "Replace a secret's value and/or description; invocations sent from now on use the new value",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: Some("SecretPatch"),
+        response: "SecretResponse",
+        query: &[],
+        errors: &[],
+        route: || patch(secrets::patch),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/organization/secrets/{secret_name}",
+        operation_id: "deleteOrganizationSecret",
+        summary: "Delete a secret",
+        tag: "Organization",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        errors: &[],
+        route: || delete(secrets::delete),
     },
     // Integrations (Ocean).
     Endpoint {

@@ -117,6 +117,12 @@ async fn seeded() -> (Harness, String) {
     )
     .await
     .expect(201);
+    h.post(
+        "/v1/organization/secrets",
+        serde_json::json!({ "secretName": "API_TOKEN", "secretValue": "value", "description": "d" }),
+    )
+    .await
+    .expect(201);
     let run = h.create_run().await;
     (h, run)
 }
@@ -127,6 +133,7 @@ fn filled(path: &str, run: &str) -> String {
         .replace("{entity_identifier}", "svc")
         .replace("{run_id}", run)
         .replace("{identifier}", "my-ocean-integration")
+        .replace("{secret_name}", "API_TOKEN")
 }
 
 fn documented_query_schema<'a>(doc: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {

@@ -1,0 +1,283 @@
+//! Secrets: the organization's named secrets (`/v1/organization/secrets`), the
+//! encryption of secret inputs at execute time, and the rendering of an invocation's
+//! secret-reading parts when it is sent.
+
+use serde_json::{Map, Value, json};
+
+use super::{Caller, Services};
+use crate::error::{ErrorKind, PortError, StoreError};
+use crate::id::OrgId;
+use crate::invocation;
+use crate::ports::OrgSecret;
+use crate::secret::{self, INPUT_IV_BYTES, SecretName, SecretValue};
+
+/// Secrets one organization keeps at most.
+pub const MAX_SECRETS_PER_ORG: usize = 500;
+/// Longest description, in characters (Port's rule).
+pub const MAX_SECRET_DESCRIPTION_CHARS: usize = 200;
+
+/// A secret as the API shows it: never its value.
+pub fn secret_json(secret: &OrgSecret) -> Value {
+    let mut m = Map::new();
+    m.insert("secretName".into(), json!(secret.name.as_str()));
+    if let Some(description) = &secret.description {
+        m.insert("description".into(), json!(description));
+    }
+    m.insert("createdAt".into(), json!(secret.created_at));
+    m.insert("updatedAt".into(), json!(secret.updated_at));
+    Value::Object(m)
+}
+
+fn secret_not_found(name: &str) -> PortError {
+    PortError::not_found(format!("secret {name}"))
+}
+
+/// A name from a path: one that cannot exist is simply not found.
+fn path_name(name: &str) -> Result<SecretName, PortError> {
+    SecretName::parse(name).map_err(|_| secret_not_found(name))
+}
+
+fn checked_description(description: Option<&str>) -> Result<(), PortError> {
+    match description {
+        Some(d) if d.chars().count() > MAX_SECRET_DESCRIPTION_CHARS => Err(PortError::invalid(
+            format!("body.description: at most {MAX_SECRET_DESCRIPTION_CHARS} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn checked_value(value: String) -> Result<SecretValue, PortError> {
+    SecretValue::new(value).map_err(|e| PortError::invalid(format!("body.secretValue: {e}")))
+}
+
+/// What an invocation is sent as, once its secret-reading parts are rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sendable {
+    /// The request to send, without portd's deferred key.
+    pub request: Value,
+    /// The secret values the rendering could see, to mask in whatever comes back.
+    pub secrets: Vec<String>,
+}
+
+impl Sendable {
+    /// `text` with every secret value replaced by `[REDACTED]`, longest first.
+    pub fn mask(&self, text: &str) -> String {
+        mask_values(text, &self.secrets)
+    }
+
+    /// [`Self::mask`] applied to every string (and key) of a JSON value, such as a
+    /// receiver's answer that echoes a header back.
+    pub fn mask_json(&self, value: &Value) -> Value {
+        if self.secrets.is_empty() {
+            return value.clone();
+        }
+        match value {
+            Value::String(s) => Value::String(self.mask(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.mask_json(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.mask(k), self.mask_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `text` with each of `values` replaced by `[REDACTED]`, longest first so a secret
+/// containing another is hidden whole. Values shorter than 4 bytes are left alone: they
+/// would mask ordinary words and reveal more than they hide.
+pub fn mask_values(text: &str, values: &[String]) -> String {
+    let mut sorted: Vec<&String> = values.iter().filter(|v| v.len() >= 4).collect();
+    sorted.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut text = text.to_owned();
+    for value in sorted {
+        if text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), "[REDACTED]");
+        }
+    }
+    text
+}
+
+impl Services {
+    pub async fn list_secrets(&self, caller: &Caller) -> Result<Vec<OrgSecret>, PortError> {
+        Ok(self.store.list_secrets(&caller.org_id).await?)
+    }
+
+    pub async fn get_secret(&self, caller: &Caller, name: &str) -> Result<OrgSecret, PortError> {
+        let name = path_name(name)?;
+        self.store
+            .get_secret(&caller.org_id, &name)
+            .await?
+            .ok_or_else(|| secret_not_found(name.as_str()))
+    }
+
+    /// Creates a secret; 409 `identifier_taken` when the name is, 422 beyond
+    /// [`MAX_SECRETS_PER_ORG`].
+    pub async fn create_secret(
+        &self,
+        caller: &Caller,
+        name: &str,
+        value: String,
+        description: Option<String>,
+    ) -> Result<OrgSecret, PortError> {
+        let name = SecretName::parse(name)
+            .map_err(|e| PortError::invalid(format!("body.secretName: {e}")))?;
+        let value = checked_value(value)?;
+        checked_description(description.as_deref())?;
+        // Counted before the insert: concurrent creations may pass the bound by as many
+        // as run at once, which the connection cap bounds in turn.
+        if self.store.list_secrets(&caller.org_id).await?.len() >= MAX_SECRETS_PER_ORG {
+            return Err(PortError::invalid(format!(
+                "an organization keeps at most {MAX_SECRETS_PER_ORG} secrets; delete one first"
+            )));
+        }
+        let now = self.clock.now();
+        let created = OrgSecret {
+            org_id: caller.org_id.clone(),
+            name,
+            description,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_secret(&created, &value).await {
+            Ok(()) => Ok(created),
+            Err(StoreError::AlreadyExists(_)) => Err(PortError::new(
+                ErrorKind::IdentifierTaken,
+                format!("secret {} already exists", created.name),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a secret's value and/or description.
+    pub async fn update_secret(
+        &self,
+        caller: &Caller,
+        name: &str,
+        value: Option<String>,
+        description: Option<String>,
+    ) -> Result<OrgSecret, PortError> {
+        let name = path_name(name)?;
+        let value = value.map(checked_value).transpose()?;
+        checked_description(description.as_deref())?;
+        self.store
+            .update_secret(
+                &caller.org_id,
+                &name,
+                value.as_ref(),
+                description.as_deref(),
+                self.clock.now(),
+            )
+            .await?
+            .ok_or_else(|| secret_not_found(name.as_str()))
+    }
+
+    pub async fn delete_secret(&self, caller: &Caller, name: &str) -> Result<(), PortError> {
+        let name = path_name(name)?;
+        if !self.store.delete_secret(&caller.org_id, &name).await? {
+            return Err(secret_not_found(name.as_str()));
+        }
+        Ok(())
+    }
+
+    /// The organization's secrets as templates see them (`.secrets.NAME`).
+    pub(super) async fn secrets_for_templates(
+        &self,
+        org: &OrgId,
+    ) -> Result<Map<String, Value>, PortError> {
+        Ok(self
+            .store
+            .secret_values(org)
+            .await?
+            .into_iter()
+            .map(|(name, value)| (name.as_str().to_owned(), json!(value.expose())))
+            .collect())
+    }
+
+    /// The client secret that signs the organization's webhooks and keys its secret
+    /// inputs: its oldest credential's.
+    async fn signing_secret(&self, org: &OrgId) -> Result<String, PortError> {
+        self.store
+            .credentials(org)
+            .await?
+            .into_iter()
+            .next()
+            .map(|credential| credential.client_secret.expose().to_owned())
+            .ok_or_else(|| {
+                PortError::invalid(format!(
+                    "organization {org} has no credential to encrypt secret inputs with"
+                ))
+            })
+    }
+
+    /// Encrypts the secret inputs among `properties` as Port does (see
+    /// [`crate::secret`]), before templates or the store see them. Non-string values
+    /// are encrypted as their JSON text; `null` stays `null`.
+    pub(super) async fn encrypt_secret_inputs(
+        &self,
+        org: &OrgId,
+        properties: &mut Map<String, Value>,
+        secret_keys: &[String],
+    ) -> Result<(), PortError> {
+        if !secret_keys.iter().any(|key| properties.contains_key(key)) {
+            return Ok(());
+        }
+        let client_secret = self.signing_secret(org).await?;
+        for key in secret_keys {
+            // An input left empty (`null`) has nothing to hide.
+            let Some(value) = properties.get_mut(key).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let clear = match &*value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let mut iv = [0u8; INPUT_IV_BYTES];
+            self.ids.fill_random(&mut iv);
+            let encrypted = secret::encrypt_input(&client_secret, &clear, iv)
+                .map_err(|e| PortError::invalid(e.to_string()))?;
+            *value = Value::String(encrypted);
+        }
+        Ok(())
+    }
+
+    /// Renders what an invocation left for sending time (the parts of its templates that
+    /// read `.secrets`) with the organization's current secrets. An invocation without
+    /// such parts is sent as it is. A template that fails now is
+    /// `evaluate_invocation_method_error`, its message free of secret values.
+    pub async fn sendable(&self, org: &OrgId, request: &Value) -> Result<Sendable, PortError> {
+        let Some((parts, context)) = invocation::deferred_parts(request) else {
+            return Ok(Sendable {
+                request: request.clone(),
+                secrets: Vec::new(),
+            });
+        };
+        let secrets = self.secrets_for_templates(org).await?;
+        let values: Vec<String> = secrets
+            .values()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        let context = invocation::context_with_secrets(context, secrets);
+        let rendered = self
+            .templates
+            .render(org, parts, &context)
+            .await
+            .map_err(|e| invocation::template_error(&e))?;
+        let request = invocation::complete_deferred(request, &rendered)?;
+        let size = serde_json::to_vec(&request).map_or(usize::MAX, |json| json.len());
+        if size > self.templates.max_output_bytes() {
+            return Err(invocation::template_error(
+                &crate::template::TemplateError::Limit {
+                    expression: String::new(),
+                    limit: crate::template::Limit::Output(self.templates.max_output_bytes()),
+                },
+            ));
+        }
+        Ok(Sendable {
+            request,
+            secrets: values,
+        })
+    }
+}
