@@ -9,6 +9,7 @@ use port_delivery::DeliveryConfig;
 
 use crate::adapters::DestinationMode;
 use crate::connections::{ConnectionArgs, ConnectionLimits};
+use crate::secret_key::KeyText;
 
 /// Where portd listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -29,6 +30,14 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 /// across restarts (see [`crate::server::start_with`]).
 pub const WORKER_ID_FILE: &str = "worker-id";
 
+/// The server key's file inside the data directory, unless `PORTD_SECRET_KEY` is set
+/// (see [`crate::secret_key`]).
+pub const SECRET_KEY_FILE: &str = "secret.key";
+
+/// The new key of a rotation under way: it replaces [`SECRET_KEY_FILE`] once every
+/// secret is sealed with it.
+pub const NEXT_SECRET_KEY_FILE: &str = "secret.key.next";
+
 /// `portd`: a self-hostable server for Port's self-service actions and runs API.
 #[derive(Debug, Parser)]
 #[command(name = "portd", version, about)]
@@ -45,6 +54,25 @@ pub enum Command {
     Credentials {
         #[command(subcommand)]
         command: CredentialsCommand,
+    },
+    /// Manage the server key that seals client secrets and organization secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Seal every client secret and organization secret with a new server key. With the
+    /// key file (<data-dir>/secret.key) the new key is generated and replaces it; with
+    /// PORTD_SECRET_KEY it is PORTD_NEW_SECRET_KEY. On SQLite, stop portd first.
+    RotateKey {
+        /// The new key when PORTD_SECRET_KEY holds the current one: 32 bytes as 64
+        /// hexadecimal digits or base64. Prefer the environment: a flag shows in the
+        /// process list.
+        #[arg(long, env = "PORTD_NEW_SECRET_KEY", hide_env_values = true)]
+        new_secret_key: Option<KeyText>,
     },
 }
 
@@ -90,6 +118,15 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub bootstrap_client_secret: Option<String>,
+    /// The server key sealing client secrets and organization secrets at rest: 32 bytes
+    /// as 64 hexadecimal digits or base64 (default: <data-dir>/secret.key, created on
+    /// first start). Prefer the environment: a flag shows in the process list.
+    #[arg(long, env = "PORTD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<KeyText>,
+    /// An older server key, still read (and re-sealed with the current one at start)
+    /// while a rotation rolls across replicas.
+    #[arg(long, env = "PORTD_PREVIOUS_SECRET_KEY", hide_env_values = true)]
+    pub previous_secret_key: Option<KeyText>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
     #[command(flatten)]
@@ -175,6 +212,11 @@ pub struct Config {
     pub max_streams_per_org: u32,
     pub bootstrap_client_id: Option<String>,
     pub bootstrap_client_secret: Option<String>,
+    /// The server key (`PORTD_SECRET_KEY`); `None` keeps it in the data directory's
+    /// [`SECRET_KEY_FILE`].
+    pub secret_key: Option<KeyText>,
+    /// An older key the keyring also opens (`PORTD_PREVIOUS_SECRET_KEY`).
+    pub previous_secret_key: Option<KeyText>,
     /// Print generated bootstrap credentials to stdout (off in tests).
     pub print_bootstrap_credentials: bool,
     /// The delivery worker's and the reaper's settings, used as given. `None` (what
@@ -205,6 +247,8 @@ impl std::fmt::Debug for Config {
                 "bootstrap_client_secret",
                 &self.bootstrap_client_secret.as_ref().map(|_| "***"),
             )
+            .field("secret_key", &self.secret_key)
+            .field("previous_secret_key", &self.previous_secret_key)
             .field("delivery", &self.delivery)
             .field("connections", &self.connections)
             .field("templates", &self.templates)
@@ -222,6 +266,8 @@ impl Default for Config {
             max_streams_per_org: DEFAULT_MAX_STREAMS_PER_ORG,
             bootstrap_client_id: None,
             bootstrap_client_secret: None,
+            secret_key: None,
+            previous_secret_key: None,
             print_bootstrap_credentials: true,
             delivery: None,
             connections: ConnectionLimits::default(),
@@ -240,6 +286,8 @@ impl From<ServerArgs> for Config {
             max_streams_per_org: args.max_streams_per_org,
             bootstrap_client_id: args.bootstrap_client_id.filter(|v| !v.is_empty()),
             bootstrap_client_secret: args.bootstrap_client_secret.filter(|v| !v.is_empty()),
+            secret_key: args.secret_key,
+            previous_secret_key: args.previous_secret_key,
             print_bootstrap_credentials: true,
             delivery: None,
             connections: args.connections.into(),
@@ -263,6 +311,14 @@ impl Config {
 
     pub fn worker_id_path(&self) -> PathBuf {
         self.data_dir.join(WORKER_ID_FILE)
+    }
+
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.data_dir.join(SECRET_KEY_FILE)
+    }
+
+    pub fn next_secret_key_path(&self) -> PathBuf {
+        self.data_dir.join(NEXT_SECRET_KEY_FILE)
     }
 }
 
@@ -316,5 +372,30 @@ mod tests {
             cli.command,
             Some(Command::Credentials { command: CredentialsCommand::Create { org: Some(ref o) } }) if o == "acme"
         ));
+    }
+
+    #[test]
+    fn rotate_key_parses_and_keys_are_never_shown() {
+        let key = "ab".repeat(32);
+        let cli = Cli::try_parse_from([
+            "portd",
+            "--secret-key",
+            &key,
+            "secrets",
+            "rotate-key",
+            "--new-secret-key",
+            &key,
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains(&key), "{shown}");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Secrets { command: SecretsCommand::RotateKey { new_secret_key: Some(ref k) } })
+                if *k == KeyText::new(key.clone())
+        ));
+        let config = Config::from(cli.server);
+        assert_eq!(config.secret_key, Some(KeyText::new(key.clone())));
+        assert!(!format!("{config:?}").contains(&key));
     }
 }

@@ -1,21 +1,33 @@
 //! The data directory: its owner's only (0700), whatever the umask, because the SQLite
-//! database and `credentials.json` in it hold every organization's client secret.
+//! database and `credentials.json` in it hold every organization's client secret, and
+//! `secret.key` the key that seals them.
 //!
 //! A missing directory is created 0700. An existing one that others may enter is
 //! tightened to 0700, with a warning, when everything in it is portd's own (an older
 //! portd made it 0755, or an operator made it empty for portd); if it holds anything
 //! else, portd refuses to start rather than change the permissions of a directory that
 //! may not be its own (`PORTD_DATA_DIR=/var/lib` by mistake). The files portd writes
-//! there are 0600 (`port_store::secure_database_files`, the credentials and worker-id
-//! files).
+//! there are 0600 (`port_store::secure_database_files`, the credentials, worker-id and
+//! server key files).
 
 use std::path::Path;
 
-use crate::config::{CREDENTIALS_FILE, DATABASE_FILE, WORKER_ID_FILE};
+use crate::config::{
+    CREDENTIALS_FILE, DATABASE_FILE, NEXT_SECRET_KEY_FILE, SECRET_KEY_FILE, WORKER_ID_FILE,
+};
 use crate::server::ServeError;
 
 /// The data directory's mode.
 pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// The files portd writes in its data directory (and, being written, as `<name>.tmp`),
+/// besides the database's.
+const OWN_FILES: [&str; 4] = [
+    CREDENTIALS_FILE,
+    WORKER_ID_FILE,
+    SECRET_KEY_FILE,
+    NEXT_SECRET_KEY_FILE,
+];
 
 /// Whether `name` is a file portd keeps in its data directory.
 fn is_portds_own(name: &str) -> bool {
@@ -23,7 +35,7 @@ fn is_portds_own(name: &str) -> bool {
         .iter()
         .any(|suffix| name.strip_prefix(DATABASE_FILE) == Some(suffix));
     database_files
-        || [CREDENTIALS_FILE, WORKER_ID_FILE]
+        || OWN_FILES
             .iter()
             .any(|own| name == *own || name == format!("{own}.tmp"))
 }
@@ -32,14 +44,14 @@ fn is_portds_own(name: &str) -> bool {
 pub const DATA_FILE_MODE: u32 = 0o600;
 
 /// Creates `dir` (0700) or checks and tightens an existing one, and tightens the
-/// credentials and worker-id files an older portd left open; see the module. (The
-/// database's files are port-store's.)
+/// credentials, worker-id and key files an older portd (or an operator) left open; see
+/// the module. (The database's files are port-store's.)
 #[cfg(unix)]
 pub fn prepare_data_dir(dir: &Path) -> Result<(), ServeError> {
     use std::os::unix::fs::PermissionsExt as _;
 
     private_dir(dir)?;
-    for name in [CREDENTIALS_FILE, WORKER_ID_FILE] {
+    for name in OWN_FILES {
         let path = dir.join(name);
         let Ok(metadata) = std::fs::metadata(&path) else {
             continue;
@@ -49,7 +61,15 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), ServeError> {
                 .map_err(|e| {
                     ServeError::Config(format!("cannot make {} private: {e}", path.display()))
                 })?;
-            tracing::warn!(file = %path.display(), "made a file of the data directory private (mode 600)");
+            if [SECRET_KEY_FILE, NEXT_SECRET_KEY_FILE].contains(&name) {
+                tracing::warn!(
+                    file = %path.display(),
+                    "made the server key private (mode 600); others may have read it: \
+                     rotate it with `portd secrets rotate-key`"
+                );
+            } else {
+                tracing::warn!(file = %path.display(), "made a file of the data directory private (mode 600)");
+            }
         }
     }
     Ok(())
@@ -147,7 +167,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
         std::fs::create_dir(&dir).unwrap();
-        for name in ["portd.db", "portd.db-wal", "credentials.json", "worker-id"] {
+        for name in [
+            "portd.db",
+            "portd.db-wal",
+            "credentials.json",
+            "worker-id",
+            "secret.key",
+        ] {
             std::fs::write(dir.join(name), b"").unwrap();
             chmod(&dir.join(name), 0o644);
         }
@@ -156,6 +182,7 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("worker-id")), 0o600);
         assert_eq!(mode(&dir.join("credentials.json")), 0o600);
+        assert_eq!(mode(&dir.join("secret.key")), 0o600);
         // An empty one too.
         let empty = root.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
@@ -186,6 +213,9 @@ mod tests {
             "portd.db-shm",
             "credentials.json",
             "worker-id.tmp",
+            "secret.key",
+            "secret.key.next",
+            "secret.key.next.tmp",
         ] {
             assert!(is_portds_own(own), "{own}");
         }

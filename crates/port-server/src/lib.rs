@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod search_gate;
+pub mod secret_key;
 pub mod server;
 pub mod state;
 pub mod throttle;

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use port_server::config::{Command, CredentialsCommand, init_tracing};
+use port_server::config::{Command, CredentialsCommand, SecretsCommand, init_tracing};
 use port_server::{Cli, Config};
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +35,21 @@ async fn serve() -> anyhow::Result<()> {
                 .await
                 .context("could not create credentials")?;
             println!("{}", serde_json::to_string_pretty(&created)?);
+            Ok(())
+        }
+        Some(Command::Secrets {
+            command: SecretsCommand::RotateKey { new_secret_key },
+        }) => {
+            let rotation = port_server::secret_key::rotate_key(
+                &config,
+                new_secret_key.as_ref(),
+                &mut |step| println!("portd: {step}"),
+            )
+            .await
+            .context("could not rotate the server key")?;
+            for line in rotation.report() {
+                println!("portd: {line}");
+            }
             Ok(())
         }
     }

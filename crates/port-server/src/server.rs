@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use std::ffi::OsString;
 
 use port_core::ports::{InProcessTemplates, Notifier, Store, TemplateEngine};
+use port_core::secret::Keyring;
 use port_delivery::Hub;
 use port_sandbox::{SandboxConfig, TemplateSandbox};
 use port_store::{StoreAdmin, StoreOptions};
@@ -24,6 +25,7 @@ use crate::config::{Config, Templates};
 use crate::connections::{self, ConnectionPlan, Reserve};
 use crate::delivery::{delivery_config, start_delivery};
 use crate::routes::Endpoint;
+use crate::secret_key::{self, KeySource};
 use crate::state::{AppState, HealthCheck};
 
 /// Why the server could not start or stopped badly.
@@ -87,7 +89,7 @@ impl HealthCheck for StoreHealth {
 /// How long a request waits for a PostgreSQL connection before answering 503.
 pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The store's options for `config`.
+/// The store's options for `config`, but the keyring (see [`open_store`]).
 fn store_options(config: &Config) -> StoreOptions {
     let mut options = StoreOptions::default();
     if config.database_url.is_some() {
@@ -99,12 +101,44 @@ fn store_options(config: &Config) -> StoreOptions {
 }
 
 /// Opens the configured database, after making the data directory private (see
-/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too).
+/// [`crate::data_dir`]; it holds the credentials file on PostgreSQL too), with the
+/// server key sealing secrets: anything not sealed with it yet is re-sealed, and a
+/// rotation interrupted earlier is finished (see [`crate::secret_key`]).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeError> {
     crate::data_dir::prepare_data_dir(&config.data_dir)?;
+    let keys = secret_key::load(config)?;
+    let source = match keys.source() {
+        KeySource::Environment => secret_key::ENV_SECRET_KEY.to_owned(),
+        KeySource::File(path) => path.display().to_string(),
+    };
+    tracing::info!(key_id = keys.current_id(), %source, "secrets are sealed with the server key");
+    if config.database_url.is_some() && matches!(keys.source(), KeySource::File(_)) {
+        // Each replica has its own data directory, so its own key file.
+        tracing::info!(
+            "replicas sharing this PostgreSQL database need the same key: set \
+             PORTD_SECRET_KEY on each"
+        );
+    }
+    let store = open_database(config, keys.keyring().clone()).await?;
+    if let Err(e) = secret_key::seal_store(&store, &keys).await {
+        store.close().await;
+        return Err(e);
+    }
+    Ok(store)
+}
+
+/// Opens the configured database with `keyring`, as it is.
+pub(crate) async fn open_database(
+    config: &Config,
+    keyring: Keyring,
+) -> Result<Arc<dyn StoreAdmin>, ServeError> {
     let url = config.database_url();
     tracing::info!(database = %port_store::redact_url(&url), "opening the database");
-    Ok(port_store::open(&url, &store_options(config)).await?)
+    let options = StoreOptions {
+        keyring: Some(keyring),
+        ..store_options(config)
+    };
+    Ok(port_store::open(&url, &options).await?)
 }
 
 /// The template engine `templates` asks for; a sandbox is tried once at start, so a
@@ -384,25 +418,45 @@ fn announce(created: &Bootstrapped, config: &Config) {
 
 /// Resolves on SIGTERM or ctrl-c.
 pub async fn shutdown_signal() {
+    wait_for_signals(terminate_signal()).await;
+}
+
+/// SIGTERM's handler, installed at once (`None` when it cannot be, or elsewhere).
+#[cfg(unix)]
+fn terminate_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}
+
+#[cfg(not(unix))]
+fn terminate_signal() -> Option<()> {
+    None
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(terminate: Option<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             futures::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+        match terminate {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => futures::future::pending::<()>().await,
+            None => futures::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let terminate = futures::future::pending::<()>();
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_terminate: Option<()>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        futures::future::pending::<()>().await;
     }
 }
 
@@ -412,8 +466,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 }
 
 pub async fn serve_with(config: Config, extensions: Extensions) -> Result<(), ServeError> {
+    // SIGTERM's handler goes in before the first request is answered: a SIGTERM sent as
+    // soon as portd answers would otherwise kill it instead of stopping it gracefully.
+    let terminate = terminate_signal();
     let server = start_with(config, extensions).await?;
-    shutdown_signal().await;
+    wait_for_signals(terminate).await;
     tracing::info!("shutting down");
     server.shutdown().await
 }

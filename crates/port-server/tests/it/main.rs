@@ -18,6 +18,8 @@ mod log_stream;
 mod openapi_doc;
 mod port_schemas;
 mod runs;
+mod secret_key;
+mod secrets;
 mod seed_replay;
 mod socket;
 mod support;
