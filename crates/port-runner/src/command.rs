@@ -57,7 +57,7 @@ fn env_value(value: &Value) -> String {
 
 /// The run's variables: `PORT_RUN_ID`, `PORT_ACTION`, `PORT_ENTITY` (the entity's
 /// identifier), `PORT_ENTITY_JSON`, `PORT_BLUEPRINT`, `PORT_WEBHOOK_ID` and one
-/// `PORT_INPUT_<NAME>` per input.
+/// `PORT_INPUT_<NAME>` per input (secret inputs in clear: port-webhook decrypted them).
 pub fn run_variables(invocation: &Invocation) -> Vec<(String, String)> {
     let mut vars = vec![
         ("PORT_RUN_ID".to_owned(), invocation.run_id.clone()),
@@ -98,6 +98,14 @@ pub fn run_variables(invocation: &Invocation) -> Vec<(String, String)> {
         usable
     });
     vars
+}
+
+/// What the command reads on stdin: the body with its secret inputs in clear, as the
+/// variables have them (what Port's agent forwards after decrypting), then a newline.
+pub fn stdin_body(invocation: &Invocation) -> Vec<u8> {
+    let mut input = serde_json::to_vec(&invocation.decrypted_body()).unwrap_or_default();
+    input.push(b'\n');
+    input
 }
 
 /// Kills a process group when dropped (and on demand), so that nothing a command
@@ -190,8 +198,7 @@ impl CommandRunner {
         tracing::info!(run = %invocation.run_id, command = %name, pid = ?child.id(), "started the command");
 
         if let Some(mut stdin) = child.stdin.take() {
-            let mut input = serde_json::to_vec(&invocation.raw).unwrap_or_default();
-            input.push(b'\n');
+            let input = stdin_body(&invocation);
             // A command that does not read its input must not block on it.
             tokio::spawn(async move {
                 let _ = stdin.write_all(&input).await;
@@ -291,5 +298,35 @@ mod tests {
         assert_eq!(get("PORT_INPUT_TAGS"), Some(r#"["a","b"]"#));
         assert_eq!(get("PORT_INPUT_NOTHING"), Some(""));
         assert_eq!(get("PORT_INPUT_BAD"), None);
+    }
+
+    #[test]
+    fn secret_inputs_reach_the_command_decrypted() {
+        let client_secret = "runner-test-client-secret-0123456789abcdef";
+        let encrypted =
+            port_core::secret::encrypt_input(client_secret, "tok-for-the-command", [1; 16])
+                .unwrap();
+        let body = json!({
+            "action": "deploy",
+            "resourceType": "run",
+            "context": { "runId": "r_1" },
+            "payload": {
+                "action": { "identifier": "deploy", "userInputs": { "properties": {
+                    "token": { "type": "string", "encryption": "aes256-gcm" }
+                } } },
+                "properties": { "name": "svc", "token": encrypted }
+            }
+        });
+        // What port-webhook hands the runner.
+        let mut invocation = Invocation::from_body(body, None, None).unwrap();
+        invocation.decrypt_secret_inputs(client_secret).unwrap();
+        let vars = run_variables(&invocation);
+        assert!(vars.contains(&("PORT_INPUT_TOKEN".into(), "tok-for-the-command".into())));
+        let stdin: Value = serde_json::from_slice(&stdin_body(&invocation)).unwrap();
+        assert_eq!(
+            stdin["payload"]["properties"],
+            json!({ "name": "svc", "token": "tok-for-the-command" })
+        );
+        assert!(stdin_body(&invocation).ends_with(b"\n"));
     }
 }

@@ -5,7 +5,8 @@
 //! claims `agent: true` runs itself (`mode = "pull"`). Each run starts its command
 //! with the invocation JSON on stdin and the run in its environment; the command's
 //! output becomes the run's log, its exit code the run's status. Everything else
-//! (signatures, duplicates, timeouts, shutdown) is `port-webhook`'s.
+//! (signatures, duplicates, decrypting secret inputs, timeouts, shutdown) is
+//! `port-webhook`'s.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -78,6 +78,8 @@ pub(crate) struct Engine {
     pub(crate) actions: HashMap<String, Registered>,
     /// Masked in every run, besides each run's secret inputs (the client secret).
     pub(crate) extra_secrets: Vec<String>,
+    /// The organization's client secret, which keys secret inputs.
+    client_secret: String,
     pub(crate) tracker: TaskTracker,
     /// Cancelled when shutdown begins: no new runs are accepted or started.
     pub(crate) stopping: CancellationToken,
@@ -147,12 +149,14 @@ impl Engine {
         client: PortClient,
         actions: HashMap<String, Registered>,
         extra_secrets: Vec<String>,
+        client_secret: String,
         grace: Duration,
     ) -> Self {
         Self {
             client,
             actions,
             extra_secrets,
+            client_secret,
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
@@ -174,13 +178,19 @@ impl Engine {
 
     async fn supervise(&self, job: Job) -> RunResult {
         let Job {
-            invocation,
+            mut invocation,
             status_from_answer,
             pull,
         } = job;
         let respond = pull.as_ref().is_some_and(|p| p.respond);
         let run_id = invocation.run_id.clone();
         let action = invocation.action.clone();
+        let registered = self.actions.get(&action);
+        if let Some(registered) = registered {
+            invocation.add_secret_keys(&registered.options.secret_inputs);
+        }
+        // Before the context exists: its masker needs the clear values.
+        let decrypted = invocation.decrypt_secret_inputs(&self.client_secret);
         let mut secrets = invocation.secret_values();
         secrets.extend(self.extra_secrets.iter().cloned());
         let context = RunContext::new(
@@ -190,11 +200,19 @@ impl Engine {
             status_from_answer,
             secrets,
         );
-        let Some(registered) = self.actions.get(&action) else {
+        let Some(registered) = registered else {
             // Callers check first; this only guards against misuse.
             let reason = format!("no handler for action {action:?} on this runner");
             return self.finish(&context, Err(reason), respond).await;
         };
+        if let Err(error) = decrypted {
+            // A handler given ciphertext for a secret would act on a wrong value: the
+            // run fails instead, naming the input, and the handler never runs.
+            tracing::warn!(run = %run_id, input = %error.key(), "a secret input did not decrypt");
+            let ended = self.finish(&context, Err(error.to_string()), respond).await;
+            self.release(&run_id, pull).await;
+            return ended;
+        }
 
         // Wait for a slot of the action. Runs not started yet when shutdown begins are
         // not started late: a claim not acknowledged yet is left to lapse (the server
@@ -251,15 +269,21 @@ impl Engine {
         };
         drop(permit);
         let ended = self.finish(&context, result, respond).await;
+        self.release(&run_id, pull).await;
+        ended
+    }
+
+    /// After a pulled run's end is reported: acknowledges it (when that waits for the
+    /// end) and frees its runner-wide slot.
+    async fn release(&self, run_id: &str, pull: Option<PullJob>) {
         if let Some(pull) = pull {
             if pull.ack_when_done
-                && let Err(e) = self.client.ack(&[run_id.as_str()]).await
+                && let Err(e) = self.client.ack(&[run_id]).await
             {
                 tracing::warn!(run = %run_id, error = %e, "could not acknowledge the finished run");
             }
             drop(pull.slot);
         }
-        ended
     }
 
     /// Reports the end of a run (unless the handler already did) and says how it

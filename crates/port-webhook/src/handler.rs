@@ -156,6 +156,10 @@ pub struct ActionOptions {
     /// A synchronized action: the handler's outcome is the HTTP answer, from which the
     /// server sets the run's status; the handler's status is never PATCHed.
     pub synchronized: bool,
+    /// Inputs that are secret even when the body does not say so: a v2 body without
+    /// `port_context.encryptedProperties`, a pulled run without a body. They are
+    /// decrypted and masked like the secret inputs the body declares.
+    pub secret_inputs: Vec<String>,
 }
 
 impl Default for ActionOptions {
@@ -164,6 +168,7 @@ impl Default for ActionOptions {
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             synchronized: false,
+            secret_inputs: Vec::new(),
         }
     }
 }
@@ -189,6 +194,15 @@ impl ActionOptions {
     /// Marks the action synchronized (or not).
     pub fn synchronized(mut self, synchronized: bool) -> Self {
         self.synchronized = synchronized;
+        self
+    }
+
+    /// Declares the input `key` secret (see [`ActionOptions::secret_inputs`]).
+    pub fn secret_input(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if !self.secret_inputs.contains(&key) {
+            self.secret_inputs.push(key);
+        }
         self
     }
 }

@@ -52,6 +52,11 @@
 //!   shutdown grace period is over ("runner shutting down").
 //! - Synchronized actions are never PATCHed to a status: their handler's outcome is
 //!   the HTTP answer, from which the server sets the status.
+//! - Secret inputs (`"encryption": "aes256-gcm"`) arrive encrypted, as Port and portd
+//!   send them; handlers get their clear values in [`Invocation::properties`],
+//!   decrypted with the client secret (the receiver's signing secret). A run whose
+//!   secret input does not decrypt ends `FAILURE` with a reason naming the input, and
+//!   its handler does not run: it never sees ciphertext in place of a value.
 //! - Secret inputs and the client secret are masked (`***`) in everything a
 //!   [`RunContext`] sends.
 //!
@@ -86,7 +91,7 @@ pub use handler::{
     ActionOptions, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, Handler, HandlerError, Outcome,
     human_duration,
 };
-pub use invocation::{BodyFormat, Invocation, InvocationError, PORT_CONTEXT_KEY};
+pub use invocation::{BodyFormat, Invocation, InvocationError, PORT_CONTEXT_KEY, SecretInputError};
 pub use pull::{
     AckMode, DEFAULT_POLL_INTERVAL, DEFAULT_VISIBILITY_TIMEOUT, PullOptions, invocation_from_run,
 };

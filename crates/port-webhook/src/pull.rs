@@ -115,7 +115,8 @@ impl PullOptions {
 }
 
 /// The invocation of a claimed run: its payload's `body` (what a webhook would have
-/// carried), with the run's own id and action, which are authoritative.
+/// carried), with the run's own id and action, which are authoritative. Secret inputs
+/// are left encrypted: the pull loop decrypts them before the handler runs.
 pub fn invocation_from_run(run: &Run) -> Invocation {
     let payload = run.payload.clone().unwrap_or(Value::Null);
     let synchronized = payload

@@ -128,11 +128,15 @@ impl ReceiverBuilder {
         let extra_secrets = String::from_utf8(self.secret.0.clone())
             .into_iter()
             .collect();
+        // It also keys secret inputs. Port's client secrets are ASCII; one that is not
+        // UTF-8 cannot have keyed them, and its runs fail naming the secret input.
+        let client_secret = String::from_utf8_lossy(&self.secret.0).into_owned();
         Receiver {
             engine: Arc::new(Engine::new(
                 self.client,
                 self.actions,
                 extra_secrets,
+                client_secret,
                 self.grace,
             )),
             secret: Arc::new(self.secret),

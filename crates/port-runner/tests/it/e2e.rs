@@ -8,12 +8,18 @@ use serde_json::json;
 
 use crate::support::{Setup, wait_gone};
 
+/// The secret input the create script is given (`EXPECTED_TOKEN` in its environment).
+const TOKEN: &str = "tok-0123456789";
+
 /// Logs, sets a link and a label, upserts an entity bound to the run, proves it got
-/// the invocation on stdin and the API in its environment, then exits `$EXIT_CODE`.
+/// the invocation on stdin, the secret input decrypted (in its variable and on stdin)
+/// and the API in its environment, then exits `$EXIT_CODE`.
 const CREATE: &str = r#"#!/bin/sh
 body=$(cat)
 echo "creating $PORT_INPUT_NAME in $REGION_DEFAULT"
 echo "using token $PORT_INPUT_TOKEN"
+test "$PORT_INPUT_TOKEN" = "$EXPECTED_TOKEN" && echo "the token variable is decrypted"
+case "$body" in *"\"token\":\"$EXPECTED_TOKEN\""*) echo "stdin carries the token decrypted";; esac
 case "$body" in *"$PORT_RUN_ID"*) echo "stdin carries run $PORT_RUN_ID of $PORT_ACTION";; esac
 echo "::port::link https://ci.example.com/runs/$PORT_RUN_ID"
 echo "::port::status-label provisioning"
@@ -31,7 +37,7 @@ listen = "127.0.0.1:0"
 command = ["./scripts/create.sh"]
 timeout = "1m"
 concurrency = 2
-env = {{ REGION_DEFAULT = "eu-west-1", EXIT_CODE = "{exit_code}" }}
+env = {{ REGION_DEFAULT = "eu-west-1", EXIT_CODE = "{exit_code}", EXPECTED_TOKEN = "{TOKEN}" }}
 "#
     )
 }
@@ -53,10 +59,15 @@ async fn create_through_the_runner(
     let run = setup
         .execute(
             "create_microservice",
-            json!({ "name": name, "token": "tok-0123456789" }),
+            json!({ "name": name, "token": TOKEN }),
         )
         .await;
     let ended = setup.ended(&run.id).await;
+    // portd answered and stored the secret encrypted only (the runner decrypted it).
+    for seen in [&run, &ended] {
+        let text = serde_json::to_string(seen).expect("JSON");
+        assert!(!text.contains(TOKEN), "{text}");
+    }
     let logs = setup.logs(&run.id).await;
     assert!(
         logs.iter()
@@ -77,11 +88,16 @@ fn assert_reported(run: &port_client::Run, logs: &[String], name: &str) {
     // stdout lines arrive in order, as separate lines.
     let creating = position(&format!("creating {name} in eu-west-1"));
     let token = position("using token ***");
+    let decrypted = position("the token variable is decrypted");
+    let stdin_token = position("stdin carries the token decrypted");
     let stdin = position(&format!(
         "stdin carries run {} of create_microservice",
         run.id
     ));
-    assert!(creating < token && token < stdin, "{logs:#?}");
+    assert!(
+        creating < token && token < decrypted && decrypted < stdin_token && stdin_token < stdin,
+        "{logs:#?}"
+    );
     position("a warning on stderr");
     assert!(
         logs.iter()
@@ -89,10 +105,7 @@ fn assert_reported(run: &port_client::Run, logs: &[String], name: &str) {
     );
     // Workflow commands are acted on, not logged; the secret never shows.
     assert!(!logs.iter().any(|l| l.contains("::port::")), "{logs:#?}");
-    assert!(
-        !logs.iter().any(|l| l.contains("tok-0123456789")),
-        "{logs:#?}"
-    );
+    assert!(!logs.iter().any(|l| l.contains(TOKEN)), "{logs:#?}");
     assert_eq!(
         run.link,
         [format!("https://ci.example.com/runs/{}", run.id)]
@@ -128,7 +141,7 @@ async fn a_script_exiting_1_fails_its_run_with_its_logs_link_and_entity() {
         "{summary}"
     );
     assert!(summary.contains("api at http://127.0.0.1:"), "{summary}");
-    assert!(!summary.contains("tok-0123456789"));
+    assert!(!summary.contains(TOKEN));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,5 +4,6 @@
 mod deliveries;
 mod outcomes;
 mod pull;
+mod secrets;
 mod shutdown;
 mod support;

@@ -234,26 +234,33 @@ async fn a_synchronized_handlers_outcome_is_the_http_answer() {
 async fn the_run_context_reports_progress_links_and_bound_entities() {
     let portd = Portd::start().await;
     portd.action("create_microservice", false, None).await;
+    let seen_token = Arc::new(std::sync::Mutex::new(None::<String>));
+    let keep = Arc::clone(&seen_token);
     let served = Served::start(
         portd
             .receiver()
             .handler(
                 "create_microservice",
-                |inv: Invocation, ctx: RunContext| async move {
-                    let name = inv.property_str("name").unwrap_or_default().to_owned();
-                    ctx.status_label("provisioning").await?;
-                    ctx.add_link("https://ci.example.com/1").await?;
-                    ctx.add_link("https://ci.example.com/2").await?;
-                    ctx.external_run_id("ci-42").await?;
-                    // The token input is secret: it never reaches the log in clear.
-                    let token = inv.property_str("token").unwrap_or_default().to_owned();
-                    ctx.log(format!("using token {token}")).await?;
-                    ctx.upsert_entity(
-                    "microservice",
-                    &json!({ "identifier": name, "title": name, "properties": { "region": "eu" } }),
-                )
-                .await?;
-                    Ok(Outcome::with_summary(format!("{name} created")))
+                move |inv: Invocation, ctx: RunContext| {
+                    let keep = Arc::clone(&keep);
+                    async move {
+                        let name = inv.property_str("name").unwrap_or_default().to_owned();
+                        ctx.status_label("provisioning").await?;
+                        ctx.add_link("https://ci.example.com/1").await?;
+                        ctx.add_link("https://ci.example.com/2").await?;
+                        ctx.external_run_id("ci-42").await?;
+                        // The token input is secret: the handler gets it decrypted, and
+                        // it never reaches the log in clear.
+                        let token = inv.property_str("token").unwrap_or_default().to_owned();
+                        *keep.lock().unwrap() = Some(token.clone());
+                        ctx.log(format!("using token {token}")).await?;
+                        ctx.upsert_entity(
+                            "microservice",
+                            &json!({ "identifier": name, "title": name, "properties": { "region": "eu" } }),
+                        )
+                        .await?;
+                        Ok(Outcome::with_summary(format!("{name} created")))
+                    }
                 },
             )
             .build(),
@@ -265,6 +272,11 @@ async fn the_run_context_reports_progress_links_and_bound_entities() {
             json!({ "name": "svc-ctx", "token": "tok-very-secret" }),
         )
         .await;
+    // portd answered, stored and delivered the secret encrypted only.
+    let answered = serde_json::to_string(&run).unwrap();
+    assert!(!answered.contains("tok-very-secret"), "{answered}");
+    let stored = serde_json::to_string(&portd.run(&run.id).await).unwrap();
+    assert!(!stored.contains("tok-very-secret"), "{stored}");
     let (body, _) = invocation(&run);
     assert_eq!(
         Delivery::new(&served.url, &body, portd.secret())
@@ -282,6 +294,11 @@ async fn the_run_context_reports_progress_links_and_bound_entities() {
         ["https://ci.example.com/1", "https://ci.example.com/2"]
     );
     assert_eq!(ended.external_run_id.as_deref(), Some("ci-42"));
+    assert_eq!(
+        seen_token.lock().unwrap().as_deref(),
+        Some("tok-very-secret"),
+        "the handler gets the clear value"
+    );
     let logs = portd.logs(&run.id).await;
     assert!(logs.contains(&"using token ***".to_owned()), "{logs:?}");
     assert!(!logs.iter().any(|l| l.contains("tok-very-secret")));

@@ -170,3 +170,51 @@ async fn pulled_synchronized_runs_are_ended_by_their_runner() {
     assert_eq!(seen.status, RunStatus::Success);
     assert_eq!(seen.summary.as_deref(), Some("found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_runs_get_their_secret_inputs_in_clear() {
+    let portd = Portd::start().await;
+    portd.action("create_microservice", false, None).await;
+    let seen = Arc::new(std::sync::Mutex::new(None::<String>));
+    let keep = Arc::clone(&seen);
+    let receiver = portd
+        .receiver()
+        .handler(
+            "create_microservice",
+            move |inv: Invocation, ctx: RunContext| {
+                let keep = Arc::clone(&keep);
+                async move {
+                    let token = inv.property_str("token").unwrap_or_default().to_owned();
+                    ctx.log(format!("pulled with {token}")).await?;
+                    *keep.lock().unwrap() = Some(token);
+                    Ok(Outcome::done())
+                }
+            },
+        )
+        .build();
+    let run = portd
+        .execute(
+            "create_microservice",
+            json!({ "name": "svc-p", "token": "tok-pulled-secret" }),
+        )
+        .await;
+    // What a claim hands out (the run's payload) holds the secret encrypted only.
+    let stored = serde_json::to_string(&portd.run(&run.id).await).unwrap();
+    assert!(!stored.contains("tok-pulled-secret"), "{stored}");
+    let pulling = receiver.clone();
+    let puller = tokio::spawn(async move { pulling.pull(fast()).await });
+    let ended = portd.ended(&run.id).await;
+    assert_eq!(ended.status, RunStatus::Success, "{:?}", ended.summary);
+    assert_eq!(seen.lock().unwrap().as_deref(), Some("tok-pulled-secret"));
+    assert!(
+        portd
+            .logs(&run.id)
+            .await
+            .contains(&"pulled with ***".to_owned())
+    );
+    receiver.shutdown_token().cancel();
+    tokio::time::timeout(Duration::from_secs(20), puller)
+        .await
+        .expect("pull returns")
+        .unwrap();
+}
