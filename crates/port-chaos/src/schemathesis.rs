@@ -44,7 +44,8 @@ const EXCLUDED_OPERATIONS: &[&str] = &["streamRunLogs"];
 ///   a key its `properties` lacks: JSON Schema cannot compare an array with another
 ///   object's keys either.
 /// - 422 once an organization keeps 100 integrations, or its settings or an integration
-///   would grow past their bounds with what earlier requests stored.
+///   would grow past their bounds with what earlier requests stored; likewise once its
+///   secrets number 500 or their values 1 MiB together.
 const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("patchRun", &[422]),
     ("approveRun", &[422]),
@@ -69,6 +70,8 @@ const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("patchIntegration", &[422]),
     ("patchIntegrationConfig", &[422]),
     ("patchOrganization", &[422]),
+    ("createOrganizationSecret", &[422]),
+    ("patchOrganizationSecret", &[422]),
 ];
 
 /// `schemathesis.toml` with [`STATE_DEPENDENT`].

@@ -294,16 +294,16 @@ impl fmt::Display for SecretName {
 pub struct SecretValue(String);
 
 impl SecretValue {
-    /// Largest value accepted, in bytes.
-    pub const MAX_BYTES: usize = 64 * 1024;
+    /// Longest value accepted, in characters (a certificate chain fits; 256 KiB at most).
+    pub const MAX_CHARS: usize = 64 * 1024;
 
     pub fn new(value: impl Into<String>) -> Result<Self, String> {
         let value = value.into();
-        if value.len() > Self::MAX_BYTES {
+        let chars = value.chars().count();
+        if chars > Self::MAX_CHARS {
             return Err(format!(
-                "a secret value holds at most {} bytes, got {}",
-                Self::MAX_BYTES,
-                value.len()
+                "a secret value holds at most {} characters, got {chars}",
+                Self::MAX_CHARS
             ));
         }
         Ok(Self(value))
@@ -422,6 +422,7 @@ mod tests {
         assert!(SecretName::parse(&"a".repeat(101)).is_err());
         let value = SecretValue::new("hunter2").unwrap();
         assert!(!format!("{value:?}").contains("hunter2"));
-        assert!(SecretValue::new("x".repeat(SecretValue::MAX_BYTES + 1)).is_err());
+        assert!(SecretValue::new("x".repeat(SecretValue::MAX_CHARS + 1)).is_err());
+        assert!(SecretValue::new("é".repeat(SecretValue::MAX_CHARS)).is_ok());
     }
 }

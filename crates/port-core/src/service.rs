@@ -36,7 +36,7 @@ pub mod pull;
 pub mod secrets;
 
 pub use pull::{ClaimRequest, ClaimedRun, PORT_AGENT_INSTALLATION};
-pub use secrets::Sendable;
+pub use secrets::{SecretLoads, Sendable};
 
 /// How long an idempotency key returns the same run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -120,6 +120,8 @@ pub struct Services {
     pub destinations: Arc<dyn DestinationPolicy>,
     /// Renders actions' templates (a sandbox in portd).
     pub templates: Arc<dyn TemplateEngine>,
+    /// Each organization's turn to load its secrets.
+    pub secret_loads: Arc<secrets::SecretLoads>,
 }
 
 impl std::fmt::Debug for Services {

@@ -696,8 +696,7 @@ fn client_schemas() -> Value {
         "type": "string", "minLength": 1, "maxLength": SecretName::MAX_LEN,
         "pattern": "^[A-Za-z0-9_-]+$",
     });
-    // Characters: 16 Ki of them fit the 64 KiB a value may take, whatever they are.
-    let secret_value = json!({ "type": "string", "maxLength": SecretValue::MAX_BYTES / 4 });
+    let secret_value = json!({ "type": "string", "maxLength": SecretValue::MAX_CHARS });
     let object = json!({ "type": "object" });
     let integration = json!({
         "type": "object",

@@ -201,6 +201,7 @@ impl AppStateBuilder {
             notifier,
             destinations: self.destinations,
             templates: self.templates,
+            secret_loads: Arc::default(),
         };
         AppState {
             inner: Arc::new(Inner {

@@ -14,6 +14,7 @@ mod harness;
 mod metrics;
 mod odd_text;
 mod search;
+mod secrets;
 mod streams;
 mod templates;
 mod token;

@@ -2,6 +2,10 @@
 //! encryption of secret inputs at execute time, and the rendering of an invocation's
 //! secret-reading parts when it is sent.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use serde_json::{Map, Value, json};
 
 use super::{Caller, Services};
@@ -13,8 +17,62 @@ use crate::secret::{self, INPUT_IV_BYTES, SecretName, SecretValue};
 
 /// Secrets one organization keeps at most.
 pub const MAX_SECRETS_PER_ORG: usize = 500;
+/// Bytes of secret values one organization keeps at most, all secrets together: every
+/// invocation that reads `.secrets` loads them all when it is sent.
+pub const MAX_SECRET_BYTES_PER_ORG: usize = 1024 * 1024;
 /// Longest description, in characters (Port's rule).
 pub const MAX_SECRET_DESCRIPTION_CHARS: usize = 200;
+
+/// Loads of an organization's secrets, one at a time per organization. A load reads
+/// (and opens) up to [`MAX_SECRET_BYTES_PER_ORG`] from the store's shared connections,
+/// and every execute and send of an action that reads `.secrets` makes one: without a
+/// turn, one organization's burst of runs would hold every read connection.
+#[derive(Debug, Default)]
+pub struct SecretLoads {
+    turns: Mutex<HashMap<OrgId, Arc<AsyncMutex<()>>>>,
+}
+
+/// An organization's turn to load its secrets; the next waiter goes on drop.
+struct LoadTurn<'g> {
+    gate: &'g SecretLoads,
+    org: OrgId,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl SecretLoads {
+    async fn turn(&self, org: &OrgId) -> LoadTurn<'_> {
+        let lock = self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(org.clone())
+            .or_default()
+            .clone();
+        LoadTurn {
+            gate: self,
+            org: org.clone(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for LoadTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut turns = self
+            .gate
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Forget organizations nobody waits for, so the map stays as small as the load.
+        if turns
+            .get(&self.org)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            turns.remove(&self.org);
+        }
+    }
+}
 
 /// A secret as the API shows it: never its value.
 pub fn secret_json(secret: &OrgSecret) -> Value {
@@ -132,6 +190,8 @@ impl Services {
                 "an organization keeps at most {MAX_SECRETS_PER_ORG} secrets; delete one first"
             )));
         }
+        self.check_total(&caller.org_id, None, value.expose().len())
+            .await?;
         let now = self.clock.now();
         let created = OrgSecret {
             org_id: caller.org_id.clone(),
@@ -161,6 +221,10 @@ impl Services {
         let name = path_name(name)?;
         let value = value.map(checked_value).transpose()?;
         checked_description(description.as_deref())?;
+        if let Some(value) = &value {
+            self.check_total(&caller.org_id, Some(&name), value.expose().len())
+                .await?;
+        }
         self.store
             .update_secret(
                 &caller.org_id,
@@ -171,6 +235,31 @@ impl Services {
             )
             .await?
             .ok_or_else(|| secret_not_found(name.as_str()))
+    }
+
+    /// 422 when the organization's values would exceed [`MAX_SECRET_BYTES_PER_ORG`]
+    /// with `adding` bytes (replacing `replacing`'s value).
+    async fn check_total(
+        &self,
+        org: &OrgId,
+        replacing: Option<&SecretName>,
+        adding: usize,
+    ) -> Result<(), PortError> {
+        let _turn = self.secret_loads.turn(org).await;
+        let kept: usize = self
+            .store
+            .secret_values(org)
+            .await?
+            .iter()
+            .filter(|(name, _)| Some(name) != replacing)
+            .map(|(_, value)| value.expose().len())
+            .sum();
+        if kept + adding > MAX_SECRET_BYTES_PER_ORG {
+            return Err(PortError::invalid(format!(
+                "an organization's secret values take at most {MAX_SECRET_BYTES_PER_ORG} bytes together; {kept} are taken"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn delete_secret(&self, caller: &Caller, name: &str) -> Result<(), PortError> {
@@ -186,6 +275,7 @@ impl Services {
         &self,
         org: &OrgId,
     ) -> Result<Map<String, Value>, PortError> {
+        let _turn = self.secret_loads.turn(org).await;
         Ok(self
             .store
             .secret_values(org)

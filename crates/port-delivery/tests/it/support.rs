@@ -458,6 +458,7 @@ impl Harness {
             notifier: hub.clone(),
             destinations: Arc::new(AllowAllDestinations),
             templates: Arc::new(port_core::ports::InProcessTemplates::default()),
+            secret_loads: Arc::default(),
         };
         let now = clock.now();
         let org = Organization {

@@ -1202,7 +1202,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: HttpMethod::Post,
         path: "/v1/organization/secrets",
         operation_id: "createOrganizationSecret",
-        summary: "Create a secret that invocation templates read as `{{ .secrets.NAME }}` when a run is sent (500 per organization, 64 KiB per value)",
+        summary: "Create a secret that invocation templates read as `{{ .secrets.NAME }}` when a run is sent (500 per organization, 65 536 characters per value, 1 MiB of values in all)",
         tag: "Organization",
         authenticated: true,
         success: 201,

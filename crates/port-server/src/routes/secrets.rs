@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::ok;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Authenticated};
+use crate::extract::{ApiJson, ApiPath, Authenticated, present};
 use crate::state::AppState;
 
 /// `GET /v1/organization/secrets` → `{ok, secrets: [{secretName, description?,
@@ -31,7 +31,7 @@ pub(crate) async fn list(
 pub(crate) struct CreateBody {
     secret_name: String,
     secret_value: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     description: Option<String>,
 }
 
@@ -67,9 +67,9 @@ pub(crate) async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct PatchBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     secret_value: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     description: Option<String>,
 }
 

@@ -64,7 +64,40 @@ async fn secrets_are_created_listed_updated_and_deleted_without_their_values() {
         .expect_error(422, "invalid_request");
         h.post(
             "/v1/organization/secrets",
-            json!({ "secretName": "BIG", "secretValue": "x".repeat(64 * 1024 + 1) }),
+            json!({ "secretName": "BIG", "secretValue": "é".repeat(64 * 1024 + 1) }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+        // All values together are bounded too: each send loads them.
+        for n in 0..15 {
+            h.post(
+                "/v1/organization/secrets",
+                json!({ "secretName": format!("FILL_{n}"), "secretValue": "x".repeat(64 * 1024) }),
+            )
+            .await
+            .expect(201);
+        }
+        h.post(
+            "/v1/organization/secrets",
+            json!({ "secretName": "ONE_TOO_MANY", "secretValue": "x".repeat(64 * 1024) }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+        for n in 0..15 {
+            h.delete(&format!("/v1/organization/secrets/FILL_{n}"))
+                .await
+                .expect(200);
+        }
+        // Null is not a description (the document types it as a string).
+        h.post(
+            "/v1/organization/secrets",
+            json!({ "secretName": "NULL", "secretValue": "x", "description": null }),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+        h.patch(
+            "/v1/organization/secrets/API_TOKEN",
+            json!({ "secretValue": null }),
         )
         .await
         .expect_error(422, "invalid_request");
