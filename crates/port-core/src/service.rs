@@ -420,18 +420,29 @@ impl Services {
         let secret_parts = invocation::SecretParts::of(&templates);
         let max_bytes = self.templates.max_output_bytes();
         if !secret_parts.is_empty() {
-            let with_secrets =
-                invocation::context_with_secrets(&context, self.secrets_for_templates(org).await?);
+            let secrets = self.secrets_for_templates(org).await?;
+            let values: Vec<String> = secrets
+                .values()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            // What this check says may quote what was rendered (a URL, a header):
+            // never with a secret in it.
+            let masked = |mut e: PortError| {
+                e.message = secrets::mask_values(&e.message, &values);
+                e
+            };
+            let with_secrets = invocation::context_with_secrets(&context, secrets);
             let rendered = self
                 .templates
                 .render(org, &templates, &with_secrets)
                 .await
-                .map_err(|e| invocation::template_error(&e))?;
-            let checked = invocation::assemble(invocation, &rendered, max_bytes)?;
+                .map_err(|e| masked(invocation::template_error(&e)))?;
+            let checked = invocation::assemble(invocation, &rendered, max_bytes).map_err(masked)?;
             if checked.delivery.mode == DeliveryMode::Webhook
                 && let Some(url) = checked.payload.get("url").and_then(Value::as_str)
             {
-                self.destinations.check(url).await?;
+                self.destinations.check(url).await.map_err(masked)?;
             }
         }
         let rendered = self

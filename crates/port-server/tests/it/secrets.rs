@@ -294,6 +294,22 @@ async fn templates_read_secrets_only_when_sending_and_never_print_them() {
         .expect_error(422, "evaluate_invocation_method_error");
     assert!(!refused.to_string().contains(VALUE), "{refused:#}");
 
+    // Nor when what the secret rendered into is quoted back (an unusable URL).
+    h.post(
+        "/v1/actions",
+        action(
+            "bad_url",
+            json!({ "type": "WEBHOOK", "url": "{{ .secrets.API_TOKEN }}" }),
+        ),
+    )
+    .await
+    .expect(201);
+    let refused = h
+        .post("/v1/actions/bad_url/runs", json!({ "properties": {} }))
+        .await
+        .expect_error(422, "invalid_evaluated_invocation_method");
+    assert!(!refused.to_string().contains(VALUE), "{refused:#}");
+
     // A part that does not name `secrets` does not see them.
     h.post(
         "/v1/actions",
