@@ -151,6 +151,9 @@ pub enum Command {
     /// Upsert, read and delete entities
     #[command(subcommand)]
     Entities(EntitiesCommand),
+    /// Set, list and delete the organization's secrets (values are never shown)
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 /// `port blueprints …`.
@@ -375,6 +378,48 @@ pub enum EntitiesCommand {
     },
 }
 
+const SECRETS_SET_HELP: &str = "\
+Examples:
+  printf %s \"$TOKEN\" | port secrets set GITHUB_TOKEN --description \"CI pushes\"
+  echo \"$TOKEN\" | port secrets set GITHUB_TOKEN
+  port secrets set TLS_KEY --value-file key.pem
+
+The value is read from stdin (or --value-file), never from the command line, where
+shell history and the process list would keep it; one trailing newline is dropped.
+An existing secret gets the new value (and --description, when given).
+Templates read it as {{ .secrets.NAME }}.";
+
+/// `port secrets …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// List secrets: names, descriptions and dates, never values
+    List,
+    /// Create a secret, or replace its value, reading the value from stdin
+    #[command(after_help = SECRETS_SET_HELP)]
+    Set {
+        /// Secret name: letters, digits, _ and - (at most 100)
+        name: String,
+        /// What the secret is for
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Read the value from this file instead of stdin
+        #[arg(long, value_name = "PATH")]
+        value_file: Option<PathBuf>,
+        /// A value given on the command line, caught only to be refused: clap's own
+        /// error would quote it.
+        #[arg(hide = true, allow_hyphen_values = true, value_name = "VALUE")]
+        value_argument: Vec<String>,
+        /// `--value VALUE`, refused like a value argument.
+        #[arg(long = "value", hide = true, allow_hyphen_values = true)]
+        value_option: Option<String>,
+    },
+    /// Delete a secret
+    Delete {
+        /// Secret name
+        name: String,
+    },
+}
+
 /// A status a run may be ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FinalArg {
@@ -473,6 +518,35 @@ mod tests {
             panic!("not a patch");
         };
         assert_eq!(status, Some(FinalArg::Failure));
+    }
+
+    #[test]
+    fn secret_values_given_as_arguments_are_caught_not_taken() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Secrets(SecretsCommand::Set {
+                description,
+                value_argument,
+                value_option,
+                ..
+            }) = cli.command
+            else {
+                panic!("not a set: {:?}", cli.command);
+            };
+            (description, value_argument, value_option)
+        };
+        assert_eq!(
+            parse(&["port", "secrets", "set", "N", "--description", "CI"]),
+            (Some("CI".into()), vec![], None)
+        );
+        assert_eq!(
+            parse(&["port", "secrets", "set", "N", "-x1", "--description", "CI"]).1,
+            ["-x1", "--description", "CI"]
+        );
+        assert_eq!(
+            parse(&["port", "secrets", "set", "--value", "-v", "N"]).2,
+            Some("-v".into())
+        );
     }
 
     #[test]

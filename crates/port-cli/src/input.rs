@@ -1,6 +1,6 @@
-//! What commands read: `--prop KEY=VALUE` pairs and JSON or YAML files.
+//! What commands read: `--prop KEY=VALUE` pairs, JSON or YAML files, and secret values.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read};
 use std::path::Path;
 
 use serde::Deserialize as _;
@@ -102,6 +102,70 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     Ok(documents)
 }
 
+/// The most bytes read for a secret value: portd keeps 65 536 characters (at most 4
+/// bytes each in UTF-8) and the trailing newline is dropped. Bounded so that
+/// `port secrets set X < /dev/zero` fails instead of filling memory.
+pub const MAX_SECRET_VALUE_BYTES: usize = 64 * 1024 * 4 + 2;
+
+fn invalid_value(source: &str, message: impl std::fmt::Display) -> CliError {
+    CliError::usage("invalid_value", format!("{source}: {message}"))
+}
+
+/// Reads a secret value from `file`, or from stdin when it is `None` or `-`. Refuses a
+/// terminal: what is typed there is echoed on the screen.
+pub fn read_secret_value(file: Option<&Path>) -> Result<String, CliError> {
+    let (source, reader): (String, Box<dyn Read>) = match file {
+        Some(path) if path != Path::new("-") => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| invalid_value(&path.display().to_string(), e))?;
+            (path.display().to_string(), Box::new(file))
+        }
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(CliError::usage(
+                    "missing_value",
+                    "the value is read from stdin, which is a terminal that would show it: \
+                     pipe it in (printf %s \"$VALUE\" | port secrets set NAME) or give \
+                     --value-file PATH",
+                ));
+            }
+            ("stdin".to_owned(), Box::new(stdin))
+        }
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_SECRET_VALUE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| invalid_value(&source, e))?;
+    secret_value(bytes).map_err(|message| invalid_value(&source, message))
+}
+
+/// The value read: one trailing newline (`\n` or `\r\n`) dropped, so that
+/// `echo "$VALUE" |` works. The messages never quote the value.
+pub fn secret_value(mut bytes: Vec<u8>) -> Result<String, String> {
+    if bytes.len() > MAX_SECRET_VALUE_BYTES {
+        return Err(format!(
+            "the value is longer than the {MAX_SECRET_VALUE_BYTES} bytes read at most"
+        ));
+    }
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err("the value is empty (nothing was piped in?)".to_owned());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the value is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -193,6 +257,38 @@ mod tests {
             ]
         );
         assert!(parse_documents("a: [1").is_err());
+    }
+
+    #[test]
+    fn secret_values_lose_one_trailing_newline() {
+        let value = |bytes: &[u8]| secret_value(bytes.to_vec());
+        assert_eq!(value(b"tok-1\n"), Ok("tok-1".to_owned()));
+        assert_eq!(value(b"tok-1\r\n"), Ok("tok-1".to_owned()));
+        assert_eq!(value(b"tok-1"), Ok("tok-1".to_owned()));
+        assert_eq!(
+            value(b"line 1\nline 2\n\n"),
+            Ok("line 1\nline 2\n".to_owned())
+        );
+        assert_eq!(value(b" spaced \n"), Ok(" spaced ".to_owned()));
+        assert!(value(b"").is_err());
+        assert!(value(b"\n").is_err());
+        let not_utf8 = value(b"tok-\xff-secret").unwrap_err();
+        assert!(!not_utf8.contains("tok-"), "{not_utf8}");
+        assert!(value(&vec![b'x'; MAX_SECRET_VALUE_BYTES + 1]).is_err());
+        assert!(value(&vec![b'x'; MAX_SECRET_VALUE_BYTES]).is_ok());
+    }
+
+    #[test]
+    fn secret_values_come_from_files_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("value");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        assert_eq!(read_secret_value(Some(&path)).unwrap(), "from-a-file");
+        let missing = read_secret_value(Some(&dir.path().join("nope"))).unwrap_err();
+        assert_eq!(
+            (missing.code, missing.identifier.as_str()),
+            (2, "invalid_value")
+        );
     }
 
     #[test]

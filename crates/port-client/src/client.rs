@@ -310,10 +310,11 @@ struct Inner {
 /// Connection failures and 429/502/503/504 answers are retried with exponential
 /// backoff and jitter, waiting for `Retry-After` when the server sends it, up to
 /// [`RetryPolicy::max_retries`] times, for requests that are safe to repeat:
-/// GET, PUT and DELETE; run PATCHes (repeating one is a no-op success); execute, which
-/// carries an `Idempotency-Key`; the token request and searches. Other POSTs and
-/// PATCHes (adding a log line, approving, claiming runs, redelivering) are retried
-/// only when the server cannot have acted on them: a failed connection attempt or a 429.
+/// GET, PUT and DELETE; run and secret PATCHes (repeating one changes nothing more);
+/// execute, which carries an `Idempotency-Key`; the token request and searches. Other
+/// POSTs and PATCHes (adding a log line, approving, claiming runs, redelivering,
+/// creating a secret) are retried only when the server cannot have acted on them: a
+/// failed connection attempt or a 429.
 #[derive(Clone)]
 pub struct PortClient {
     inner: Arc<Inner>,

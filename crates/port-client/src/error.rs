@@ -72,6 +72,30 @@ pub enum ClientError {
     },
 }
 
+/// What a masked secret value is replaced with (portd's word for it too).
+const REDACTED: &str = "[REDACTED]";
+/// Shorter values are not masked; see [`ClientError::masking`].
+const MIN_MASKED_LEN: usize = 4;
+
+/// Replaces `value` in every string (and key) of a JSON value.
+fn mask_json(json: &mut Value, value: &str) {
+    match json {
+        Value::String(text) if text.contains(value) => *text = text.replace(value, REDACTED),
+        Value::Array(items) => items.iter_mut().for_each(|item| mask_json(item, value)),
+        Value::Object(map) => {
+            let masked = std::mem::take(map)
+                .into_iter()
+                .map(|(key, mut item)| {
+                    mask_json(&mut item, value);
+                    (key.replace(value, REDACTED), item)
+                })
+                .collect();
+            *map = masked;
+        }
+        _ => {}
+    }
+}
+
 fn api_display(status: u16, error: &str, message: &str) -> String {
     match (error.is_empty(), message.is_empty()) {
         (false, false) => format!("HTTP {status} {error}: {message}"),
@@ -104,6 +128,60 @@ impl ClientError {
     /// Whether the server answered 404 (the run, entity, action… does not exist).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// This error with every occurrence of `value` replaced by `[REDACTED]`, for calls
+    /// that send a secret value: portd never quotes one back, but a proxy or another
+    /// server might, and errors get printed and logged. Values shorter than 4 bytes are
+    /// left alone (as portd does when masking): they would hide ordinary words, not
+    /// the value.
+    pub(crate) fn masking(self, value: &str) -> Self {
+        if value.len() < MIN_MASKED_LEN {
+            return self;
+        }
+        let mask = |text: String| {
+            if text.contains(value) {
+                text.replace(value, REDACTED)
+            } else {
+                text
+            }
+        };
+        match self {
+            Self::Api {
+                status,
+                error,
+                message,
+                mut body,
+            } => {
+                mask_json(&mut body, value);
+                Self::Api {
+                    status,
+                    error: mask(error),
+                    message: mask(message),
+                    body,
+                }
+            }
+            Self::Unauthorized {
+                error,
+                message,
+                mut body,
+            } => {
+                mask_json(&mut body, value);
+                Self::Unauthorized {
+                    error: mask(error),
+                    message: mask(message),
+                    body,
+                }
+            }
+            Self::Decode { context, message } => Self::Decode {
+                context: mask(context),
+                message: mask(message),
+            },
+            Self::Config(message) => Self::Config(mask(message)),
+            // A transport error names the URL (never the body); the rest carry no
+            // server text.
+            other => other,
+        }
     }
 
     pub(crate) fn decode(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
@@ -141,6 +219,30 @@ mod tests {
         assert_eq!(bare.identifier(), None);
         assert_eq!(bare.to_string(), "HTTP 502: Bad Gateway");
         assert_eq!(ClientError::Config("x".into()).identifier(), None);
+    }
+
+    #[test]
+    fn errors_can_mask_a_value_they_quote() {
+        let value = "tok-Zx8Cv3Bn";
+        let quoted = ClientError::Api {
+            status: 422,
+            error: "invalid_request".into(),
+            message: format!("body.secretValue: {value:?} is not allowed"),
+            body: Box::new(serde_json::json!({
+                "ok": false,
+                "details": [{ "value": value, value: 1 }]
+            })),
+        }
+        .masking(value);
+        let shown = format!("{quoted} {quoted:?}");
+        assert!(!shown.contains(value), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+        assert_eq!(quoted.identifier(), Some("invalid_request"));
+        let decode = ClientError::decode("POST /v1/x", format!("bad {value}")).masking(value);
+        assert!(!format!("{decode:?}").contains(value));
+        // Too short to mask without garbling the message.
+        let short = ClientError::Config("abc".into()).masking("ab");
+        assert_eq!(short.to_string(), "configuration error: abc");
     }
 
     #[test]

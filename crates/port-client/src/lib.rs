@@ -35,7 +35,8 @@
 //! - identifiers are percent-encoded into paths;
 //! - answers are typed, keep unknown keys, and errors carry Port's error identifier;
 //! - [`PortClient::wait_for_run`] and [`PortClient::follow_logs`] watch a run to its end;
-//! - secrets (client secret, tokens) never appear in `Debug` output or logs.
+//! - secrets (client secret, tokens, organization secrets' values) never appear in
+//!   `Debug` output, errors or logs.
 //!
 //! Every route has a method; [`PortClient::request_json`] reaches anything else.
 
@@ -65,6 +66,6 @@ pub use time::OffsetDateTime;
 pub use types::{
     AccessToken, Action, Approval, Approver, AuditEntry, Blueprint, BulkEntitiesResult,
     BulkEntityError, BulkEntityWritten, Delivery, DeliveryAttempt, Entity, EntityPage,
-    EntitySearchResult, FinalStatus, LogEvent, Reference, Run, RunLog, RunPage, RunStatus,
+    EntitySearchResult, FinalStatus, LogEvent, Reference, Run, RunLog, RunPage, RunStatus, Secret,
 };
 pub use url::Url;

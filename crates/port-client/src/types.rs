@@ -497,6 +497,57 @@ pub struct BulkEntitiesResult {
     pub errors: Vec<BulkEntityError>,
 }
 
+/// An organization secret as the API shows it: its name, description and dates, never
+/// its value (`/v1/organization/secrets`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "SecretWire")]
+pub struct Secret {
+    /// The name templates read it by: `{{ .secrets.NAME }}`.
+    pub secret_name: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Creation time.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<OffsetDateTime>,
+    /// When its value or description last changed.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Keys this client does not know; never a `secretValue`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// [`Secret`] as decoded, before a value a server should not have sent is dropped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretWire {
+    secret_name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, with = "opt_time")]
+    created_at: Option<OffsetDateTime>,
+    #[serde(default, with = "opt_time")]
+    updated_at: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl From<SecretWire> for Secret {
+    fn from(mut wire: SecretWire) -> Self {
+        // portd never answers a value, but another server might: keeping it in `extra`
+        // would put it in every `Debug` and JSON print of the secret.
+        wire.extra.remove("secretValue");
+        Self {
+            secret_name: wire.secret_name,
+            description: wire.description,
+            created_at: wire.created_at,
+            updated_at: wire.updated_at,
+            extra: wire.extra,
+        }
+    }
+}
+
 /// One attempt at delivering a run's invocation (portd extension).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -803,6 +854,27 @@ mod tests {
             expires_in: Some(10800),
         };
         assert!(!format!("{token:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn secrets_decode_without_any_value_a_server_sent() {
+        let secret: Secret = serde_json::from_value(json!({
+            "secretName": "API_TOKEN",
+            "description": "CI",
+            "secretValue": "tok-do-not-keep",
+            "createdAt": "2024-08-15T12:30:00.000Z",
+            "updatedAt": "2024-08-15T12:31:00.000Z",
+            "scope": "org"
+        }))
+        .unwrap();
+        assert_eq!(secret.secret_name, "API_TOKEN");
+        assert_eq!(secret.description.as_deref(), Some("CI"));
+        assert!(secret.updated_at > secret.created_at);
+        assert_eq!(secret.extra["scope"], json!("org"));
+        assert!(!format!("{secret:?}").contains("tok-do-not-keep"));
+        let back = serde_json::to_value(&secret).unwrap();
+        assert!(back.get("secretValue").is_none(), "{back}");
+        assert_eq!(back["createdAt"], json!("2024-08-15T12:30:00Z"));
     }
 
     #[test]

@@ -378,3 +378,141 @@ async fn wrong_credentials_are_unauthorized() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Executes `action` (pull mode) and claims its run as a runner would: the one sender
+/// that sees secret values, so the value a secret holds can be read back.
+async fn value_sent_by(client: &PortClient, action: &str) -> String {
+    let run = client
+        .execute(action, &ExecuteRequest::new())
+        .await
+        .unwrap();
+    let claimed = client
+        .claim_pending(10, 60_000, Some("_PORT_EXEC_AGENT"))
+        .await
+        .unwrap();
+    let claimed = claimed
+        .iter()
+        .find(|r| r.id == run.id)
+        .unwrap_or_else(|| panic!("run {} was not claimed: {claimed:?}", run.id));
+    client.ack(&[&run.id]).await.unwrap();
+    claimed.payload.as_ref().unwrap()["body"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organization_secrets_go_in_and_never_come_out() {
+    const FIRST: &str = "tok-Zx8Cv3Bn6Mq1Wf4Jh7Kd0Lp5Rs2Gt9Ya";
+    const SECOND: &str = "tok-second-Qw2Er4Ty6Ui8Op0As";
+    let server = TestServer::start().await.expect("portd starts");
+    let client = client(&server);
+    // Nothing may show either value: not what the SDK returns, nor its `Debug`, nor
+    // the API's raw answers, nor an error.
+    let assert_clean = |what: &str, text: &str| {
+        assert!(
+            !text.contains(FIRST) && !text.contains(SECOND),
+            "{what} shows a secret value: {text}"
+        );
+    };
+
+    assert!(client.list_secrets().await.unwrap().is_empty());
+    let created = client
+        .create_secret("API_TOKEN", FIRST, Some("CI deploys"))
+        .await
+        .unwrap();
+    assert_eq!(created.secret_name, "API_TOKEN");
+    assert_eq!(created.description.as_deref(), Some("CI deploys"));
+    assert!(created.created_at.is_some() && created.created_at == created.updated_at);
+    assert_clean("create's answer", &format!("{created:?}"));
+
+    // Taken: 409 `identifier_taken`, as an API error.
+    let taken = client
+        .create_secret("API_TOKEN", SECOND, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, port_client::ClientError::Api { status: 409, error, .. } if error == "identifier_taken"),
+        "{taken:?}"
+    );
+    assert_eq!(taken.status(), Some(409));
+    assert_clean("the 409", &format!("{taken} {taken:?}"));
+    // A name portd cannot keep is the caller's 422.
+    let bad = client.create_secret("a.b", FIRST, None).await.unwrap_err();
+    assert_eq!(
+        (bad.status(), bad.identifier()),
+        (Some(422), Some("invalid_request"))
+    );
+    assert_clean("the 422", &format!("{bad} {bad:?}"));
+
+    // The value is what a sent invocation reads.
+    client
+        .create_action(&json!({
+            "identifier": "reads_token",
+            "title": "Reads the token",
+            "trigger": { "type": "self-service", "operation": "CREATE", "userInputs": { "properties": {} } },
+            "invocationMethod": {
+                "type": "WEBHOOK",
+                "agent": true,
+                "url": "http://backend.internal/hook",
+                "body": { "token": "{{ .secrets.API_TOKEN }}" }
+            }
+        }))
+        .await
+        .unwrap();
+    assert_eq!(value_sent_by(&client, "reads_token").await, FIRST);
+
+    let listed = client.list_secrets().await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&created));
+    assert_clean("the list", &format!("{listed:?}"));
+    let got = client.get_secret("API_TOKEN").await.unwrap();
+    assert_eq!(got, created);
+
+    // A new value; the description is kept when not given.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let updated = client
+        .update_secret("API_TOKEN", Some(SECOND), None)
+        .await
+        .unwrap();
+    assert_eq!(updated.description.as_deref(), Some("CI deploys"));
+    assert!(updated.updated_at > created.updated_at, "{updated:?}");
+    assert_eq!(updated.created_at, created.created_at);
+    assert_clean("update's answer", &format!("{updated:?}"));
+    assert_eq!(value_sent_by(&client, "reads_token").await, SECOND);
+    // Only the description.
+    let described = client
+        .update_secret("API_TOKEN", None, Some("rotated"))
+        .await
+        .unwrap();
+    assert_eq!(described.description.as_deref(), Some("rotated"));
+    assert_eq!(value_sent_by(&client, "reads_token").await, SECOND);
+
+    // The raw answers hold no value either.
+    for path in ["organization/secrets", "organization/secrets/API_TOKEN"] {
+        let raw = client
+            .request_json(port_client::Method::GET, path, &[], None)
+            .await
+            .unwrap();
+        assert_clean(path, &raw.to_string());
+    }
+
+    client.delete_secret("API_TOKEN").await.unwrap();
+    let gone = client.get_secret("API_TOKEN").await.unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+    assert!(client.list_secrets().await.unwrap().is_empty());
+    let missing = client
+        .update_secret("API_TOKEN", Some(FIRST), None)
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing:?}");
+    assert_clean("the 404", &format!("{missing} {missing:?}"));
+    assert!(
+        client
+            .delete_secret("API_TOKEN")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    server.shutdown().await.unwrap();
+}

@@ -4,6 +4,7 @@
 mod catalog;
 mod login;
 mod runs;
+mod secrets;
 
 use std::path::PathBuf;
 
@@ -119,6 +120,7 @@ pub(crate) async fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Entities(command) => catalog::entities(&ctx()?, command).await,
         Command::Run(args) => runs::run(&ctx()?, args).await,
         Command::Runs(command) => runs::runs(&ctx()?, command).await,
+        Command::Secrets(command) => secrets::secrets(ctx, command).await,
     }
 }
 

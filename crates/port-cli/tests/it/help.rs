@@ -29,7 +29,15 @@ async fn top_level_help_lists_the_commands_and_the_exit_codes() {
 
 #[tokio::test]
 async fn command_group_help() {
-    for group in ["login", "blueprints", "actions", "run", "runs", "entities"] {
+    for group in [
+        "login",
+        "blueprints",
+        "actions",
+        "run",
+        "runs",
+        "entities",
+        "secrets",
+    ] {
         insta::assert_snapshot!(format!("help_{group}"), help(&[group]).await);
     }
 }
@@ -42,6 +50,7 @@ async fn run_command_help() {
         ["runs", "patch"],
         ["actions", "apply"],
         ["entities", "upsert"],
+        ["secrets", "set"],
     ] {
         insta::assert_snapshot!(
             format!("help_{}_{}", command[0], command[1]),

@@ -7,5 +7,6 @@ mod output;
 mod profiles;
 #[cfg(unix)]
 mod quickstart;
+mod secrets;
 mod support;
 mod workflow;

@@ -102,6 +102,29 @@ impl Env {
         run_in(self.home.path(), &self.with_connection(args)).await
     }
 
+    /// Like [`Self::port`], with `input` on stdin.
+    pub async fn port_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = command(self.home.path())
+            .args(self.with_connection(args))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("the port binary starts");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A command that fails before reading closes the pipe: not the test's concern.
+        if let Err(e) = stdin.write_all(input).await {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "stdin: {e}");
+        }
+        // Closed, so that port reads to the end.
+        drop(stdin);
+        let output = child.wait_with_output().await.expect("port was waited for");
+        Output {
+            code: output.status.code().expect("port exited normally"),
+            stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
+        }
+    }
+
     /// Like [`Self::port`], asserting exit code 0.
     pub async fn ok(&self, args: &[&str]) -> String {
         let output = self.port(args).await;

@@ -3,3 +3,4 @@
 mod actions;
 mod catalog;
 mod runs;
+mod secrets;

@@ -7,3 +7,4 @@ mod follow;
 mod retries;
 mod routes;
 mod script;
+mod secrets;
