@@ -792,6 +792,10 @@ pub fn transition(
     })
 }
 
+/// Who portd's own run changes and log lines are attributed to (delivery outcomes,
+/// timeouts, failed renders).
+pub const SYSTEM_ACTOR: &str = "portd";
+
 /// The wire shape version (`?version=v1|v2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WireVersion {

@@ -586,7 +586,7 @@ impl Services {
                     run.id.clone(),
                     message,
                     now,
-                    "portd",
+                    crate::run::SYSTEM_ACTOR,
                 ));
             }
             let delivery = if outcome.events.contains(&RunEvent::Dispatch) {

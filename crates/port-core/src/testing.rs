@@ -33,8 +33,7 @@ use crate::run_log::{NewRunLog, RunLog};
 use crate::secret::{SecretName, SecretValue};
 use crate::time::Timestamp;
 
-/// How long an idempotency key answers with its run; older keys are replaced.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+use crate::service::IDEMPOTENCY_WINDOW_MS;
 
 /// A clock that only moves when told to.
 #[derive(Debug)]

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use port_core::claim::{ClaimLimits, InFlight};
 use port_core::destination::Destination;
 use port_core::error::StoreError;
-use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState, Notice};
+use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState};
 use port_core::run::{RunCommand, RunState};
-use port_core::run_log::NewRunLog;
 use port_core::service::Services;
-use port_core::{ErrorKind, LogId, OrgId, PortError, Timestamp};
+use port_core::{ErrorKind, OrgId, PortError, Timestamp};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +27,8 @@ use crate::retry;
 use crate::send::{self, Answer, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, WebhookRequest};
 
 /// Who portd's own log lines and run changes are attributed to.
-pub const SYSTEM_ACTOR: &str = "portd";
+pub use port_core::run::SYSTEM_ACTOR;
 
-/// How many times a log line is re-tried against concurrent run changes.
-const MAX_CONFLICT_RETRIES: usize = 16;
 /// How long a delivery waits when the template sandbox cannot render it now.
 const RENDER_RETRY_MS: i64 = 2_000;
 /// Time kept free at the end of a lease for the store writes after an attempt.
@@ -568,41 +565,33 @@ async fn apply_unless_ended(
     }
 }
 
-/// Adds a log line by portd to a run still in progress, without changing the run.
-/// Returns `false` when the run is gone or no longer in progress.
+/// Adds a log line by portd to a run still in progress, through the services (so
+/// through `transition`, like every other run write). Returns `false` when the run is
+/// gone or has ended.
 async fn append_system_log(
     ctx: &Ctx,
     delivery: &Delivery,
     message: &str,
 ) -> Result<bool, Abandoned> {
-    let store = &ctx.services.store;
-    for _ in 0..MAX_CONFLICT_RETRIES {
-        let Some(run) = store.get_run(&delivery.org_id, &delivery.run_id).await? else {
-            return Ok(false);
-        };
-        if run.state != RunState::InProgress {
-            return Ok(false);
-        }
-        let log = NewRunLog::new(
-            ctx.services.ids.next::<LogId>(),
-            run.id.clone(),
-            message,
-            ctx.now(),
+    let command = RunCommand::AddLog {
+        message: message.to_owned(),
+        termination_status: None,
+        status_label: None,
+    };
+    match ctx
+        .services
+        .apply(
+            &delivery.org_id,
+            delivery.run_id.as_str(),
+            command,
             SYSTEM_ACTOR,
-        );
-        match store.save_transition(&run, run.version, &[log], None).await {
-            Ok(_) => {
-                ctx.services.notifier.notify(Notice::RunChanged {
-                    org: run.org_id,
-                    run: run.id,
-                });
-                return Ok(true);
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Err(StoreError::Conflict(format!("run {} is changing too fast", delivery.run_id)).into())
 }
 
 #[cfg(test)]

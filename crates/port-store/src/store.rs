@@ -41,8 +41,8 @@ use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
 use crate::db::{Conn, Pooled, Row, Sql, Tx, from_i64, map_err, taken, to_i64};
 use crate::group_commit::GroupCommit;
 
-/// How long an idempotency key answers with its run; older keys are replaced.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long an idempotency key returns the same run (the services' rule, kept here too).
+pub use port_core::service::IDEMPOTENCY_WINDOW_MS;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

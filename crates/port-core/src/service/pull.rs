@@ -109,7 +109,7 @@ impl Services {
                                     &caller.org_id,
                                     run.id.as_str(),
                                     RunCommand::DeliveryExhausted { reason },
-                                    "portd",
+                                    crate::run::SYSTEM_ACTOR,
                                 )
                                 .await?;
                                 self.store
