@@ -227,12 +227,11 @@ pub fn complete_deferred(request: &Value, rendered: &Value) -> Result<Value, Por
     };
     for (part, value) in parts {
         let value = match (webhook, part.as_str(), value) {
+            // Checked as at execute, but never quoted: it was rendered with the secrets.
             (true, "url", Value::String(url)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                    return Err(invalid_evaluated(
-                        "invocationMethod.url must evaluate to an http or https URL",
-                    ));
-                }
+                checked_url(url).map_err(|_| {
+                    invalid_evaluated("invocationMethod.url must evaluate to an http or https URL")
+                })?;
                 value.clone()
             }
             (true, "url", _) => {
@@ -430,14 +429,30 @@ pub fn assemble(
     max_bytes: usize,
 ) -> Result<EvaluatedInvocation, PortError> {
     let evaluated = assemble_unchecked(input, rendered)?;
-    let size = serde_json::to_vec(&evaluated.payload).map_or(usize::MAX, |json| json.len());
+    check_size(&evaluated.payload, max_bytes)?;
+    Ok(evaluated)
+}
+
+/// 422 naming the output limit when `invocation` takes more than `max_bytes` of JSON.
+pub fn check_size(invocation: &Value, max_bytes: usize) -> Result<(), PortError> {
+    let size = serde_json::to_vec(invocation).map_or(usize::MAX, |json| json.len());
     if size > max_bytes {
         return Err(evaluation_error(&TemplateError::Limit {
             expression: String::new(),
             limit: template::Limit::Output(max_bytes),
         }));
     }
-    Ok(evaluated)
+    Ok(())
+}
+
+/// A rendered URL portd may call: http or https, and more than a scheme.
+fn checked_url(url: &str) -> Result<(), PortError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        return Err(invalid_evaluated(format!(
+            "invocationMethod.url must be an http or https URL, got {url:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn assemble_unchecked(
@@ -455,11 +470,7 @@ fn assemble_unchecked(
                     )));
                 }
             };
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                return Err(invalid_evaluated(format!(
-                    "invocationMethod.url must be an http or https URL, got {url:?}"
-                )));
-            }
+            checked_url(&url)?;
             let method = match (&webhook.method, rendered.get("method")) {
                 (None, _) => "POST".to_owned(),
                 (Some(_), Some(Value::String(s)))

@@ -20,7 +20,11 @@
 //!
 //! Everything here is pure: callers supply the random IVs and nonces.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use serde_json::Value;
 
 use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -320,6 +324,88 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// Hides known secret values in text: every value at least `min_chars` long is replaced
+/// by `replacement`, the longest where they overlap. One pass over the text whatever the
+/// number of values, so a tenant's hundreds of secrets cost each masked answer no more
+/// than one.
+#[derive(Clone)]
+pub struct Masker {
+    finder: Option<AhoCorasick>,
+    replacement: &'static str,
+}
+
+impl Masker {
+    pub fn new(
+        values: impl IntoIterator<Item = impl AsRef<str>>,
+        min_chars: usize,
+        replacement: &'static str,
+    ) -> Self {
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.as_ref().chars().count() >= min_chars.max(1))
+            .map(|v| v.as_ref().to_owned())
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        let finder = if values.is_empty() {
+            None
+        } else {
+            // Leftmost-longest: a secret containing another is hidden whole.
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&values)
+                .ok()
+        };
+        Self {
+            finder,
+            replacement,
+        }
+    }
+
+    /// Whether there is nothing to hide.
+    pub fn is_empty(&self) -> bool {
+        self.finder.is_none()
+    }
+
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match &self.finder {
+            Some(finder) if finder.is_match(text) => {
+                let mut out = String::with_capacity(text.len());
+                finder.replace_all_with(text, &mut out, |_, _, out| {
+                    out.push_str(self.replacement);
+                    true
+                });
+                Cow::Owned(out)
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// [`Self::mask`] applied to every string and key of a JSON value.
+    pub fn mask_json(&self, value: &Value) -> Value {
+        if self.is_empty() {
+            return value.clone();
+        }
+        match value {
+            Value::String(s) => Value::String(self.mask(s).into_owned()),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.mask_json(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.mask(k).into_owned(), self.mask_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Masker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.finder.as_ref().map_or(0, AhoCorasick::patterns_len);
+        write!(f, "Masker({count} values)")
+    }
+}
+
 /// The sealing context of a client secret (associated data binding it to its row).
 pub fn client_secret_context(client_id: &str) -> Vec<u8> {
     format!("credential\0{client_id}").into_bytes()
@@ -412,6 +498,19 @@ mod tests {
         );
         assert!(!format!("{key:?}").contains(&key.to_text()));
         assert_eq!(key.id().len(), 8);
+    }
+
+    #[test]
+    fn maskers_hide_the_longest_value_and_skip_short_ones() {
+        let masker = Masker::new(["abc", "abcdef", "x"], 3, "***");
+        assert_eq!(masker.mask("abcdefg abc x"), "***g *** x");
+        assert!(matches!(masker.mask("nothing"), Cow::Borrowed(_)));
+        assert_eq!(
+            masker.mask_json(&serde_json::json!({ "abc": ["abcdef", 1] })),
+            serde_json::json!({ "***": ["***", 1] })
+        );
+        assert!(Masker::new(Vec::<String>::new(), 1, "x").is_empty());
+        assert!(!format!("{masker:?}").contains("abc"));
     }
 
     #[test]

@@ -420,16 +420,11 @@ impl Services {
         let secret_parts = invocation::SecretParts::of(&templates);
         let max_bytes = self.templates.max_output_bytes();
         if !secret_parts.is_empty() {
-            let secrets = self.secrets_for_templates(org).await?;
-            let values: Vec<String> = secrets
-                .values()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect();
+            let (secrets, masker) = self.secrets_for_templates(org).await?;
             // What this check says may quote what was rendered (a URL, a header):
             // never with a secret in it.
             let masked = |mut e: PortError| {
-                e.message = secrets::mask_values(&e.message, &values);
+                e.message = masker.mask(&e.message).into_owned();
                 e
             };
             let with_secrets = invocation::context_with_secrets(&context, secrets);
@@ -459,15 +454,7 @@ impl Services {
             }
         } else {
             secret_parts.restore(&mut evaluated, &templates, &context);
-            let size = serde_json::to_vec(&evaluated.payload).map_or(usize::MAX, |j| j.len());
-            if size > max_bytes {
-                return Err(invocation::template_error(
-                    &crate::template::TemplateError::Limit {
-                        expression: String::new(),
-                        limit: crate::template::Limit::Output(max_bytes),
-                    },
-                ));
-            }
+            invocation::check_size(&evaluated.payload, max_bytes)?;
         }
         Ok(evaluated)
     }

@@ -730,7 +730,7 @@ fn type_name(value: &Value) -> &'static str {
 fn redact(message: &str, context: &Value) -> String {
     fn collect<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
         match value {
-            Value::String(s) if !s.is_empty() => out.push(s),
+            Value::String(s) => out.push(s),
             Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
             Value::Object(map) => map.values().for_each(|item| collect(item, out)),
             _ => {}
@@ -740,15 +740,9 @@ fn redact(message: &str, context: &Value) -> String {
     if let Some(value) = context.get("secrets") {
         collect(value, &mut secrets);
     }
-    // Longest first, so a secret containing another is hidden whole.
-    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    let mut message = message.to_owned();
-    for secret in secrets {
-        if message.contains(secret) {
-            message = message.replace(secret, "[REDACTED]");
-        }
-    }
-    message
+    crate::secret::Masker::new(secrets, 1, "[REDACTED]")
+        .mask(message)
+        .into_owned()
 }
 
 /// Converts a jq value to JSON, charging `output` for it and refusing values nested

@@ -16,6 +16,7 @@ use port_core::error::StoreError;
 use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState};
 use port_core::run::{RunCommand, RunState};
 use port_core::service::Services;
+use port_core::service::secrets::unrenderable;
 use port_core::{ErrorKind, OrgId, PortError, Timestamp};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -353,14 +354,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
                 .await?;
             return Ok(());
         }
-        Err(e) => {
-            return give_up(
-                ctx,
-                delivery,
-                format!("the invocation could not be rendered: {}", e.message),
-            )
-            .await;
-        }
+        Err(e) => return give_up(ctx, delivery, unrenderable(&e)).await,
     };
     let request = match WebhookRequest::from_method(&sendable.request) {
         Ok(request) => request,
@@ -549,6 +543,16 @@ async fn apply_unless_ended(
     delivery: &Delivery,
     command: RunCommand,
 ) -> Result<(), Abandoned> {
+    applied_unless_ended(ctx, delivery, command).await.map(drop)
+}
+
+/// Like [`apply_unless_ended`], saying whether the command was applied (`false` when
+/// the run is gone or has ended).
+async fn applied_unless_ended(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    command: RunCommand,
+) -> Result<bool, Abandoned> {
     match ctx
         .services
         .apply(
@@ -559,8 +563,8 @@ async fn apply_unless_ended(
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -578,20 +582,7 @@ async fn append_system_log(
         termination_status: None,
         status_label: None,
     };
-    match ctx
-        .services
-        .apply(
-            &delivery.org_id,
-            delivery.run_id.as_str(),
-            command,
-            SYSTEM_ACTOR,
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    applied_unless_ended(ctx, delivery, command).await
 }
 
 #[cfg(test)]

@@ -43,6 +43,47 @@ fn is_portds_own(name: &str) -> bool {
 /// The mode of the files portd writes in the data directory.
 pub const DATA_FILE_MODE: u32 = 0o600;
 
+/// Writes `contents` to `dir/name` durably and whole, its owner's only: a new temporary
+/// file created 0600 (the umask can only take bits away; a leftover one from a crash is
+/// removed first so the mode applies), fsynced, renamed over `name`, and the directory
+/// fsynced so the rename survives a crash too.
+pub fn write_private_file(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write as _;
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}.tmp"));
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(DATA_FILE_MODE);
+    }
+    let mut file = options.open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Creates `dir` (0700) or checks and tightens an existing one, and tightens the
 /// credentials, worker-id and key files an older portd (or an operator) left open; see
 /// the module. (The database's files are port-store's.)

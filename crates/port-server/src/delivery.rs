@@ -16,7 +16,6 @@
 //! its leases to expire, after which any other replica takes them over (the worker's
 //! safety poll finds them).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use port_delivery::{DeliveryConfig, DeliveryWorker, ENV_WORKER_ID, spawn_reaper};
@@ -73,35 +72,7 @@ pub fn stable_worker_id(dir: &Path) -> std::io::Result<String> {
     }
     std::fs::create_dir_all(dir)?;
     let id = format!("portd-{}", random_alphanumeric(16));
-    let temporary = dir.join(format!("{WORKER_ID_FILE}.tmp"));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            // Like everything in the data directory: its owner's only, whatever the umask.
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(crate::data_dir::DATA_FILE_MODE);
-        }
-        let mut file = options.open(&temporary)?;
-        #[cfg(unix)]
-        {
-            // `mode` applies to new files only; a crash may have left an older one.
-            use std::os::unix::fs::PermissionsExt as _;
-            file.set_permissions(std::fs::Permissions::from_mode(
-                crate::data_dir::DATA_FILE_MODE,
-            ))?;
-        }
-        file.write_all(id.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, &path)?;
-    #[cfg(unix)]
-    {
-        // Make the rename itself durable.
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    crate::data_dir::write_private_file(dir, WORKER_ID_FILE, format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 

@@ -15,7 +15,6 @@
 //!
 //! The key is never logged or printed; its id (a digest's first 4 bytes) is.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -206,49 +205,15 @@ fn read_key_file(path: &Path) -> Result<Option<ServerKey>, ServeError> {
     }
 }
 
-/// Writes `key` to `dir/name` durably and whole: a temporary file created 0600 (the
-/// umask can only take bits away), fsynced, renamed, and the directory fsynced.
+/// Writes `key` to `dir/name` (see [`crate::data_dir::write_private_file`]).
 fn write_key_file(dir: &Path, name: &str, key: &ServerKey) -> Result<PathBuf, ServeError> {
-    let path = dir.join(name);
-    let temporary = dir.join(format!("{name}.tmp"));
-    let fail = |what: &str, e: std::io::Error| {
-        ServeError::Config(format!(
-            "cannot write the server key {}: {what}: {e}",
-            path.display()
-        ))
-    };
-    // A crash may have left one behind; a new file is needed for the mode to apply.
-    match std::fs::remove_file(&temporary) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail("removing an old temporary file", e)),
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(crate::data_dir::DATA_FILE_MODE);
-    }
-    let mut file = options
-        .open(&temporary)
-        .map_err(|e| fail("creating it", e))?;
-    file.write_all(format!("{}\n", key.to_text()).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail("writing it", e))?;
-    drop(file);
-    std::fs::rename(&temporary, &path).map_err(|e| fail("renaming it into place", e))?;
-    sync_dir(dir).map_err(|e| fail("syncing its directory", e))?;
-    Ok(path)
-}
-
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    crate::data_dir::write_private_file(dir, name, format!("{}\n", key.to_text()).as_bytes())
+        .map_err(|e| {
+            ServeError::Config(format!(
+                "cannot write the server key {}: {e}",
+                dir.join(name).display()
+            ))
+        })
 }
 
 /// Re-seals with `keys`' current key what `store` holds sealed otherwise or in clear,
@@ -291,7 +256,7 @@ pub async fn seal_store(store: &Arc<dyn StoreAdmin>, keys: &ServerKeys) -> Resul
         };
         std::fs::rename(next, path).map_err(fail)?;
         if let Some(dir) = path.parent() {
-            sync_dir(dir).map_err(fail)?;
+            crate::data_dir::sync_dir(dir).map_err(fail)?;
         }
         tracing::info!(
             file = %path.display(),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use port_client::{
     ClientError, Entity, EntityDeleteOptions, FinalStatus, PortClient, RunLog, RunUpdate,
 };
+use port_core::secret::Masker;
 use serde_json::Value;
 
 /// What replaces a secret in text sent to the run.
@@ -14,41 +15,6 @@ pub const MASK: &str = "***";
 /// Secrets shorter than this are not masked: masking every `a` or `1` in a log would
 /// make it unreadable and protect nothing.
 pub const MIN_MASKED_LEN: usize = 3;
-
-/// Replaces known secret values in text.
-#[derive(Clone, Default)]
-pub(crate) struct Masker {
-    // Longest first, so that a secret containing another is replaced whole.
-    values: Vec<String>,
-}
-
-impl fmt::Debug for Masker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Masker({} values)", self.values.len())
-    }
-}
-
-impl Masker {
-    pub(crate) fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values
-            .into_iter()
-            .filter(|v| v.chars().count() >= MIN_MASKED_LEN)
-            .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Self { values }
-    }
-
-    pub(crate) fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut text = Cow::Borrowed(text);
-        for value in &self.values {
-            if text.contains(value.as_str()) {
-                text = Cow::Owned(text.replace(value.as_str(), MASK));
-            }
-        }
-        text
-    }
-}
 
 /// How a run ended, as far as this context knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +89,7 @@ impl RunContext {
                 run_id: run_id.into(),
                 action: action.into(),
                 status_from_answer,
-                masker: Masker::new(secrets),
+                masker: Masker::new(secrets, MIN_MASKED_LEN, MASK),
                 state: Mutex::new(State::default()),
                 link_lock: tokio::sync::Mutex::new(()),
             }),
@@ -338,7 +304,11 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_longest_first() {
-        let masker = Masker::new(["abc".to_owned(), "abcdef".to_owned(), "x".to_owned()]);
+        let masker = Masker::new(
+            ["abc".to_owned(), "abcdef".to_owned(), "x".to_owned()],
+            MIN_MASKED_LEN,
+            MASK,
+        );
         assert_eq!(
             masker.mask("key=abcdef, other=abc, x"),
             "key=***, other=***, x"

@@ -101,10 +101,9 @@ impl Services {
                         .filter(|p| crate::invocation::deferred_parts(p).is_some())
                     {
                         match self.sendable(&caller.org_id, payload).await {
-                            Ok(sendable) => run.payload = Some(sendable.request),
+                            Ok(sendable) => run.payload = Some(sendable.request.into_owned()),
                             Err(e) => {
-                                let reason =
-                                    format!("the invocation could not be rendered: {}", e.message);
+                                let reason = super::secrets::unrenderable(&e);
                                 self.apply(
                                     &caller.org_id,
                                     run.id.as_str(),

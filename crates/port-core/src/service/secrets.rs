@@ -2,6 +2,7 @@
 //! encryption of secret inputs at execute time, and the rendering of an invocation's
 //! secret-reading parts when it is sent.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,7 +14,7 @@ use crate::error::{ErrorKind, PortError, StoreError};
 use crate::id::OrgId;
 use crate::invocation;
 use crate::ports::OrgSecret;
-use crate::secret::{self, INPUT_IV_BYTES, SecretName, SecretValue};
+use crate::secret::{self, INPUT_IV_BYTES, Masker, SecretName, SecretValue};
 
 /// Secrets one organization keeps at most.
 pub const MAX_SECRETS_PER_ORG: usize = 500;
@@ -108,53 +109,36 @@ fn checked_value(value: String) -> Result<SecretValue, PortError> {
     SecretValue::new(value).map_err(|e| PortError::invalid(format!("body.secretValue: {e}")))
 }
 
+/// Secret values shorter than this are not masked: they would hide ordinary words and
+/// reveal more than they hide.
+const MIN_MASKED_CHARS: usize = 4;
+
 /// What an invocation is sent as, once its secret-reading parts are rendered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sendable {
-    /// The request to send, without portd's deferred key.
-    pub request: Value,
-    /// The secret values the rendering could see, to mask in whatever comes back.
-    pub secrets: Vec<String>,
+#[derive(Debug, Clone)]
+pub struct Sendable<'r> {
+    /// The request to send, without portd's deferred key (borrowed when nothing was
+    /// deferred: the common case costs no copy).
+    pub request: Cow<'r, Value>,
+    /// Hides the secret values the rendering could see in whatever comes back.
+    pub masker: Masker,
 }
 
-impl Sendable {
-    /// `text` with every secret value replaced by `[REDACTED]`, longest first.
+impl Sendable<'_> {
+    /// `text` with every secret value replaced by `[REDACTED]`.
     pub fn mask(&self, text: &str) -> String {
-        mask_values(text, &self.secrets)
+        self.masker.mask(text).into_owned()
     }
 
     /// [`Self::mask`] applied to every string (and key) of a JSON value, such as a
     /// receiver's answer that echoes a header back.
     pub fn mask_json(&self, value: &Value) -> Value {
-        if self.secrets.is_empty() {
-            return value.clone();
-        }
-        match value {
-            Value::String(s) => Value::String(self.mask(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.mask_json(v)).collect()),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (self.mask(k), self.mask_json(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
+        self.masker.mask_json(value)
     }
 }
 
-/// `text` with each of `values` replaced by `[REDACTED]`, longest first so a secret
-/// containing another is hidden whole. Values shorter than 4 bytes are left alone: they
-/// would mask ordinary words and reveal more than they hide.
-pub fn mask_values(text: &str, values: &[String]) -> String {
-    let mut sorted: Vec<&String> = values.iter().filter(|v| v.len() >= 4).collect();
-    sorted.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    let mut text = text.to_owned();
-    for value in sorted {
-        if text.contains(value.as_str()) {
-            text = text.replace(value.as_str(), "[REDACTED]");
-        }
-    }
-    text
+/// Why a run failed when what it defers to sending time could not be rendered then.
+pub fn unrenderable(error: &PortError) -> String {
+    format!("the invocation could not be rendered: {}", error.message)
 }
 
 impl Services {
@@ -270,19 +254,24 @@ impl Services {
         Ok(())
     }
 
-    /// The organization's secrets as templates see them (`.secrets.NAME`).
+    /// The organization's secrets as templates see them (`.secrets.NAME`), and a masker
+    /// of their values.
     pub(super) async fn secrets_for_templates(
         &self,
         org: &OrgId,
-    ) -> Result<Map<String, Value>, PortError> {
+    ) -> Result<(Map<String, Value>, Masker), PortError> {
         let _turn = self.secret_loads.turn(org).await;
-        Ok(self
-            .store
-            .secret_values(org)
-            .await?
+        let values = self.store.secret_values(org).await?;
+        let masker = Masker::new(
+            values.iter().map(|(_, value)| value.expose()),
+            MIN_MASKED_CHARS,
+            "[REDACTED]",
+        );
+        let map = values
             .into_iter()
             .map(|(name, value)| (name.as_str().to_owned(), json!(value.expose())))
-            .collect())
+            .collect();
+        Ok((map, masker))
     }
 
     /// The client secret that signs the organization's webhooks and keys its secret
@@ -336,19 +325,18 @@ impl Services {
     /// read `.secrets`) with the organization's current secrets. An invocation without
     /// such parts is sent as it is. A template that fails now is
     /// `evaluate_invocation_method_error`, its message free of secret values.
-    pub async fn sendable(&self, org: &OrgId, request: &Value) -> Result<Sendable, PortError> {
+    pub async fn sendable<'r>(
+        &self,
+        org: &OrgId,
+        request: &'r Value,
+    ) -> Result<Sendable<'r>, PortError> {
         let Some((parts, context)) = invocation::deferred_parts(request) else {
             return Ok(Sendable {
-                request: request.clone(),
-                secrets: Vec::new(),
+                request: Cow::Borrowed(request),
+                masker: Masker::new(Vec::<String>::new(), MIN_MASKED_CHARS, "[REDACTED]"),
             });
         };
-        let secrets = self.secrets_for_templates(org).await?;
-        let values: Vec<String> = secrets
-            .values()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
+        let (secrets, masker) = self.secrets_for_templates(org).await?;
         let context = invocation::context_with_secrets(context, secrets);
         let rendered = self
             .templates
@@ -356,18 +344,10 @@ impl Services {
             .await
             .map_err(|e| invocation::template_error(&e))?;
         let request = invocation::complete_deferred(request, &rendered)?;
-        let size = serde_json::to_vec(&request).map_or(usize::MAX, |json| json.len());
-        if size > self.templates.max_output_bytes() {
-            return Err(invocation::template_error(
-                &crate::template::TemplateError::Limit {
-                    expression: String::new(),
-                    limit: crate::template::Limit::Output(self.templates.max_output_bytes()),
-                },
-            ));
-        }
+        invocation::check_size(&request, self.templates.max_output_bytes())?;
         Ok(Sendable {
-            request,
-            secrets: values,
+            request: Cow::Owned(request),
+            masker,
         })
     }
 }
