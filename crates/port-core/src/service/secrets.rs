@@ -333,7 +333,7 @@ impl Services {
         let Some((parts, context)) = invocation::deferred_parts(request) else {
             return Ok(Sendable {
                 request: Cow::Borrowed(request),
-                masker: Masker::new(Vec::<String>::new(), MIN_MASKED_CHARS, "[REDACTED]"),
+                masker: Masker::default(),
             });
         };
         let (secrets, masker) = self.secrets_for_templates(org).await?;
