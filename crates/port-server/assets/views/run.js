@@ -435,8 +435,18 @@ export function runView(main, { params }) {
     if (run) durationCell.textContent = formatDuration(runDuration(run));
   }
 
+  /** Whether `next` is an older picture of the run than the one shown: an answer (the
+   * approval's, say) can arrive after the stream already showed what came next, even
+   * the run's end, and must not take the page back. */
+  function isStale(next) {
+    if (run === null) return false;
+    if (!isActive(run.status) && isActive(next.status)) return true;
+    return typeof next.updatedAt === 'string' && typeof run.updatedAt === 'string'
+      && Date.parse(next.updatedAt) < Date.parse(run.updatedAt);
+  }
+
   function renderRun(next) {
-    if (!next || (run && next.id !== run.id)) return;
+    if (!next || (run && next.id !== run.id) || isStale(next)) return;
     const first = run === null;
     run = next;
     const name = (run.action && (run.action.title || run.action.identifier)) || 'Run';

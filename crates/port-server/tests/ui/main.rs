@@ -425,7 +425,33 @@ async fn runs_waiting_for_approval_are_approved_or_declined_from_their_page() {
         assert_eq!(b.focused_id().await, "approve");
         b.screenshot_page(1280, &screenshot_dir().join("run-approval.png"))
             .await;
+        // The approval's answer is held back until the log stream has seen the run
+        // end, the order a quick backend makes likely: the older answer must not take
+        // the page back to "In progress".
+        b.js(
+            "const original = window.fetch; \
+             window.fetch = async (...args) => { \
+               const response = await original(...args); \
+               if (String(args[0]).includes('/approval')) { \
+                 const until = Date.now() + 10000; \
+                 while (Date.now() < until \
+                        && !document.querySelector('#log-state[data-state=ended]')) { \
+                   await new Promise((resolve) => setTimeout(resolve, 20)); \
+                 } \
+                 window.approvalHeldUntilEnd = true; \
+               } \
+               return response; \
+             };",
+            vec![],
+        )
+        .await;
         b.click("#approve").await;
+        b.wait_for(
+            "the approval's late answer",
+            "return window.approvalHeldUntilEnd === true",
+            vec![],
+        )
+        .await;
         b.wait_for(
             "the approved run to finish",
             "return document.querySelector('#run-status [data-status=SUCCESS]')",
