@@ -146,6 +146,9 @@ generated_id!(
     /// A generated entity identifier, used when an entity is created without one.
     GeneratedEntityId, "e_", "entity id");
 generated_id!(
+    /// A domain event id, e.g. `event_GH2680QIOEzwwNZB` (see [`crate::event::event_id`]).
+    EventId, "event_", "event id");
+generated_id!(
     /// A delivery (outbox row) id; also sent as the `webhook-id` header.
     DeliveryId, "msg_", "delivery id");
 

@@ -7,11 +7,13 @@
 //! runtime, HTTP stack or database (see `docs/architecture.md`).
 
 pub mod action;
+pub mod automation;
 pub mod catalog;
 pub mod catalog_rules;
 pub mod claim;
 pub mod destination;
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod inputs;
 pub mod integration;

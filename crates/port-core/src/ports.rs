@@ -17,6 +17,7 @@ use crate::action::{Action, InvocationKind};
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
 use crate::claim::ClaimLimits;
 use crate::error::StoreError;
+use crate::event::ChangeEvent;
 use crate::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, IntegrationIdentifier,
     OrgId, RunId, time_ordered_suffix,
@@ -249,7 +250,9 @@ pub enum EntityWriteMode {
 
 #[async_trait]
 pub trait EntityStore: Send + Sync {
-    /// Writes an entity and, atomically with it, the record binding it to a run.
+    /// Writes an entity and, atomically with it, the record binding it to a run and the
+    /// change event ([`crate::event::NewChangeEvent::of_entity`] of the stored entity and this one,
+    /// at the depth of the bound run, 0 without one; none when the content is the same).
     /// Returns whether the entity was created (as opposed to replaced).
     async fn put_entity(
         &self,
@@ -268,12 +271,14 @@ pub trait EntityStore: Send + Sync {
         org: &OrgId,
         blueprint: &BlueprintIdentifier,
     ) -> StoreResult<Vec<Entity>>;
+    /// Deletes an entity and, atomically, records the binding to a run and the change
+    /// event (`DELETE` by `by` at `at`, at the depth of the bound run), when it existed.
     async fn delete_entity(
         &self,
         org: &OrgId,
         blueprint: &BlueprintIdentifier,
         id: &EntityIdentifier,
-        affected: Option<&AffectedEntity>,
+        deletion: &EntityDeletion<'_>,
     ) -> StoreResult<bool>;
     /// Entity changes bound to a run, oldest first.
     async fn affected_entities(&self, org: &OrgId, run: &RunId)
@@ -283,6 +288,14 @@ pub trait EntityStore: Send + Sync {
     /// `scan.after`, within `scan.blueprints` and `scan.identifiers` when given. Searches
     /// read the catalog this way, a bounded page at a time, over the primary key.
     async fn scan_entities(&self, org: &OrgId, scan: &EntityScan) -> StoreResult<ScannedEntities>;
+}
+
+/// Who deletes an entity, when, and for which run (the record binding it to the run).
+#[derive(Debug, Clone, Copy)]
+pub struct EntityDeletion<'a> {
+    pub by: &'a str,
+    pub at: Timestamp,
+    pub affected: Option<&'a AffectedEntity>,
 }
 
 /// Where an entity sits in a scan of the catalog: scans go in this key's order.
@@ -362,8 +375,8 @@ pub enum CreateRunOutcome {
 
 #[async_trait]
 pub trait RunStore: Send + Sync {
-    /// Stores a new run, its first delivery (when it starts `IN_PROGRESS`) and its
-    /// idempotency key, in one transaction.
+    /// Stores a new run, its first delivery (when it starts `IN_PROGRESS`), its
+    /// idempotency key and its `CREATE` change event, in one transaction.
     async fn create_run(
         &self,
         run: &Run,
@@ -376,8 +389,8 @@ pub trait RunStore: Send + Sync {
     async fn run_version(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<u64>>;
     /// Newest first.
     async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>>;
-    /// Stores a transition in one transaction: the run (unless unchanged), its new log
-    /// lines and a delivery. Fails with [`StoreError::Conflict`] when the stored run's
+    /// Stores a transition in one transaction: the run (unless unchanged) with its
+    /// `UPDATE` change event, its new log lines and a delivery. Fails with [`StoreError::Conflict`] when the stored run's
     /// version is no longer `expected_version`, so no update is ever lost.
     async fn save_transition(
         &self,
@@ -623,6 +636,29 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// The event outbox: the change events the other ports record with their writes,
+/// read by whoever reacts to them (automations), at least once, in `seq` order within
+/// a claim. Cross-organization, like the delivery worker's claims: one worker serves
+/// every organization, and each event names its own.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Leases up to `limit` events, oldest first, that no one else holds a lease on (or
+    /// whose lease ended before `now`) to `owner` until `lease_until`. Events `owner`
+    /// already holds are given again: a worker restarted under its stable id takes back
+    /// at once what it held when it died.
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangeEvent>>;
+    /// Removes handled events, those of `seqs` that `owner` still holds; returns how many.
+    async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64>;
+    /// How many events wait to be handled.
+    async fn pending_events(&self) -> StoreResult<u64>;
+}
+
 /// Every storage port at once; what the services hold.
 pub trait Store:
     OrgStore
@@ -633,6 +669,7 @@ pub trait Store:
     + DeliveryStore
     + IntegrationStore
     + SecretStore
+    + EventStore
 {
 }
 
@@ -644,7 +681,8 @@ impl<
         + RunStore
         + DeliveryStore
         + IntegrationStore
-        + SecretStore,
+        + SecretStore
+        + EventStore,
 > Store for T
 {
 }

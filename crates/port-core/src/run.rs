@@ -286,6 +286,9 @@ pub struct Run {
     pub updated_by: String,
     /// Bumped on every stored change; stores use it to refuse lost updates.
     pub version: u64,
+    /// How many automations led to this run: 0 for a run a person or client started,
+    /// one more than the event's for an automation's run. Never on the wire.
+    pub chain_depth: u32,
 }
 
 impl Run {
@@ -465,6 +468,8 @@ pub struct NewRun {
     pub entity: Option<Reference>,
     pub synchronized: bool,
     pub created_by: String,
+    /// See [`Run::chain_depth`].
+    pub chain_depth: u32,
 }
 
 /// Creates a run: `WAITING_FOR_APPROVAL` when approval is required, otherwise
@@ -501,6 +506,7 @@ pub fn start(new: NewRun, now: Timestamp) -> Transition {
         created_by: new.created_by,
         updated_at: now,
         version: 1,
+        chain_depth: new.chain_depth,
     };
     let events = if waiting {
         Vec::new()

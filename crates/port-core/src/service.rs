@@ -364,6 +364,7 @@ impl Services {
                 synchronized: evaluated.synchronized()
                     && evaluated.delivery.mode == DeliveryMode::Webhook,
                 created_by: caller.user_id().to_owned(),
+                chain_depth: 0,
             },
             now,
         );

@@ -16,6 +16,7 @@ use crate::catalog::{AffectedEntity, Blueprint, Entity};
 use crate::claim::{self, Candidate, ClaimLimits};
 use crate::destination::Destination;
 use crate::error::StoreError;
+use crate::event::{ChangeEvent, NewChangeEvent};
 use crate::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, ID_ALPHABET,
     IntegrationIdentifier, OrgId, RunId,
@@ -23,10 +24,10 @@ use crate::id::{
 use crate::integration::Integration;
 use crate::ports::{
     ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery,
-    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityKey, EntityScan,
-    EntityStore, EntityWriteMode, Entropy, IdGenerator, IdempotencyKey, IntegrationStore,
-    NewDelivery, Notice, Notifier, OrgSecret, OrgStore, Organization, RunFilter, RunStore,
-    ScannedEntities, SecretStore, StoreResult,
+    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityDeletion, EntityKey,
+    EntityScan, EntityStore, EntityWriteMode, Entropy, EventStore, IdGenerator, IdempotencyKey,
+    IntegrationStore, NewDelivery, Notice, Notifier, OrgSecret, OrgStore, Organization, RunFilter,
+    RunStore, ScannedEntities, SecretStore, StoreResult,
 };
 use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
@@ -154,6 +155,28 @@ struct State {
     integrations: BTreeMap<(OrgId, IntegrationIdentifier), Integration>,
     /// Values in clear: the fake has no server key.
     secrets: BTreeMap<(OrgId, SecretName), (OrgSecret, SecretValue)>,
+    /// The event outbox by sequence number, each with its lease (owner, until).
+    events: BTreeMap<u64, (ChangeEvent, Option<(String, Timestamp)>)>,
+    last_event_seq: u64,
+    /// How many of the next `complete_events` calls fail, as if the process died first.
+    failing_completions: usize,
+}
+
+impl State {
+    fn record(&mut self, change: Option<NewChangeEvent>) {
+        if let Some(change) = change {
+            self.last_event_seq += 1;
+            let seq = self.last_event_seq;
+            self.events.insert(seq, (ChangeEvent { seq, change }, None));
+        }
+    }
+
+    /// The chain depth of the run an entity write is bound to (0 without one).
+    fn depth_of(&self, affected: Option<&AffectedEntity>) -> u32 {
+        affected
+            .and_then(|a| self.runs.get(&(a.org_id.clone(), a.run_id.clone())))
+            .map_or(0, |run| run.chain_depth)
+    }
 }
 
 /// Every storage port in memory, behind one mutex: each call is one atomic step, as a
@@ -172,6 +195,12 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `n` [`EventStore::complete_events`] calls fail: the events stay,
+    /// as when a worker dies after handling them.
+    pub fn fail_completions(&self, n: usize) {
+        self.state().failing_completions = n;
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -394,6 +423,58 @@ impl IntegrationStore for MemoryStore {
 }
 
 #[async_trait]
+impl EventStore for MemoryStore {
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangeEvent>> {
+        let mut s = self.state();
+        let mut out = Vec::new();
+        for (event, lease) in s.events.values_mut() {
+            if out.len() >= limit as usize {
+                break;
+            }
+            if lease
+                .as_ref()
+                .is_some_and(|(holder, until)| holder != owner && *until > now)
+            {
+                continue;
+            }
+            *lease = Some((owner.to_owned(), lease_until));
+            out.push(event.clone());
+        }
+        Ok(out)
+    }
+
+    async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64> {
+        let mut s = self.state();
+        if s.failing_completions > 0 {
+            s.failing_completions -= 1;
+            return Err(StoreError::Other("injected: the worker died".into()));
+        }
+        let mut done = 0;
+        for seq in seqs {
+            let held = s
+                .events
+                .get(seq)
+                .is_some_and(|(_, lease)| lease.as_ref().is_some_and(|(o, _)| o == owner));
+            if held {
+                s.events.remove(seq);
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    async fn pending_events(&self) -> StoreResult<u64> {
+        Ok(self.state().events.len() as u64)
+    }
+}
+
+#[async_trait]
 impl SecretStore for MemoryStore {
     async fn create_secret(&self, secret: &OrgSecret, value: &SecretValue) -> StoreResult<()> {
         let mut s = self.state();
@@ -550,13 +631,21 @@ impl EntityStore for MemoryStore {
             entity.blueprint.clone(),
             entity.identifier.clone(),
         );
-        let exists = s.entities.contains_key(&key);
+        let before = s.entities.get(&key).cloned();
+        let exists = before.is_some();
         if exists && mode == EntityWriteMode::CreateOnly {
             return Err(StoreError::AlreadyExists(format!(
                 "entity {}",
                 entity.identifier
             )));
         }
+        let depth = s.depth_of(affected);
+        s.record(NewChangeEvent::of_entity(
+            before.as_ref(),
+            Some(entity),
+            depth,
+            entity.stamp.updated_at,
+        ));
         s.entities.insert(key, entity.clone());
         if let Some(affected) = affected {
             s.affected.push(affected.clone());
@@ -598,17 +687,25 @@ impl EntityStore for MemoryStore {
         org: &OrgId,
         blueprint: &BlueprintIdentifier,
         id: &EntityIdentifier,
-        affected: Option<&AffectedEntity>,
+        deletion: &EntityDeletion<'_>,
     ) -> StoreResult<bool> {
         let mut s = self.state();
-        let existed = s
+        let Some(before) = s
             .entities
             .remove(&(org.clone(), blueprint.clone(), id.clone()))
-            .is_some();
-        if existed && let Some(affected) = affected {
+        else {
+            return Ok(false);
+        };
+        let depth = s.depth_of(deletion.affected);
+        if let Some(affected) = deletion.affected {
             s.affected.push(affected.clone());
         }
-        Ok(existed)
+        let mut event = NewChangeEvent::of_entity(Some(&before), None, depth, deletion.at);
+        if let Some(event) = &mut event {
+            event.by = deletion.by.to_owned();
+        }
+        s.record(event);
+        Ok(true)
     }
 
     async fn affected_entities(
@@ -795,6 +892,7 @@ impl RunStore for MemoryStore {
             s.deliveries.insert(d.id.clone(), new_delivery(d));
         }
         s.runs.insert(run_key, run.clone());
+        s.record(NewChangeEvent::of_run(None, run));
         if let Some(key) = idempotency_key {
             s.idempotency.insert(
                 (key.org_id.clone(), key.key.clone()),
@@ -842,7 +940,7 @@ impl RunStore for MemoryStore {
         }
         let mut s = self.state();
         let key = (run.org_id.clone(), run.id.clone());
-        match s.runs.get(&key) {
+        let before = match s.runs.get(&key) {
             None => {
                 return Err(StoreError::Conflict(format!(
                     "run {} does not exist",
@@ -852,12 +950,13 @@ impl RunStore for MemoryStore {
             Some(stored) if stored.version != expected_version => {
                 return Err(StoreError::Conflict(format!("run {}", run.id)));
             }
-            Some(_) => {}
-        }
+            Some(stored) => stored.clone(),
+        };
         if let Some(d) = delivery {
             check_delivery(&s, d, run)?;
         }
         if run.version != expected_version {
+            s.record(NewChangeEvent::of_run(Some(&before), run));
             s.runs.insert(key.clone(), run.clone());
         }
         let stored = s.logs.entry(key).or_default();

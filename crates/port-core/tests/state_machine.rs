@@ -32,6 +32,7 @@ fn new_run(synchronized: bool, policy: ApprovalPolicy) -> NewRun {
         entity: None,
         synchronized,
         created_by: "creator".into(),
+        chain_depth: 0,
     }
 }
 

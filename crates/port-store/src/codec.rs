@@ -181,7 +181,7 @@ fn vote_from_json(v: &Value) -> StoreResult<Vote> {
     })
 }
 
-/// The whole run except its id and organization, which are columns.
+/// The whole run except its id, organization and chain depth, which are columns.
 pub(crate) fn run_to_json(run: &Run) -> String {
     let mut m = Map::new();
     m.insert("status".into(), json!(run.status().as_str()));
@@ -229,12 +229,14 @@ pub(crate) fn run_to_json(run: &Run) -> String {
     Value::Object(m).to_string()
 }
 
-/// Reads a run document back; `id`, `org_id` and `version` come from their columns.
+/// Reads a run document back; `id`, `org_id`, `version` and `chain_depth` come from
+/// their columns.
 pub(crate) fn run_from_json(
     text: &str,
     id: port_core::id::RunId,
     org_id: port_core::id::OrgId,
     version: u64,
+    chain_depth: u32,
 ) -> StoreResult<Run> {
     let value: Value = serde_json::from_str(text).map_err(|_| corrupt("run", "(json)"))?;
     let d = Doc::new(&value, "run")?;
@@ -301,6 +303,7 @@ pub(crate) fn run_from_json(
         updated_at: d.timestamp("updatedAt")?,
         updated_by: d.str("updatedBy")?.to_owned(),
         version,
+        chain_depth,
     })
 }
 
@@ -387,6 +390,7 @@ mod tests {
                 entity: None,
                 synchronized: true,
                 created_by: "me".into(),
+                chain_depth: 2,
             },
             t,
         )
@@ -399,6 +403,7 @@ mod tests {
             run.id.clone(),
             run.org_id.clone(),
             run.version,
+            run.chain_depth,
         )
         .unwrap()
     }

@@ -36,6 +36,7 @@ use port_core::ports::{Store, StoreResult};
 mod codec;
 mod config;
 mod db;
+mod events;
 mod files;
 mod group_commit;
 mod scratch;

@@ -11,6 +11,7 @@ use port_core::catalog::{AffectedEntity, Blueprint, Entity, EntityOperation, Sta
 use port_core::claim::{self, Candidate, ClaimLimits};
 use port_core::destination::Destination;
 use port_core::error::StoreError;
+use port_core::event::NewChangeEvent;
 use port_core::id::{
     ActionIdentifier, BlueprintIdentifier, DeliveryId, EntityIdentifier, IntegrationIdentifier,
     OrgId, RunId,
@@ -18,9 +19,9 @@ use port_core::id::{
 use port_core::integration::Integration;
 use port_core::ports::{
     ActionStore, AgentClaim, BlueprintStore, ClientSecret, CreateRunOutcome, Credential, Delivery,
-    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityScan, EntityStore,
-    EntityWriteMode, IdempotencyKey, IntegrationStore, NewDelivery, OrgSecret, OrgStore,
-    Organization, RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
+    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityDeletion, EntityScan,
+    EntityStore, EntityWriteMode, IdempotencyKey, IntegrationStore, NewDelivery, OrgSecret,
+    OrgStore, Organization, RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
 };
 use port_core::run::{Run, RunStatus};
 use port_core::run_log::{NewRunLog, RunLog};
@@ -39,6 +40,7 @@ use crate::StoreAdmin;
 use crate::codec;
 use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
 use crate::db::{Conn, Pooled, Row, Sql, Tx, from_i64, map_err, taken, to_i64};
+use crate::events::{depth_of, insert_event};
 use crate::group_commit::GroupCommit;
 
 /// How long an idempotency key returns the same run (the services' rule, kept here too).
@@ -78,7 +80,7 @@ pub struct SqlStore {
 
 const DELIVERY_COLUMNS: &str = "id, org_id, run_id, mode, request, synchronized, installation_id, state, attempts, \
      next_attempt_at, lease_owner, lease_until, created_at, updated_at";
-const RUN_COLUMNS: &str = "org_id, id, version, document";
+const RUN_COLUMNS: &str = "org_id, id, version, chain_depth, document";
 const LOG_COLUMNS: &str = "seq, id, run_id, message, created_at, created_by";
 const ENTITY_COLUMNS: &str =
     "org_id, blueprint, identifier, document, created_at, created_by, updated_at, updated_by";
@@ -203,7 +205,7 @@ impl SqlStore {
 
     /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front,
     /// so a transaction that reads before it writes never fails half-way with BUSY.
-    async fn begin(&self) -> StoreResult<Tx> {
+    pub(crate) async fn begin(&self) -> StoreResult<Tx> {
         match &self.backend {
             Backend::Sqlite {
                 writer,
@@ -236,7 +238,7 @@ impl SqlStore {
     }
 
     /// Lets concurrent claimers pass over each other's rows instead of queueing.
-    fn skip_locked(&self) -> &'static str {
+    pub(crate) fn skip_locked(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite { .. } => "",
             Backend::Postgres { .. } => " FOR UPDATE SKIP LOCKED",
@@ -255,7 +257,7 @@ impl SqlStore {
         self.read().await?.conn().fetch_all(sql).await
     }
 
-    async fn read_optional(&self, sql: &Sql) -> StoreResult<Option<Row>> {
+    pub(crate) async fn read_optional(&self, sql: &Sql) -> StoreResult<Option<Row>> {
         self.read().await?.conn().fetch_optional(sql).await
     }
 
@@ -335,7 +337,7 @@ fn sealed_key_id(stored: &str) -> &str {
 // Row decoding
 // ---------------------------------------------------------------------------------------
 
-fn parse_col<T: FromStr>(row: &Row, column: &str) -> StoreResult<T> {
+pub(crate) fn parse_col<T: FromStr>(row: &Row, column: &str) -> StoreResult<T> {
     let text = row.text(column)?;
     text.parse()
         .map_err(|_| StoreError::Other(format!("column {column} holds an invalid value")))
@@ -426,6 +428,7 @@ fn run_from_row(row: &Row) -> StoreResult<Run> {
         parse_col(row, "id")?,
         parse_col(row, "org_id")?,
         from_i64(row.i64("version")?, "version")?,
+        from_i64(row.i64("chain_depth")?, "chain_depth")?,
     )
 }
 
@@ -957,43 +960,66 @@ impl EntityStore for SqlStore {
         let insert = entity_values(entity);
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
-        let created = match mode {
+        // `before`: the stored entity this write replaces, for the change event.
+        let (created, before) = match mode {
             EntityWriteMode::CreateOnly => {
                 conn.execute(&insert)
                     .await
                     .map_err(taken(|| format!("entity {}", entity.identifier)))?;
-                true
+                (true, None)
             }
             EntityWriteMode::Upsert => {
-                // Insert-or-nothing then update: race-free on both databases, and it
-                // tells whether the entity was created.
+                // Insert-or-nothing, then read the existing entity locked and update
+                // it: race-free on both databases, and it tells whether the entity was
+                // created and what it was before.
                 let mut try_insert = insert.clone();
                 try_insert.push(" ON CONFLICT (org_id, blueprint, identifier) DO NOTHING");
                 if conn.execute(&try_insert).await? == 1 {
-                    true
+                    (true, None)
                 } else {
-                    let update = Sql::new(
-                        "UPDATE entities SET document = $4, created_at = $5, created_by = $6, updated_at = $7, \
-                         updated_by = $8 WHERE org_id = $1 AND blueprint = $2 AND identifier = $3",
-                    )
+                    let stored = Sql::new(format!(
+                        "SELECT {ENTITY_COLUMNS} FROM entities \
+                         WHERE org_id = $1 AND blueprint = $2 AND identifier = $3{}",
+                        self.for_update()
+                    ))
                     .bind(&entity.org_id)
                     .bind(&entity.blueprint)
-                    .bind(&entity.identifier)
-                    .bind(codec::entity_to_json(entity))
-                    .bind(entity.stamp.created_at)
-                    .bind(&entity.stamp.created_by)
-                    .bind(entity.stamp.updated_at)
-                    .bind(&entity.stamp.updated_by);
-                    if conn.execute(&update).await? == 1 {
-                        false
-                    } else {
-                        // Deleted by someone else in between: create it after all.
-                        conn.execute(&insert).await?;
-                        true
+                    .bind(&entity.identifier);
+                    match conn.fetch_optional(&stored).await? {
+                        Some(row) => {
+                            let before = entity_from_row(&row)?;
+                            let update = Sql::new(
+                                "UPDATE entities SET document = $4, created_at = $5, created_by = $6, updated_at = $7, \
+                                 updated_by = $8 WHERE org_id = $1 AND blueprint = $2 AND identifier = $3",
+                            )
+                            .bind(&entity.org_id)
+                            .bind(&entity.blueprint)
+                            .bind(&entity.identifier)
+                            .bind(codec::entity_to_json(entity))
+                            .bind(entity.stamp.created_at)
+                            .bind(&entity.stamp.created_by)
+                            .bind(entity.stamp.updated_at)
+                            .bind(&entity.stamp.updated_by);
+                            conn.execute(&update).await?;
+                            (false, Some(before))
+                        }
+                        None => {
+                            // Deleted by someone else in between: create it after all.
+                            conn.execute(&insert).await?;
+                            (true, None)
+                        }
                     }
                 }
             }
         };
+        let depth = depth_of(&mut conn, affected).await?;
+        let event = NewChangeEvent::of_entity(
+            before.as_ref(),
+            Some(entity),
+            depth,
+            entity.stamp.updated_at,
+        );
+        insert_event(&mut conn, event.as_ref()).await?;
         if let Some(affected) = affected {
             insert_affected(&mut conn, affected).await?;
         }
@@ -1038,22 +1064,34 @@ impl EntityStore for SqlStore {
         org: &OrgId,
         blueprint: &BlueprintIdentifier,
         id: &EntityIdentifier,
-        affected: Option<&AffectedEntity>,
+        deletion: &EntityDeletion<'_>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
-        let sql = Sql::new(
-            "DELETE FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3",
-        )
+        // RETURNING gives the deleted entity, the change event's `before`.
+        let sql = Sql::new(format!(
+            "DELETE FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3 \
+             RETURNING {ENTITY_COLUMNS}"
+        ))
         .bind(org)
         .bind(blueprint)
         .bind(id);
-        let existed = conn.execute(&sql).await? > 0;
-        if existed && let Some(affected) = affected {
+        let Some(row) = conn.fetch_optional(&sql).await? else {
+            return Ok(false);
+        };
+        let before = entity_from_row(&row)?;
+        let depth = depth_of(&mut conn, deletion.affected).await?;
+        let mut event = NewChangeEvent::of_entity(Some(&before), None, depth, deletion.at);
+        if let Some(event) = &mut event {
+            // The stored entity names its last writer; the deletion is the deleter's.
+            event.by = deletion.by.to_owned();
+        }
+        insert_event(&mut conn, event.as_ref()).await?;
+        if let Some(affected) = deletion.affected {
             insert_affected(&mut conn, affected).await?;
         }
         tx.commit().await?;
-        Ok(existed)
+        Ok(true)
     }
 
     async fn affected_entities(
@@ -1197,7 +1235,7 @@ fn bind_action(sql: Sql, org: &OrgId, action: &Action) -> Sql {
         .bind(&action.meta.updated_by)
 }
 
-/// Binds `$1..$13` of a run insert or update, in `runs` column order.
+/// Binds `$1..$14` of a run insert or update, in `runs` column order.
 fn bind_run(sql: Sql, run: &Run) -> StoreResult<Sql> {
     Ok(sql
         .bind(&run.org_id)
@@ -1212,7 +1250,8 @@ fn bind_run(sql: Sql, run: &Run) -> StoreResult<Sql> {
         .bind(run.created_at)
         .bind(run.updated_at)
         .bind(version_arg(run)?)
-        .bind(codec::run_to_json(run)))
+        .bind(codec::run_to_json(run))
+        .bind(i64::from(run.chain_depth)))
 }
 
 #[async_trait]
@@ -1226,8 +1265,8 @@ impl RunStore for SqlStore {
         let insert_run = bind_run(
             Sql::new(
                 "INSERT INTO runs (org_id, id, status, action_identifier, blueprint_identifier, entity_identifier, \
-                 created_by, source, external_run_id, created_at, updated_at, version, document) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 created_by, source, external_run_id, created_at, updated_at, version, document, chain_depth) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             ),
             run,
         )?;
@@ -1272,6 +1311,7 @@ impl RunStore for SqlStore {
         if let Some(delivery) = delivery {
             insert_delivery(&mut conn, delivery, run).await?;
         }
+        insert_event(&mut conn, NewChangeEvent::of_run(None, run).as_ref()).await?;
         tx.commit().await?;
         Ok(CreateRunOutcome::Created)
     }
@@ -1370,14 +1410,18 @@ impl RunStore for SqlStore {
             .map_err(|_| StoreError::Conflict(format!("run {}", run.id)))?;
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
+        let changed = run.version != expected_version;
         // Locking the run row first also serializes log sequence numbers on PostgreSQL.
+        // The whole stored run (the change event's `before`) is read only when the run
+        // changes: log lines alone are no event.
+        let columns = if changed { RUN_COLUMNS } else { "version" };
         let current = Sql::new(format!(
-            "SELECT version FROM runs WHERE org_id = $1 AND id = $2{}",
+            "SELECT {columns} FROM runs WHERE org_id = $1 AND id = $2{}",
             self.for_update()
         ))
         .bind(&run.org_id)
         .bind(&run.id);
-        match conn.fetch_optional(&current).await? {
+        let before = match conn.fetch_optional(&current).await? {
             None => {
                 return Err(StoreError::Conflict(format!(
                     "run {} does not exist",
@@ -1387,14 +1431,16 @@ impl RunStore for SqlStore {
             Some(row) if row.i64("version")? != expected => {
                 return Err(StoreError::Conflict(format!("run {}", run.id)));
             }
-            Some(_) => {}
-        }
-        if run.version != expected_version {
+            Some(row) if changed => Some(run_from_row(&row)?),
+            Some(_) => None,
+        };
+        if let Some(before) = &before {
             let mut update = bind_run(
                 Sql::new(
                     "UPDATE runs SET status = $3, action_identifier = $4, blueprint_identifier = $5, \
                      entity_identifier = $6, created_by = $7, source = $8, external_run_id = $9, created_at = $10, \
-                     updated_at = $11, version = $12, document = $13 WHERE org_id = $1 AND id = $2 AND version = ",
+                     updated_at = $11, version = $12, document = $13, chain_depth = $14 \
+                     WHERE org_id = $1 AND id = $2 AND version = ",
                 ),
                 run,
             )?;
@@ -1402,6 +1448,11 @@ impl RunStore for SqlStore {
             if conn.execute(&update).await? == 0 {
                 return Err(StoreError::Conflict(format!("run {}", run.id)));
             }
+            insert_event(
+                &mut conn,
+                NewChangeEvent::of_run(Some(before), run).as_ref(),
+            )
+            .await?;
         }
         let mut stored = Vec::with_capacity(logs.len());
         if !logs.is_empty() {

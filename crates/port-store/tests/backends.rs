@@ -131,6 +131,10 @@ macro_rules! conformance_tests {
             organizations_are_isolated,
             concurrent_logs_and_patches,
             concurrent_claimers,
+            entity_change_events,
+            run_change_events,
+            event_leases,
+            concurrent_event_claimers,
         );
     };
     (@each $setup:path; $($name:ident),* $(,)?) => {$(

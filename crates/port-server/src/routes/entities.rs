@@ -13,7 +13,7 @@ use port_core::catalog::{
 use port_core::catalog_rules::{EntityBody, check_entity, parse_entity_body};
 use port_core::error::StoreError;
 use port_core::id::{BlueprintIdentifier, EntityIdentifier, GeneratedEntityId};
-use port_core::ports::{EntityKey, EntityWriteMode};
+use port_core::ports::{EntityDeletion, EntityKey, EntityWriteMode};
 use port_core::run::Run;
 use port_core::search::{
     EntityQuery, Matcher, Scope, SearchLimits, SearchPage, SearchRequest, search as run_search,
@@ -540,14 +540,14 @@ pub(crate) async fn delete(
                 .services()
                 .affected(&caller, run, entity, EntityOperation::Delete)
         });
+        let deletion = EntityDeletion {
+            by: caller.user_id(),
+            at: state.clock().now(),
+            affected: affected.as_ref(),
+        };
         state
             .store()
-            .delete_entity(
-                org,
-                &entity.blueprint,
-                &entity.identifier,
-                affected.as_ref(),
-            )
+            .delete_entity(org, &entity.blueprint, &entity.identifier, &deletion)
             .await?;
     }
     Ok(Json(json!({ "ok": true })))

@@ -20,8 +20,8 @@ use port_core::id::{
 use port_core::integration::Integration;
 use port_core::ports::{
     AgentClaim, ClientSecret, CreateRunOutcome, Credential, Delivery, DeliveryAttempt,
-    DeliveryMode, DeliveryState, EntityWriteMode, IdGenerator, IdempotencyKey, NewDelivery,
-    Organization, RunFilter, Store,
+    DeliveryMode, DeliveryState, EntityDeletion, EntityWriteMode, IdGenerator, IdempotencyKey,
+    NewDelivery, Organization, RunFilter, Store,
 };
 use port_core::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Outcome, Reference, Run, RunCommand, RunPatch,
@@ -33,6 +33,10 @@ use port_core::testing::{FixedClock, test_ids};
 use port_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
+mod events;
+pub use events::{
+    concurrent_event_claimers, entity_change_events, event_leases, run_change_events,
+};
 mod search;
 pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
 mod secrets;
@@ -128,6 +132,7 @@ fn new_run(ids: &IdGenerator, org: &OrgId, action: &str, now: Timestamp) -> Run 
             entity: None,
             synchronized: false,
             created_by: "auth0|638879fa62c686d381b36ecb".into(),
+            chain_depth: 0,
         },
         now,
     )
@@ -502,6 +507,13 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
             by: "KZ5zDPudPshQMShUb4cLopBEE1fNSJGE".into(),
             snapshot: e.to_json(),
         };
+    fn deletion(a: &AffectedEntity) -> EntityDeletion<'_> {
+        EntityDeletion {
+            by: "KZ5zDPudPshQMShUb4cLopBEE1fNSJGE",
+            at: a.at,
+            affected: Some(a),
+        }
+    }
 
     let mut e = entity(&org, "microservice", "my-microservice", at(0));
     e.team = None;
@@ -577,7 +589,7 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let deleted = record(&changed, EntityOperation::Delete, at(9), &run_id);
     assert!(
         store
-            .delete_entity(&org, &e.blueprint, &e.identifier, Some(&deleted))
+            .delete_entity(&org, &e.blueprint, &e.identifier, &deletion(&deleted))
             .await?
     );
     assert_eq!(
@@ -587,7 +599,7 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let nothing = record(&changed, EntityOperation::Delete, at(10), &run_id);
     assert!(
         !store
-            .delete_entity(&org, &e.blueprint, &e.identifier, Some(&nothing))
+            .delete_entity(&org, &e.blueprint, &e.identifier, &deletion(&nothing))
             .await?
     );
 
@@ -734,6 +746,8 @@ pub async fn runs_create_get_and_filter(store: Shared) -> Result<()> {
             }),
             synchronized: true,
             created_by: "alice".into(),
+            // Stored and read back though never on the wire.
+            chain_depth: 3,
         },
         at(2),
     )
@@ -2274,7 +2288,16 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
     // Writes aimed at another organization's rows touch nothing.
     assert!(
         !store
-            .delete_entity(&b, &e.blueprint, &e.identifier, None)
+            .delete_entity(
+                &b,
+                &e.blueprint,
+                &e.identifier,
+                &EntityDeletion {
+                    by: "intruder",
+                    at: at(5),
+                    affected: None,
+                },
+            )
             .await?
     );
     assert!(

@@ -1,0 +1,161 @@
+//! The event outbox: the change events the entity and run writes record in their own
+//! transactions ([`insert_event`]), and the [`EventStore`] that leases them to whoever
+//! reacts to them and deletes them once handled.
+
+use async_trait::async_trait;
+use port_core::catalog::AffectedEntity;
+use port_core::error::StoreError;
+use port_core::event::{ChangeEvent, ChangeKind, NewChangeEvent, ResourceType};
+use port_core::ports::{EventStore, StoreResult};
+use port_core::time::Timestamp;
+
+use crate::codec;
+use crate::db::{Conn, Row, Sql, from_i64, to_i64};
+use crate::store::{SqlStore, parse_col};
+
+const EVENT_COLUMNS: &str =
+    "seq, org_id, resource_type, kind, scope, subject, before, after, by_user, depth, at";
+
+/// Events one statement completes: its bound parameters grow with them.
+const SEQS_PER_STATEMENT: usize = 500;
+
+/// Records `event`, when there is one, in the transaction of `conn`.
+pub(crate) async fn insert_event(
+    conn: &mut Conn<'_>,
+    event: Option<&NewChangeEvent>,
+) -> StoreResult<()> {
+    let Some(e) = event else {
+        return Ok(());
+    };
+    let sql = Sql::new(
+        "INSERT INTO events (org_id, resource_type, kind, scope, subject, before, after, by_user, depth, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&e.org_id)
+    .bind(e.resource.as_str())
+    .bind(e.kind.as_str())
+    .bind(&e.scope)
+    .bind(&e.subject)
+    .bind(e.before.as_ref().map(ToString::to_string))
+    .bind(e.after.as_ref().map(ToString::to_string))
+    .bind(&e.by)
+    .bind(i64::from(e.depth))
+    .bind(e.at);
+    conn.execute(&sql).await?;
+    Ok(())
+}
+
+/// The chain depth of the run an entity write is bound to: 0 without one (or when the
+/// run is not stored, as the in-memory store answers).
+pub(crate) async fn depth_of(
+    conn: &mut Conn<'_>,
+    affected: Option<&AffectedEntity>,
+) -> StoreResult<u32> {
+    let Some(a) = affected else {
+        return Ok(0);
+    };
+    let sql = Sql::new("SELECT chain_depth FROM runs WHERE org_id = $1 AND id = $2")
+        .bind(&a.org_id)
+        .bind(&a.run_id);
+    match conn.fetch_optional(&sql).await? {
+        Some(row) => from_i64(row.i64("chain_depth")?, "chain_depth"),
+        None => Ok(0),
+    }
+}
+
+fn event_from_row(row: &Row) -> StoreResult<ChangeEvent> {
+    let invalid = |c: &str| StoreError::Other(format!("column {c} holds an invalid value"));
+    let json = |column: &str| {
+        row.opt_text(column)?
+            .map(|text| codec::json_from_text(&text, "event"))
+            .transpose()
+    };
+    Ok(ChangeEvent {
+        seq: from_i64(row.i64("seq")?, "seq")?,
+        change: NewChangeEvent {
+            org_id: parse_col(row, "org_id")?,
+            resource: ResourceType::parse(&row.text("resource_type")?)
+                .ok_or_else(|| invalid("resource_type"))?,
+            kind: ChangeKind::parse(&row.text("kind")?).ok_or_else(|| invalid("kind"))?,
+            scope: row.text("scope")?,
+            subject: row.text("subject")?,
+            before: json("before")?,
+            after: json("after")?,
+            by: row.text("by_user")?,
+            depth: from_i64(row.i64("depth")?, "depth")?,
+            at: row.timestamp("at")?,
+        },
+    })
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangeEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Free, expired, or already `owner`'s (a restarted worker takes back at once what
+        // it held). On PostgreSQL the inner select locks what it picks and passes over
+        // rows other claimers are locking, so two replicas never lease the same event; an
+        // event another claimer leased meanwhile is re-checked against the condition and
+        // dropped.
+        let sql = Sql::new(format!(
+            "UPDATE events SET lease_owner = $1, lease_until = $2 \
+             WHERE seq IN (SELECT seq FROM events \
+             WHERE lease_until IS NULL OR lease_until <= $3 OR lease_owner = $1 \
+             ORDER BY seq LIMIT $4{lock}) \
+             RETURNING {EVENT_COLUMNS}",
+            lock = self.skip_locked(),
+        ))
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::from(limit));
+        let mut tx = self.begin().await?;
+        let rows = tx.conn().fetch_all(&sql).await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING follows no ORDER BY.
+        claimed.sort_by_key(|e| e.seq);
+        Ok(claimed)
+    }
+
+    async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut conn = tx.conn();
+        let mut done = 0;
+        for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
+            let mut sql = Sql::new("DELETE FROM events WHERE lease_owner = ");
+            sql.push_bind(owner).push(" AND seq IN (");
+            for (i, seq) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(to_i64(*seq));
+            }
+            sql.push(")");
+            done += conn.execute(&sql).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn pending_events(&self) -> StoreResult<u64> {
+        let row = self
+            .read_optional(&Sql::new("SELECT COUNT(*) AS n FROM events"))
+            .await?;
+        from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
+    }
+}
