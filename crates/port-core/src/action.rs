@@ -524,9 +524,10 @@ impl Trigger {
                 }))
             }
             "automation" => {
-                let event = Fields::new(fields.required("event")?, "trigger.event")?;
-                event.required_str("type")?;
-                Ok(Self::Automation(fields.rest(&["type"])))
+                let rest = fields.rest(&["type"]);
+                crate::automation::AutomationTrigger::parse(&rest)
+                    .map_err(|source| ActionError::Automation { source })?;
+                Ok(Self::Automation(rest))
             }
             other => Err(ActionError::NotOneOf {
                 path: fields.path("type"),
@@ -794,6 +795,14 @@ impl ActionDefinition {
         }
     }
 
+    /// The automation trigger, when the action is an automation (checked when saved).
+    pub fn automation(&self) -> Option<crate::automation::AutomationTrigger> {
+        match &self.trigger {
+            Trigger::Automation(fields) => crate::automation::AutomationTrigger::parse(fields).ok(),
+            Trigger::SelfService(_) => None,
+        }
+    }
+
     pub fn is_self_service(&self) -> bool {
         matches!(self.trigger, Trigger::SelfService(_))
     }
@@ -891,6 +900,11 @@ pub enum ActionError {
     Identifier { path: String, source: IdError },
     #[error("blueprint: the body names blueprint {body:?} but the route names {route:?}")]
     BlueprintMismatch { body: String, route: String },
+    #[error("{source}")]
+    Automation {
+        #[source]
+        source: crate::automation::TriggerError,
+    },
     #[error("invocationMethod: {source}")]
     Template {
         #[source]

@@ -63,6 +63,8 @@ pub struct InvocationInput<'a> {
     pub secret_keys: &'a [String],
     /// Organization secrets, visible to templates as `.secrets`.
     pub secrets: &'a Map<String, Value>,
+    /// The trigger data of the change event that started an automation's run.
+    pub event: Option<&'a Value>,
 }
 
 fn trigger_by(input: &InvocationInput<'_>) -> Value {
@@ -291,14 +293,15 @@ pub fn legacy_message(input: &InvocationInput<'_>) -> Value {
 pub fn template_context(input: &InvocationInput<'_>) -> Value {
     let def = &input.action.definition;
     json!({
-        "inputs": input.properties,
+        // An automation's run has no inputs, only its event.
+        "inputs": if input.event.is_some() { Value::Null } else { json!(input.properties) },
         "trigger": {
             "by": trigger_by(input),
             "origin": input.origin.as_str(),
             "at": input.at,
             "operation": def.operation().map(|o| o.as_str()),
         },
-        "event": null,
+        "event": input.event,
         "entity": input.entity.map_or_else(|| json!({}), Entity::to_json),
         "action": {
             "identifier": def.identifier,

@@ -31,6 +31,7 @@ use crate::run::{
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
 
+pub mod automations;
 mod organization;
 pub mod pull;
 pub mod secrets;
@@ -313,6 +314,7 @@ impl Services {
             at: now,
             secret_keys: &validated.secret_keys,
             secrets: &no_secrets,
+            event: None,
         };
         let evaluated = self.evaluate_invocation(org, &invocation).await?;
 

@@ -117,6 +117,7 @@ fn input<'a>(
         at,
         secret_keys: &[],
         secrets: empty,
+        event: None,
     }
 }
 

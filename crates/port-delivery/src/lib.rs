@@ -22,6 +22,8 @@
 //!   fails the run at once.
 //! - [`spawn_reaper`] / [`reap_stale_runs`]: fail runs left `IN_PROGRESS` past their
 //!   timeout.
+//! - [`spawn_automations`]: reads the event outbox and starts the runs of the
+//!   automations watching each event.
 //!
 //! Wiring, for a server:
 //!
@@ -44,6 +46,7 @@
 //! # }
 //! ```
 
+mod automations;
 mod config;
 mod hub;
 mod reaper;
@@ -52,6 +55,7 @@ mod retry;
 mod send;
 mod worker;
 
+pub use automations::{AUTOMATIONS_POLL, EVENT_BATCH, spawn_automations};
 pub use config::{
     ConfigError, DeliveryConfig, ENV_MAX_IN_FLIGHT, ENV_MAX_IN_FLIGHT_PER_HOST,
     ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,

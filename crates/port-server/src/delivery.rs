@@ -18,7 +18,10 @@
 
 use std::path::Path;
 
-use port_delivery::{DeliveryConfig, DeliveryWorker, ENV_WORKER_ID, spawn_reaper};
+use port_delivery::{
+    AUTOMATIONS_POLL, DeliveryConfig, DeliveryWorker, ENV_WORKER_ID, spawn_automations,
+    spawn_reaper,
+};
 use tokio::task::JoinHandle;
 
 use crate::bootstrap::random_alphanumeric;
@@ -77,7 +80,8 @@ pub fn stable_worker_id(dir: &Path) -> std::io::Result<String> {
 }
 
 /// Takes back the leases a crashed predecessor held under this worker's name, then
-/// spawns the worker and the reaper; both stop when `state.stopping()` is cancelled.
+/// spawns the worker, the reaper and the automations worker; all stop when
+/// `state.stopping()` is cancelled.
 pub async fn start_delivery(
     state: &AppState,
     delivery: DeliveryConfig,
@@ -95,6 +99,12 @@ pub async fn start_delivery(
     }
     let services = state.services().clone();
     let reaper = spawn_reaper(services.clone(), &delivery, state.stopping().clone());
+    let automations = spawn_automations(
+        services.clone(),
+        delivery.worker_id.clone(),
+        AUTOMATIONS_POLL,
+        state.stopping().clone(),
+    );
     let worker = DeliveryWorker::spawn(
         services,
         state.hub().clone(),
@@ -102,7 +112,7 @@ pub async fn start_delivery(
         state.stopping().clone(),
     )
     .map_err(|e| ServeError::Config(format!("delivery: {e}")))?;
-    Ok(vec![worker, reaper])
+    Ok(vec![worker, reaper, automations])
 }
 
 #[cfg(test)]

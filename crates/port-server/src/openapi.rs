@@ -927,7 +927,30 @@ fn definition_schemas() -> Value {
                     "required": ["type", "event"],
                     "properties": {
                         "type": { "const": "automation" },
-                        "event": { "type": "object", "required": ["type"], "properties": { "type": { "type": "string" } } },
+                        "event": {
+                            "description": "Entity events name a blueprint (timers also its timer property); run events an action.",
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": { "type": "string", "enum": [
+                                    "ENTITY_CREATED", "ENTITY_UPDATED", "ENTITY_DELETED", "ANY_ENTITY_CHANGE",
+                                    "TIMER_PROPERTY_EXPIRED", "RUN_CREATED", "RUN_UPDATED", "ANY_RUN_CHANGE",
+                                ] },
+                                "blueprintIdentifier": blueprint_identifier(),
+                                "actionIdentifier": action_identifier(),
+                                "propertyIdentifier": { "type": "string" },
+                            },
+                        },
+                        "condition": {
+                            "description": "jq expressions over the event (`.diff.before`, `.diff.after`, `.context`, `.trigger`), combined with `and` (the default) or `or`.",
+                            "type": "object",
+                            "required": ["type", "expressions"],
+                            "properties": {
+                                "type": { "const": "JQ" },
+                                "expressions": { "type": "array", "maxItems": 32, "items": { "type": "string", "minLength": 1 } },
+                                "combinator": { "type": "string", "enum": ["and", "or"] },
+                            },
+                        },
                     },
                 },
             ],

@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 
+mod automations;
 mod common;
 mod crash;
 mod fuzz_corpus;

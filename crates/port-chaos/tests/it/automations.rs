@@ -1,0 +1,439 @@
+//! Automations end to end against the real binary, with Port's documented examples:
+//! notify a webhook when a run fails, approve a run when a condition holds (the
+//! automation calls portd's own API), and a kill -9 while events wait in the outbox
+//! after which every automation has run exactly once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use port_chaos::api::Api;
+use port_chaos::portd::{Portd, PortdSettings};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "client-for-automations";
+const CLIENT_SECRET: &str = "cs-Au7Tm2Ns9Qw4Er1Ty6Ui3Op8As5Df0Gh";
+
+fn settings(dir: &Path) -> PortdSettings {
+    PortdSettings {
+        binary: port_chaos::portd::binary().expect("the portd binary"),
+        data_dir: dir.join("data"),
+        database_url: None,
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: CLIENT_SECRET.to_owned(),
+        log_filter: "info".to_owned(),
+        log_file: dir.join("portd.log"),
+        env: Vec::new(),
+    }
+}
+
+/// A backend that records the JSON bodies it receives and answers 200.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = bodies.clone();
+        let app = axum::Router::new().fallback(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                axum::Json(json!({ "ok": true }))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, bodies, task }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` until it returns something, for up to `within`.
+async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn runs_of(api: &Api, action: &str) -> Vec<Value> {
+    let answer = api
+        .get(&format!(
+            "/v1/actions/runs?version=v2&action={action}&limit=1000"
+        ))
+        .await
+        .unwrap()
+        .expect(200, "listing runs")
+        .unwrap();
+    answer["runs"].as_array().cloned().unwrap_or_default()
+}
+
+async fn create(api: &Api, path: &str, body: Value) -> Value {
+    api.post(path, &body)
+        .await
+        .unwrap()
+        .expect(201, path)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_automation_examples_run_against_portd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut portd = Portd::spawn(&settings(dir.path())).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let base = portd.base_url();
+    let api = Api::login(&base, CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let receiver = Receiver::start().await;
+
+    // A self-service action whose runs wait for approval, and one the team's backend
+    // reports on.
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "create_env",
+            "title": "Create environment",
+            "trigger": {
+                "type": "self-service",
+                "operation": "CREATE",
+                "userInputs": { "properties": { "tier": { "type": "string" } } }
+            },
+            "invocationMethod": { "type": "WEBHOOK", "url": receiver.url },
+            "requiredApproval": true
+        }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "deploy",
+            "title": "Deploy",
+            "trigger": {
+                "type": "self-service",
+                "operation": "CREATE",
+                "userInputs": { "properties": {} }
+            },
+            "invocationMethod": { "type": "WEBHOOK", "url": receiver.url }
+        }),
+    )
+    .await;
+
+    // Port's "approve automatically" example: on RUN_CREATED, when the condition holds,
+    // call the approval route of the API with a token kept as an organization secret.
+    let token = api
+        .post(
+            "/v1/auth/access_token",
+            &json!({ "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET }),
+        )
+        .await
+        .unwrap()
+        .expect(200, "a token")
+        .unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create(
+        &api,
+        "/v1/organization/secrets",
+        json!({ "secretName": "PORTD_TOKEN", "secretValue": token }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "approve_dev_envs",
+            "title": "Approve development environments",
+            "trigger": {
+                "type": "automation",
+                "event": { "type": "RUN_CREATED", "actionIdentifier": "create_env" },
+                "condition": {
+                    "type": "JQ",
+                    "expressions": [".diff.after.properties.tier == \"dev\""],
+                    "combinator": "and"
+                }
+            },
+            "invocationMethod": {
+                "type": "WEBHOOK",
+                "url": format!("{base}/v1/actions/runs/{{{{ .event.context.runId }}}}/approval"),
+                "method": "PATCH",
+                "synchronized": true,
+                "headers": { "Authorization": "Bearer {{ .secrets.PORTD_TOKEN }}" },
+                "body": { "status": "APPROVE", "description": "Development environments need no review" }
+            },
+            "publish": true
+        }),
+    )
+    .await;
+
+    // Port's "notify when a run fails" example, on RUN_UPDATED.
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "notify_failed_deploys",
+            "title": "Tell the team about failed deploys",
+            "trigger": {
+                "type": "automation",
+                "event": { "type": "RUN_UPDATED", "actionIdentifier": "deploy" },
+                "condition": {
+                    "type": "JQ",
+                    "expressions": [
+                        ".diff.before.status != \"FAILURE\"",
+                        ".diff.after.status == \"FAILURE\""
+                    ],
+                    "combinator": "and"
+                }
+            },
+            "invocationMethod": {
+                "type": "WEBHOOK",
+                "url": receiver.url,
+                "body": {
+                    "text": "Deploy {{ .event.diff.after.id }} failed: {{ .event.diff.after.statusLabel }}",
+                    "runId": "{{ .event.diff.after.id }}"
+                }
+            },
+            "publish": true
+        }),
+    )
+    .await;
+
+    // An automation cannot be executed by hand.
+    let refused = api
+        .post(
+            "/v1/actions/notify_failed_deploys/runs",
+            &json!({ "properties": {} }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.body["error"], "run_non_self_service_error");
+
+    let execute = async |tier: &str| {
+        api.post(
+            "/v1/actions/create_env/runs",
+            &json!({ "properties": { "tier": tier } }),
+        )
+        .await
+        .unwrap()
+        .expect(202, "executing create_env (it waits for approval)")
+        .unwrap()["run"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let dev = execute("dev").await;
+    let prod = execute("prod").await;
+    let approved = eventually(
+        "the dev run's approval",
+        Duration::from_secs(20),
+        async || {
+            let run = api
+                .get(&format!("/v1/actions/runs/{dev}?version=v2"))
+                .await
+                .ok()?
+                .body["run"]
+                .clone();
+            (run["status"] != "WAITING_FOR_APPROVAL").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(approved["status"], "IN_PROGRESS", "{approved:#}");
+    assert_eq!(approved["approval"]["state"], "APPROVED", "{approved:#}");
+    let automation_runs = eventually(
+        "the approving run to end",
+        Duration::from_secs(20),
+        async || {
+            let runs = runs_of(&api, "approve_dev_envs").await;
+            (runs.len() == 1 && runs[0]["status"] == "SUCCESS").then_some(runs)
+        },
+    )
+    .await;
+    assert_eq!(automation_runs[0]["source"], "AUTOMATION");
+    let prod_run = api
+        .get(&format!("/v1/actions/runs/{prod}?version=v2"))
+        .await
+        .unwrap()
+        .body["run"]
+        .clone();
+    assert_eq!(
+        prod_run["status"], "WAITING_FOR_APPROVAL",
+        "the condition does not hold for prod"
+    );
+
+    // A deploy that succeeds notifies nobody; one that fails does, once.
+    let deploy = async || {
+        api.post("/v1/actions/deploy/runs", &json!({ "properties": {} }))
+            .await
+            .unwrap()
+            .expect(202, "executing deploy")
+            .unwrap()["run"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let fine = deploy().await;
+    let broken = deploy().await;
+    for (run, status, label) in [
+        (&fine, "SUCCESS", "Deployed"),
+        (&broken, "FAILURE", "Image not found"),
+    ] {
+        api.send(
+            Method::PATCH,
+            &format!("/v1/actions/runs/{run}"),
+            Some(&json!({ "status": status, "statusLabel": label })),
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect(200, "reporting the deploy")
+        .unwrap();
+    }
+    let notice = eventually("the failure notice", Duration::from_secs(20), async || {
+        receiver
+            .bodies()
+            .into_iter()
+            .find(|b| b.get("text").is_some())
+    })
+    .await;
+    assert_eq!(notice["runId"], broken.as_str());
+    assert_eq!(
+        notice["text"],
+        format!("Deploy {broken} failed: Image not found")
+    );
+    // Give a second notice time to show up if one were coming.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let notices = receiver
+        .bodies()
+        .into_iter()
+        .filter(|b| b.get("text").is_some())
+        .count();
+    assert_eq!(notices, 1);
+    assert_eq!(runs_of(&api, "notify_failed_deploys").await.len(), 1);
+
+    portd.terminate(Duration::from_secs(20)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_automation_runs_exactly_once_across_a_kill_9() {
+    const ENTITIES: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let mut portd = Portd::spawn(&settings).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let api = Api::login(&portd.base_url(), CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    let receiver = Receiver::start().await;
+    create(
+        &api,
+        "/v1/blueprints",
+        json!({ "identifier": "service", "title": "Service", "schema": { "properties": {} } }),
+    )
+    .await;
+    for identifier in ["on_service_created", "on_any_service_change"] {
+        let event = if identifier == "on_service_created" {
+            "ENTITY_CREATED"
+        } else {
+            "ANY_ENTITY_CHANGE"
+        };
+        create(
+            &api,
+            "/v1/actions",
+            json!({
+                "identifier": identifier,
+                "trigger": {
+                    "type": "automation",
+                    "event": { "type": event, "blueprintIdentifier": "service" }
+                },
+                "invocationMethod": {
+                    "type": "WEBHOOK",
+                    "url": receiver.url,
+                    "body": { "entity": "{{ .event.context.entityIdentifier }}" }
+                },
+                "publish": true
+            }),
+        )
+        .await;
+    }
+    // Write the entities as fast as the API takes them and kill portd right after, so
+    // events are left in the outbox (and some runs half done).
+    for i in 0..ENTITIES {
+        create(
+            &api,
+            "/v1/blueprints/service/entities",
+            json!({ "identifier": format!("svc-{i:03}"), "title": format!("Service {i}") }),
+        )
+        .await;
+    }
+    portd.kill().unwrap();
+    let mut portd = Portd::spawn(&settings).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let api = Api::login(&portd.base_url(), CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    for action in ["on_service_created", "on_any_service_change"] {
+        let runs = eventually(
+            &format!("{ENTITIES} runs of {action}"),
+            Duration::from_secs(60),
+            async || {
+                let runs = runs_of(&api, action).await;
+                (runs.len() >= ENTITIES).then_some(runs)
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let runs = if runs.len() == ENTITIES {
+            runs_of(&api, action).await
+        } else {
+            runs
+        };
+        let mut per_entity: BTreeMap<String, usize> = BTreeMap::new();
+        for run in &runs {
+            let entity = run["payload"]["body"]["entity"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned();
+            *per_entity.entry(entity).or_default() += 1;
+        }
+        assert_eq!(runs.len(), ENTITIES, "{action}: {per_entity:?}");
+        assert!(
+            per_entity.values().all(|&n| n == 1),
+            "{action}: {per_entity:?}"
+        );
+    }
+    portd.terminate(Duration::from_secs(20)).unwrap();
+}

@@ -1,0 +1,56 @@
+//! The automations worker: reads the event outbox and starts the runs of the
+//! automations that watch each event ([`Services::handle_events`]).
+//!
+//! It polls: a change recorded by any replica (or before a restart) is seen within
+//! `interval`, with no notice to miss. A full batch is followed at once by the next.
+
+use std::time::Duration;
+
+use port_core::service::Services;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often the worker looks for events when the last batch was not full: timers and
+/// other replicas' changes are seen within this.
+pub const AUTOMATIONS_POLL: Duration = Duration::from_millis(200);
+
+/// Events read per batch.
+pub const EVENT_BATCH: u32 = 100;
+
+/// Spawns the worker; it stops when `shutdown` is cancelled, after the batch at hand.
+pub fn spawn_automations(
+    services: Services,
+    worker_id: String,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let interval = interval.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        loop {
+            let idle = match services.handle_events(&worker_id, EVENT_BATCH).await {
+                Ok(handled) => {
+                    if handled.runs > 0 {
+                        tracing::info!(
+                            events = handled.events,
+                            runs = handled.runs,
+                            "automations started runs"
+                        );
+                    }
+                    handled.events < EVENT_BATCH as usize
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not handle events; trying again shortly");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                break;
+            }
+        }
+    })
+}
