@@ -22,7 +22,40 @@ struct World {
     org: OrgId,
 }
 
+/// Templates that answer "busy" while `busy` is set, then render in process.
+#[derive(Default)]
+struct SometimesBusy {
+    busy: std::sync::atomic::AtomicBool,
+    inner: InProcessTemplates,
+}
+
+#[async_trait::async_trait]
+impl port_core::ports::TemplateEngine for SometimesBusy {
+    async fn render(
+        &self,
+        org: &OrgId,
+        template: &Value,
+        context: &Value,
+    ) -> Result<Value, port_core::template::TemplateError> {
+        if self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(port_core::template::TemplateError::Unavailable {
+                busy: true,
+                message: "busy".into(),
+            });
+        }
+        self.inner.render(org, template, context).await
+    }
+
+    fn max_output_bytes(&self) -> usize {
+        self.inner.max_output_bytes()
+    }
+}
+
 fn world() -> World {
+    world_with(Arc::new(InProcessTemplates::default()))
+}
+
+fn world_with(templates: Arc<dyn port_core::ports::TemplateEngine>) -> World {
     let clock = Arc::new(FixedClock::at_default());
     let memory = Arc::new(MemoryStore::new());
     let services = Services {
@@ -31,7 +64,7 @@ fn world() -> World {
         ids: test_ids(clock.clone()),
         notifier: Arc::new(NoNotifier),
         destinations: Arc::new(AllowAllDestinations),
-        templates: Arc::new(InProcessTemplates::default()),
+        templates,
         secret_loads: Arc::default(),
     };
     World {
@@ -310,5 +343,26 @@ fn automations_that_set_each_other_off_stop_at_the_chain_bound() {
         );
         assert!(last.payload.is_none(), "nothing was sent for it");
         assert_eq!(w.store().pending_events().await.expect("count"), 0);
+    });
+}
+
+#[test]
+fn a_busy_template_engine_delays_an_automation_and_never_drops_it() {
+    block_on(async {
+        let engine = Arc::new(SometimesBusy::default());
+        let w = world_with(engine.clone());
+        w.automation(on_service_change(
+            "on_big_service",
+            Some(json!({"type": "JQ", "expressions": [".diff.after.properties.n > 5"]})),
+        ))
+        .await;
+        w.put_service("checkout", 9, None).await;
+        engine.busy.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(w.services.handle_events("worker-1", 100).await.is_err());
+        assert!(w.runs_of("on_big_service").await.is_empty());
+        engine
+            .busy
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(w.settle().await, 1);
     });
 }

@@ -14,15 +14,16 @@ use serde_json::{Map, Value};
 use super::Services;
 use crate::action::Action;
 use crate::automation::{AutomationTrigger, MAX_CHAIN_DEPTH};
-use crate::error::PortError;
+use crate::error::{ErrorKind, PortError};
 use crate::event::{ChangeEvent, ChangeKind, ResourceType};
 use crate::id::{OrgId, RunId};
-use crate::invocation::{Actor, InvocationInput};
+use crate::invocation::{self, Actor, InvocationInput};
 use crate::ports::{CreateRunOutcome, IdempotencyKey, NewDelivery};
 use crate::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Reference, RunCommand, RunEvent, RunPatch,
     RunSource, SYSTEM_ACTOR, start, transition,
 };
+use crate::template::TemplateError;
 use crate::time::Timestamp;
 
 /// How long a claimed batch of events is held before another worker may take it.
@@ -60,7 +61,7 @@ impl Services {
             // Changes made for a run that ended the chain start nothing more.
             if event.change.depth <= MAX_CHAIN_DEPTH {
                 for (action, trigger) in watching {
-                    if trigger.watches(event) && self.condition_holds(event, trigger).await {
+                    if trigger.watches(event) && self.condition_holds(event, trigger).await? {
                         handled.runs += usize::from(self.start_automation(event, action).await?);
                     }
                 }
@@ -87,19 +88,29 @@ impl Services {
 
     /// Evaluates the trigger's condition against the event (Port's trigger data), within
     /// the organization's template budget. A condition that cannot be evaluated does
-    /// not hold: the automation is not set off.
-    async fn condition_holds(&self, event: &ChangeEvent, trigger: &AutomationTrigger) -> bool {
+    /// not hold: the automation is not set off. A template engine that cannot take the
+    /// render now is an error: the event stays in the outbox and is handled again.
+    async fn condition_holds(
+        &self,
+        event: &ChangeEvent,
+        trigger: &AutomationTrigger,
+    ) -> Result<bool, PortError> {
         let Some(condition) = &trigger.condition else {
-            return true;
+            return Ok(true);
         };
-        self.templates
+        match self
+            .templates
             .render(
                 &event.change.org_id,
                 &condition.template(),
                 &event.to_json(),
             )
             .await
-            .is_ok_and(|rendered| condition.holds(&rendered))
+        {
+            Ok(rendered) => Ok(condition.holds(&rendered)),
+            Err(e @ TemplateError::Unavailable { .. }) => Err(invocation::template_error(&e)),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Starts the automation's run for the event; `false` when it already exists (the
@@ -143,9 +154,12 @@ impl Services {
                  led to this run, so it was not started"
             ))
         } else {
-            self.evaluate_invocation(org, &input)
-                .await
-                .map_err(|e| format!("The invocation could not be evaluated: {}", e.message))
+            match self.evaluate_invocation(org, &input).await {
+                // The engine is busy or down: try the event again later rather than fail.
+                Err(e) if is_transient(&e) => return Err(e),
+                other => other
+                    .map_err(|e| format!("The invocation could not be evaluated: {}", e.message)),
+            }
         };
         let entity = (change.resource == ResourceType::Entity).then(|| Reference {
             identifier: change.subject.clone(),
@@ -227,6 +241,15 @@ impl Services {
             CreateRunOutcome::Existing(_) => Ok(false),
         }
     }
+}
+
+/// Whether an error says "not now" (the template engine busy or down) rather than
+/// "never": such an event is handled again later.
+fn is_transient(e: &PortError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::TooManyRequests | ErrorKind::ServiceUnavailable
+    )
 }
 
 /// The run ended `FAILURE` before anything was sent, with `reason` as its summary.
