@@ -93,7 +93,8 @@ impl Entity {
     }
 }
 
-/// What a run did to an entity.
+/// What a run did to an entity; also how a resource changed in a change event
+/// ([`crate::event::ChangeKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntityOperation {
     Create,

@@ -38,32 +38,9 @@ impl ResourceType {
     }
 }
 
-/// How it changed (`action` on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    Create,
-    Update,
-    Delete,
-}
-
-impl ChangeKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "CREATE",
-            Self::Update => "UPDATE",
-            Self::Delete => "DELETE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "CREATE" => Some(Self::Create),
-            "UPDATE" => Some(Self::Update),
-            "DELETE" => Some(Self::Delete),
-            _ => None,
-        }
-    }
-}
+/// How it changed (`action` on the wire): the same `CREATE`, `UPDATE`, `DELETE` as an
+/// entity operation bound to a run, for runs too.
+pub use crate::catalog::EntityOperation as ChangeKind;
 
 /// A change, as the store is asked to record it.
 #[derive(Debug, Clone, PartialEq)]
