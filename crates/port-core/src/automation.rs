@@ -81,7 +81,7 @@ impl AutomationEvent {
             Self::EntityUpdated | Self::RunUpdated => kind == ChangeKind::Update,
             Self::EntityDeleted => kind == ChangeKind::Delete,
             Self::AnyEntityChange | Self::AnyRunChange => true,
-            // Timer expiries are their own events, not changes.
+            // Timer expiries are their own events, not changes (see `watches`).
             Self::TimerPropertyExpired => false,
         }
     }
@@ -256,9 +256,14 @@ impl AutomationTrigger {
     /// Whether `event` is one this trigger watches (its condition aside).
     pub fn watches(&self, event: &ChangeEvent) -> bool {
         let change = &event.change;
-        self.event.resource() == change.resource
-            && self.event.accepts(change.kind)
-            && self.scope == change.scope
+        let kind_matches = match &change.timer {
+            Some(property) => {
+                self.event == AutomationEvent::TimerPropertyExpired
+                    && self.property.as_ref() == Some(property)
+            }
+            None => self.event.accepts(change.kind),
+        };
+        self.event.resource() == change.resource && kind_matches && self.scope == change.scope
     }
 }
 
@@ -350,6 +355,7 @@ mod tests {
                 kind,
                 scope: scope.into(),
                 subject: "x".into(),
+                timer: None,
                 before: None,
                 after: Some(json!({})),
                 by: "u".into(),

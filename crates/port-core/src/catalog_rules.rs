@@ -642,12 +642,13 @@ fn type_matches(ty: &str, value: &Value) -> bool {
 
 fn format_matches(format: &str, value: &str) -> bool {
     match format {
-        "date-time" => Timestamp::parse(value).is_ok(),
+        // A timer holds the moment it expires.
+        "date-time" | crate::timer::TIMER_FORMAT => Timestamp::parse(value).is_ok(),
         "url" => URL_RE.is_match(value),
         "email" | "idn-email" => EMAIL_RE.is_match(value),
         "ipv4" => value.parse::<Ipv4Addr>().is_ok(),
         "ipv6" => value.parse::<Ipv6Addr>().is_ok(),
-        // Port's other formats (markdown, yaml, user, team, timer, …) are free text here.
+        // Port's other formats (markdown, yaml, user, team, …) are free text here.
         _ => true,
     }
 }

@@ -42,6 +42,12 @@ impl ResourceType {
 /// entity operation bound to a run, for runs too.
 pub use crate::catalog::EntityOperation as ChangeKind;
 
+/// Who "makes" a timer's expiry: no person, the clock.
+pub const TIMER_ACTOR: &str = "timer";
+
+/// `action` of a timer's expiry on the wire: it is no create, update or delete.
+pub const TIMER_EXPIRED_ACTION: &str = "TIMER_EXPIRED";
+
 /// A change, as the store is asked to record it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewChangeEvent {
@@ -52,6 +58,10 @@ pub struct NewChangeEvent {
     pub scope: String,
     /// The entity's identifier or the run's id.
     pub subject: String,
+    /// Set on the expiry of an entity's timer property (`TIMER_PROPERTY_EXPIRED`): the
+    /// property. Such an event is no change of the entity (`kind` is `UPDATE`, `before`
+    /// and `after` the entity as it is); change automations pass over it.
+    pub timer: Option<String>,
     pub before: Option<Value>,
     pub after: Option<Value>,
     /// Who made the change (the resource's `updatedBy`).
@@ -94,12 +104,31 @@ impl NewChangeEvent {
             kind,
             scope: current.blueprint.to_string(),
             subject: current.identifier.to_string(),
+            timer: None,
             before: before.map(Entity::to_json),
             after: after.map(Entity::to_json),
             by: current.stamp.updated_by.clone(),
             depth,
             at,
         })
+    }
+
+    /// The expiry of `entity`'s timer `property` (`at`, when it fired), by the system.
+    pub fn timer_expired(entity: &Entity, property: &str, at: Timestamp) -> Self {
+        let current = entity.to_json();
+        Self {
+            org_id: entity.org_id.clone(),
+            resource: ResourceType::Entity,
+            kind: ChangeKind::Update,
+            scope: entity.blueprint.to_string(),
+            subject: entity.identifier.to_string(),
+            timer: Some(property.to_owned()),
+            before: Some(current.clone()),
+            after: Some(current),
+            by: TIMER_ACTOR.to_owned(),
+            depth: 0,
+            at,
+        }
     }
 
     /// A run created (`before` is `None`) or changed. `None` when the run's fields did
@@ -116,6 +145,7 @@ impl NewChangeEvent {
             kind,
             scope: after.action.identifier.to_string(),
             subject: after.id.to_string(),
+            timer: None,
             before: before.map(Run::to_v2_json),
             after: Some(after.to_v2_json()),
             by: after.updated_by.clone(),
@@ -160,7 +190,7 @@ impl ChangeEvent {
             ResourceType::Entity => json!({
                 "blueprintIdentifier": c.scope,
                 "entityIdentifier": c.subject,
-                "propertyIdentifier": null,
+                "propertyIdentifier": c.timer,
             }),
             ResourceType::Run => json!({
                 "actionIdentifier": c.scope,
@@ -170,7 +200,7 @@ impl ChangeEvent {
         json!({
             "id": self.id(),
             "resourceType": c.resource.as_str(),
-            "action": c.kind.as_str(),
+            "action": if c.timer.is_some() { TIMER_EXPIRED_ACTION } else { c.kind.as_str() },
             "trigger": {
                 "by": { "orgId": c.org_id, "userId": c.by },
                 "origin": if c.depth > 0 { "AUTOMATION" } else { "API" },

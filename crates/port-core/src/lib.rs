@@ -27,6 +27,7 @@ pub mod service;
 pub mod signature;
 pub mod template;
 pub mod time;
+pub mod timer;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -253,12 +253,16 @@ pub trait EntityStore: Send + Sync {
     /// Writes an entity and, atomically with it, the record binding it to a run and the
     /// change event ([`crate::event::NewChangeEvent::of_entity`] of the stored entity and this one,
     /// at the depth of the bound run, 0 without one; none when the content is the same).
+    /// `timers` are the identifiers of the blueprint's timer properties: the store arms
+    /// and disarms the entity's timers as [`crate::timer::changes`] says, comparing the
+    /// entity it replaces, in the same transaction.
     /// Returns whether the entity was created (as opposed to replaced).
     async fn put_entity(
         &self,
         entity: &Entity,
         mode: EntityWriteMode,
         affected: Option<&AffectedEntity>,
+        timers: &[String],
     ) -> StoreResult<bool>;
     async fn get_entity(
         &self,
@@ -271,8 +275,8 @@ pub trait EntityStore: Send + Sync {
         org: &OrgId,
         blueprint: &BlueprintIdentifier,
     ) -> StoreResult<Vec<Entity>>;
-    /// Deletes an entity and, atomically, records the binding to a run and the change
-    /// event (`DELETE` by `by` at `at`, at the depth of the bound run), when it existed.
+    /// Deletes an entity (and its timers) and, atomically, records the binding to a run
+    /// and the change event (`DELETE` by `by` at `at`, at the depth of the bound run), when it existed.
     async fn delete_entity(
         &self,
         org: &OrgId,
@@ -655,6 +659,14 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<ChangeEvent>>;
     /// Removes handled events, those of `seqs` that `owner` still holds; returns how many.
     async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64>;
+    /// Records the expiry of up to `limit` timers due at `now` (earliest first) as
+    /// [`crate::event::NewChangeEvent::timer_expired`] events of their entity as it is,
+    /// removing each from the schedule in the transaction that records its event, so
+    /// each fires once however many callers race; returns how many fired. The schedule
+    /// is what [`EntityStore::put_entity`] writes from [`crate::timer::changes`].
+    async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32>;
+    /// When the earliest scheduled timer is due, if any is.
+    async fn next_timer(&self) -> StoreResult<Option<Timestamp>>;
     /// How many events wait to be handled.
     async fn pending_events(&self) -> StoreResult<u64>;
 }

@@ -31,11 +31,22 @@ use crate::run::{
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
 
+mod actions;
+mod approvals;
 pub mod automations;
+mod blueprints;
+mod deliveries;
+mod delivery_log;
+pub mod entities;
+mod follow;
 mod organization;
 pub mod pull;
 pub mod secrets;
 
+pub use actions::ActionFilter;
+pub use approvals::{Approver, PENDING_APPROVER};
+pub use entities::{EntityWriteKind, EntityWriteOptions, EntityWritten};
+pub use follow::OrgRuns;
 pub use pull::{ClaimRequest, ClaimedRun, PORT_AGENT_INSTALLATION};
 pub use secrets::{SecretLoads, Sendable};
 

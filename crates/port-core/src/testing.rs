@@ -33,6 +33,7 @@ use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
 use crate::secret::{SecretName, SecretValue};
 use crate::time::Timestamp;
+use crate::timer::TimerChange;
 
 use crate::service::IDEMPOTENCY_WINDOW_MS;
 
@@ -158,6 +159,8 @@ struct State {
     /// The event outbox by sequence number, each with its lease (owner, until).
     events: BTreeMap<u64, (ChangeEvent, Option<(String, Timestamp)>)>,
     last_event_seq: u64,
+    /// Armed timers: when each entity's timer property expires.
+    timers: BTreeMap<(OrgId, BlueprintIdentifier, EntityIdentifier, String), Timestamp>,
     /// How many of the next `complete_events` calls fail, as if the process died first.
     failing_completions: usize,
 }
@@ -472,6 +475,33 @@ impl EventStore for MemoryStore {
     async fn pending_events(&self) -> StoreResult<u64> {
         Ok(self.state().events.len() as u64)
     }
+
+    async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
+        let mut s = self.state();
+        let mut due: Vec<_> = s
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, at)| (*at, key.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit as usize);
+        let mut fired = 0;
+        for (_, key) in due {
+            s.timers.remove(&key);
+            let (org, blueprint, identifier, property) = key;
+            let Some(entity) = s.entities.get(&(org, blueprint, identifier)).cloned() else {
+                continue;
+            };
+            s.record(Some(NewChangeEvent::timer_expired(&entity, &property, now)));
+            fired += 1;
+        }
+        Ok(fired)
+    }
+
+    async fn next_timer(&self) -> StoreResult<Option<Timestamp>> {
+        Ok(self.state().timers.values().min().copied())
+    }
 }
 
 #[async_trait]
@@ -611,6 +641,7 @@ impl BlueprintStore for MemoryStore {
     async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool> {
         let mut s = self.state();
         s.entities.retain(|(o, b, _), _| !(o == org && b == id));
+        s.timers.retain(|(o, b, _, _), _| !(o == org && b == id));
         s.actions
             .retain(|(o, _), a| !(o == org && a.definition.blueprint() == Some(id)));
         Ok(s.blueprints.remove(&(org.clone(), id.clone())).is_some())
@@ -624,6 +655,7 @@ impl EntityStore for MemoryStore {
         entity: &Entity,
         mode: EntityWriteMode,
         affected: Option<&AffectedEntity>,
+        timers: &[String],
     ) -> StoreResult<bool> {
         let mut s = self.state();
         let key = (
@@ -646,6 +678,20 @@ impl EntityStore for MemoryStore {
             depth,
             entity.stamp.updated_at,
         ));
+        for change in crate::timer::changes(timers, before.as_ref(), entity) {
+            let (property, expires_at) = match change {
+                TimerChange::Arm {
+                    property,
+                    expires_at,
+                } => (property, Some(expires_at)),
+                TimerChange::Disarm { property } => (property, None),
+            };
+            let timer = (key.0.clone(), key.1.clone(), key.2.clone(), property);
+            match expires_at {
+                Some(at) => s.timers.insert(timer, at),
+                None => s.timers.remove(&timer),
+            };
+        }
         s.entities.insert(key, entity.clone());
         if let Some(affected) = affected {
             s.affected.push(affected.clone());
@@ -696,6 +742,8 @@ impl EntityStore for MemoryStore {
         else {
             return Ok(false);
         };
+        s.timers
+            .retain(|(o, b, e, _), _| !(o == org && b == blueprint && e == id));
         let depth = s.depth_of(deletion.affected);
         if let Some(affected) = deletion.affected {
             s.affected.push(affected.clone());

@@ -127,7 +127,7 @@ impl World {
             snapshot: entity.to_json(),
         });
         self.store()
-            .put_entity(&entity, EntityWriteMode::Upsert, affected.as_ref())
+            .put_entity(&entity, EntityWriteMode::Upsert, affected.as_ref(), &[])
             .await
             .expect("written");
     }
@@ -364,5 +364,125 @@ fn a_busy_template_engine_delays_an_automation_and_never_drops_it() {
             .busy
             .store(false, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(w.settle().await, 1);
+    });
+}
+
+/// A timer property armed through the entity service fires once when its time comes,
+/// starting the automation watching it (and not the change automations), with Port's
+/// timer context; a rewrite that keeps the value does not arm it again.
+#[test]
+fn an_expired_timer_starts_its_automation_once() {
+    block_on(async {
+        let w = world();
+        let now = w.clock.now_ts();
+        w.store()
+            .create_blueprint(&port_core::catalog::Blueprint {
+                org_id: w.org.clone(),
+                identifier: BlueprintIdentifier::parse("environment").expect("blueprint"),
+                title: None,
+                definition: json!({ "schema": { "properties": {
+                    "ttl": { "type": "string", "format": "timer" }
+                }}})
+                .as_object()
+                .cloned()
+                .expect("object"),
+                stamp: Stamp {
+                    created_at: now,
+                    created_by: "admin".into(),
+                    updated_at: now,
+                    updated_by: "admin".into(),
+                },
+            })
+            .await
+            .expect("blueprint stored");
+        w.automation(json!({
+            "identifier": "teardown",
+            "trigger": {
+                "type": "automation",
+                "event": {
+                    "type": "TIMER_PROPERTY_EXPIRED",
+                    "blueprintIdentifier": "environment",
+                    "propertyIdentifier": "ttl"
+                }
+            },
+            "invocationMethod": {
+                "type": "WEBHOOK",
+                "url": "http://backend.example/teardown",
+                "body": {
+                    "entity": "{{ .event.context.entityIdentifier }}",
+                    "property": "{{ .event.context.propertyIdentifier }}",
+                    "action": "{{ .event.action }}"
+                }
+            },
+            "publish": true
+        }))
+        .await;
+        let mut on_change = on_service_change("on_env_change", None);
+        on_change["trigger"]["event"]["blueprintIdentifier"] = json!("environment");
+        w.automation(on_change).await;
+
+        let caller = port_core::service::Caller {
+            org_id: w.org.clone(),
+            actor: port_core::invocation::Actor {
+                user_id: "alice".into(),
+                ..Default::default()
+            },
+        };
+        let expiry = now.plus_millis(5_000);
+        let write = |ttl: port_core::Timestamp, title: &str| {
+            let body = json!({
+                "identifier": "env-1",
+                "title": title,
+                "properties": { "ttl": ttl.to_string() }
+            });
+            let services = w.services.clone();
+            let caller = caller.clone();
+            async move {
+                services
+                    .write_entity(
+                        &caller,
+                        "environment",
+                        &body,
+                        None,
+                        &port_core::service::EntityWriteOptions {
+                            kind: port_core::service::EntityWriteKind::Create {
+                                upsert: true,
+                                merge: false,
+                            },
+                            validation_only: false,
+                            create_missing_related: false,
+                            run_id: None,
+                        },
+                    )
+                    .await
+                    .expect("written")
+            }
+        };
+        write(expiry, "one").await;
+        assert_eq!(w.settle().await, 1, "the change automation only");
+        assert_eq!(w.services.fire_due_timers(10).await.expect("fired"), 0);
+
+        w.clock.advance(5_000);
+        assert_eq!(w.services.fire_due_timers(10).await.expect("fired"), 1);
+        assert_eq!(w.services.fire_due_timers(10).await.expect("fired"), 0);
+        assert_eq!(w.settle().await, 1, "the timer automation only");
+        let runs = w.runs_of("teardown").await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].source, RunSource::Automation);
+        let body = &runs[0].payload.as_ref().expect("payload")["body"];
+        assert_eq!(body["entity"], "env-1");
+        assert_eq!(body["property"], "ttl");
+        assert_eq!(body["action"], "TIMER_EXPIRED");
+
+        // Kept value: not armed again; a new one is.
+        write(expiry, "two").await;
+        w.clock.advance(10_000);
+        assert_eq!(w.services.fire_due_timers(10).await.expect("fired"), 0);
+        write(w.clock.now_ts().plus_millis(1), "three").await;
+        w.clock.advance(1);
+        assert_eq!(w.services.fire_due_timers(10).await.expect("fired"), 1);
+        w.settle().await;
+        assert_eq!(w.runs_of("teardown").await.len(), 2);
+        assert_eq!(w.runs_of("on_env_change").await.len(), 3);
     });
 }

@@ -1,8 +1,10 @@
-//! The automations worker: reads the event outbox and starts the runs of the
-//! automations that watch each event ([`Services::handle_events`]).
+//! The automations worker: fires the timers that are due ([`Services::fire_due_timers`]),
+//! reads the event outbox and starts the runs of the automations that watch each event
+//! ([`Services::handle_events`]).
 //!
-//! It polls: a change recorded by any replica (or before a restart) is seen within
-//! `interval`, with no notice to miss. A full batch is followed at once by the next.
+//! It polls: a change recorded by any replica (or before a restart), and a timer's
+//! expiry, is seen within `interval`, with no notice to miss. A full batch is followed
+//! at once by the next.
 
 use std::time::Duration;
 
@@ -17,6 +19,9 @@ pub const AUTOMATIONS_POLL: Duration = Duration::from_millis(200);
 /// Events read per batch.
 pub const EVENT_BATCH: u32 = 100;
 
+/// Timers fired per batch (each fired timer is one event of the next batch).
+pub const TIMER_BATCH: u32 = 100;
+
 /// Spawns the worker; it stops when `shutdown` is cancelled, after the batch at hand.
 pub fn spawn_automations(
     services: Services,
@@ -27,7 +32,15 @@ pub fn spawn_automations(
     let interval = interval.max(Duration::from_millis(10));
     tokio::spawn(async move {
         loop {
-            let idle = match services.handle_events(&worker_id, EVENT_BATCH).await {
+            // Timers first, so an expiry joins the batch read just after.
+            let timers_idle = match services.fire_due_timers(TIMER_BATCH).await {
+                Ok(fired) => fired < TIMER_BATCH,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not fire timers; trying again shortly");
+                    true
+                }
+            };
+            let events_idle = match services.handle_events(&worker_id, EVENT_BATCH).await {
                 Ok(handled) => {
                     if handled.runs > 0 {
                         tracing::info!(
@@ -43,7 +56,7 @@ pub fn spawn_automations(
                     true
                 }
             };
-            if idle {
+            if timers_idle && events_idle {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(interval) => {}

@@ -3,18 +3,20 @@
 //! reacts to them and deletes them once handled.
 
 use async_trait::async_trait;
-use port_core::catalog::AffectedEntity;
+use port_core::catalog::{AffectedEntity, Entity};
 use port_core::error::StoreError;
 use port_core::event::{ChangeEvent, ChangeKind, NewChangeEvent, ResourceType};
+use port_core::id::{BlueprintIdentifier, EntityIdentifier, OrgId};
 use port_core::ports::{EventStore, StoreResult};
 use port_core::time::Timestamp;
+use port_core::timer::{TimerChange, changes};
 
 use crate::codec;
 use crate::db::{Conn, Row, Sql, from_i64, to_i64};
-use crate::store::{SqlStore, parse_col};
+use crate::store::{SqlStore, parse_col, read_entity};
 
 const EVENT_COLUMNS: &str =
-    "seq, org_id, resource_type, kind, scope, subject, before, after, by_user, depth, at";
+    "seq, org_id, resource_type, kind, scope, subject, property, before, after, by_user, depth, at";
 
 /// Events one statement completes: its bound parameters grow with them.
 const SEQS_PER_STATEMENT: usize = 500;
@@ -28,14 +30,15 @@ pub(crate) async fn insert_event(
         return Ok(());
     };
     let sql = Sql::new(
-        "INSERT INTO events (org_id, resource_type, kind, scope, subject, before, after, by_user, depth, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO events (org_id, resource_type, kind, scope, subject, property, before, after, by_user, depth, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&e.org_id)
     .bind(e.resource.as_str())
     .bind(e.kind.as_str())
     .bind(&e.scope)
     .bind(&e.subject)
+    .bind(e.timer.as_deref())
     .bind(e.before.as_ref().map(ToString::to_string))
     .bind(e.after.as_ref().map(ToString::to_string))
     .bind(&e.by)
@@ -79,6 +82,7 @@ fn event_from_row(row: &Row) -> StoreResult<ChangeEvent> {
             kind: ChangeKind::parse(&row.text("kind")?).ok_or_else(|| invalid("kind"))?,
             scope: row.text("scope")?,
             subject: row.text("subject")?,
+            timer: row.opt_text("property")?,
             before: json("before")?,
             after: json("after")?,
             by: row.text("by_user")?,
@@ -152,10 +156,99 @@ impl EventStore for SqlStore {
         Ok(done)
     }
 
+    async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        // One transaction: the rows picked (locked on PostgreSQL, passing over those
+        // another firer holds), their events, their deletion. A timer whose row is gone
+        // when the delete runs was fired by someone else: its event is not recorded.
+        let due = Sql::new(format!(
+            "SELECT org_id, blueprint, entity, property FROM timers WHERE expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2{lock}",
+            lock = self.skip_locked(),
+        ))
+        .bind(now)
+        .bind(i64::from(limit));
+        let mut tx = self.begin().await?;
+        let mut conn = tx.conn();
+        let rows = conn.fetch_all(&due).await?;
+        let mut fired = 0;
+        for row in &rows {
+            let org: OrgId = parse_col(row, "org_id")?;
+            let blueprint: BlueprintIdentifier = parse_col(row, "blueprint")?;
+            let identifier: EntityIdentifier = parse_col(row, "entity")?;
+            let property = row.text("property")?;
+            let gone = Sql::new(
+                "DELETE FROM timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3 AND property = $4",
+            )
+            .bind(&org)
+            .bind(&blueprint)
+            .bind(&identifier)
+            .bind(&property);
+            if conn.execute(&gone).await? == 0 {
+                continue;
+            }
+            let Some(entity) = read_entity(&mut conn, &org, &blueprint, &identifier).await? else {
+                continue;
+            };
+            let event = NewChangeEvent::timer_expired(&entity, &property, now);
+            insert_event(&mut conn, Some(&event)).await?;
+            fired += 1;
+        }
+        tx.commit().await?;
+        Ok(fired)
+    }
+
+    async fn next_timer(&self) -> StoreResult<Option<Timestamp>> {
+        let row = self
+            .read_optional(&Sql::new("SELECT MIN(expires_at) AS at FROM timers"))
+            .await?;
+        match row {
+            Some(r) => r.opt_timestamp("at"),
+            None => Ok(None),
+        }
+    }
+
     async fn pending_events(&self) -> StoreResult<u64> {
         let row = self
             .read_optional(&Sql::new("SELECT COUNT(*) AS n FROM events"))
             .await?;
         from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
     }
+}
+
+/// Arms and disarms the timers of `entity` as writing it over `before` changes them.
+pub(crate) async fn schedule_timers(
+    conn: &mut Conn<'_>,
+    timers: &[String],
+    before: Option<&Entity>,
+    entity: &Entity,
+) -> StoreResult<()> {
+    for change in changes(timers, before, entity) {
+        let sql = match change {
+            TimerChange::Arm {
+                property,
+                expires_at,
+            } => Sql::new(
+                "INSERT INTO timers (org_id, blueprint, entity, property, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, blueprint, entity, property) \
+                 DO UPDATE SET expires_at = excluded.expires_at",
+            )
+            .bind(&entity.org_id)
+            .bind(&entity.blueprint)
+            .bind(&entity.identifier)
+            .bind(property)
+            .bind(expires_at),
+            TimerChange::Disarm { property } => Sql::new(
+                "DELETE FROM timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3 AND property = $4",
+            )
+            .bind(&entity.org_id)
+            .bind(&entity.blueprint)
+            .bind(&entity.identifier)
+            .bind(property),
+        };
+        conn.execute(&sql).await?;
+    }
+    Ok(())
 }

@@ -40,7 +40,7 @@ use crate::StoreAdmin;
 use crate::codec;
 use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
 use crate::db::{Conn, Pooled, Row, Sql, Tx, from_i64, map_err, taken, to_i64};
-use crate::events::{depth_of, insert_event};
+use crate::events::{depth_of, insert_event, schedule_timers};
 use crate::group_commit::GroupCommit;
 
 /// How long an idempotency key returns the same run (the services' rule, kept here too).
@@ -895,12 +895,16 @@ impl BlueprintStore for SqlStore {
     async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
-        conn.execute(
-            &Sql::new("DELETE FROM entities WHERE org_id = $1 AND blueprint = $2")
+        for table in ["entities", "timers"] {
+            conn.execute(
+                &Sql::new(format!(
+                    "DELETE FROM {table} WHERE org_id = $1 AND blueprint = $2"
+                ))
                 .bind(org)
                 .bind(id),
-        )
-        .await?;
+            )
+            .await?;
+        }
         conn.execute(
             &Sql::new("DELETE FROM actions WHERE org_id = $1 AND blueprint = $2")
                 .bind(org)
@@ -917,6 +921,26 @@ impl BlueprintStore for SqlStore {
         tx.commit().await?;
         Ok(n > 0)
     }
+}
+
+/// The stored entity, read in the transaction of `conn`.
+pub(crate) async fn read_entity(
+    conn: &mut Conn<'_>,
+    org: &OrgId,
+    blueprint: &BlueprintIdentifier,
+    id: &EntityIdentifier,
+) -> StoreResult<Option<Entity>> {
+    let sql = Sql::new(format!(
+        "SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3"
+    ))
+    .bind(org)
+    .bind(blueprint)
+    .bind(id);
+    conn.fetch_optional(&sql)
+        .await?
+        .as_ref()
+        .map(entity_from_row)
+        .transpose()
 }
 
 async fn insert_affected(conn: &mut Conn<'_>, a: &AffectedEntity) -> StoreResult<()> {
@@ -956,6 +980,7 @@ impl EntityStore for SqlStore {
         entity: &Entity,
         mode: EntityWriteMode,
         affected: Option<&AffectedEntity>,
+        timers: &[String],
     ) -> StoreResult<bool> {
         let insert = entity_values(entity);
         let mut tx = self.begin().await?;
@@ -1012,6 +1037,7 @@ impl EntityStore for SqlStore {
                 }
             }
         };
+        schedule_timers(&mut conn, timers, before.as_ref(), entity).await?;
         let depth = depth_of(&mut conn, affected).await?;
         let event = NewChangeEvent::of_entity(
             before.as_ref(),
@@ -1080,6 +1106,13 @@ impl EntityStore for SqlStore {
             return Ok(false);
         };
         let before = entity_from_row(&row)?;
+        conn.execute(
+            &Sql::new("DELETE FROM timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3")
+                .bind(org)
+                .bind(blueprint)
+                .bind(id),
+        )
+        .await?;
         let depth = depth_of(&mut conn, deletion.affected).await?;
         let mut event = NewChangeEvent::of_entity(Some(&before), None, depth, deletion.at);
         if let Some(event) = &mut event {

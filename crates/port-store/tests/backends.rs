@@ -135,6 +135,8 @@ macro_rules! conformance_tests {
             run_change_events,
             event_leases,
             concurrent_event_claimers,
+            entity_timers,
+            concurrent_timer_firers,
         );
     };
     (@each $setup:path; $($name:ident),* $(,)?) => {$(

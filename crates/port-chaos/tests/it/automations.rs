@@ -1,6 +1,7 @@
 //! Automations end to end against the real binary, with Port's documented examples:
 //! notify a webhook when a run fails, approve a run when a condition holds (the
-//! automation calls portd's own API), and a kill -9 while events wait in the outbox
+//! automation calls portd's own API), tear an environment down when its TTL timer
+//! expires, and a kill -9 while events wait in the outbox
 //! after which every automation has run exactly once.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use port_chaos::api::Api;
 use port_chaos::portd::{Portd, PortdSettings};
+use port_core::time::Timestamp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -435,5 +437,192 @@ async fn every_automation_runs_exactly_once_across_a_kill_9() {
             "{action}: {per_entity:?}"
         );
     }
+    portd.terminate(Duration::from_secs(20)).unwrap();
+}
+
+/// Now, as portd writes time (same machine, same clock).
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_unix_millis(i64::try_from(ms).unwrap())
+}
+
+async fn entity_exists(api: &Api, identifier: &str) -> bool {
+    let answer = api
+        .get(&format!("/v1/blueprints/environment/entities/{identifier}"))
+        .await
+        .unwrap();
+    assert!(
+        [200, 404].contains(&answer.status),
+        "{}: {}",
+        answer.status,
+        answer.body
+    );
+    answer.status == 200
+}
+
+/// Port's "tear an environment down when its TTL expires" example: a `timer` property,
+/// an automation on `TIMER_PROPERTY_EXPIRED` that deletes the entity through the API
+/// (with a token kept as an organization secret). The run starts within a second of
+/// the expiry, once, and a timer that expires while portd is down (killed) fires when
+/// it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_ttl_timers_tear_environments_down_once_even_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let mut portd = Portd::spawn(&settings).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let base = portd.base_url();
+    let api = Api::login(&base, CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    create(
+        &api,
+        "/v1/blueprints",
+        json!({
+            "identifier": "environment",
+            "title": "Environment",
+            "schema": { "properties": {
+                "ttl": { "type": "string", "format": "timer", "title": "TTL" }
+            }}
+        }),
+    )
+    .await;
+    // A timer holds a time: anything else is refused like any malformed property.
+    let refused = api
+        .post(
+            "/v1/blueprints/environment/entities",
+            &json!({ "identifier": "bad", "properties": { "ttl": "tomorrow" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+
+    let token = api
+        .post(
+            "/v1/auth/access_token",
+            &json!({ "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET }),
+        )
+        .await
+        .unwrap()
+        .expect(200, "a token")
+        .unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create(
+        &api,
+        "/v1/organization/secrets",
+        json!({ "secretName": "PORTD_TOKEN", "secretValue": token }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/organization/secrets",
+        json!({ "secretName": "PORTD_URL", "secretValue": base }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "teardown_expired_envs",
+            "title": "Tear down expired environments",
+            "trigger": {
+                "type": "automation",
+                "event": {
+                    "type": "TIMER_PROPERTY_EXPIRED",
+                    "blueprintIdentifier": "environment",
+                    "propertyIdentifier": "ttl"
+                },
+                "condition": {
+                    "type": "JQ",
+                    "expressions": [".context.propertyIdentifier == \"ttl\""],
+                    "combinator": "and"
+                }
+            },
+            "invocationMethod": {
+                "type": "WEBHOOK",
+                // portd's address is a secret too: the restarted portd listens elsewhere.
+                "url": "{{ .secrets.PORTD_URL }}/v1/blueprints/{{ .event.context.blueprintIdentifier }}/entities/{{ .event.context.entityIdentifier }}",
+                "method": "DELETE",
+                "synchronized": true,
+                "headers": { "Authorization": "Bearer {{ .secrets.PORTD_TOKEN }}" }
+            },
+            "publish": true
+        }),
+    )
+    .await;
+
+    // Expires in two seconds; its neighbour never does.
+    let expiry = now().plus_millis(2_000);
+    create(
+        &api,
+        "/v1/blueprints/environment/entities",
+        json!({ "identifier": "env-a", "properties": { "ttl": expiry.to_string() } }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/blueprints/environment/entities",
+        json!({ "identifier": "env-forever", "properties": {} }),
+    )
+    .await;
+    assert!(entity_exists(&api, "env-a").await);
+    let runs = eventually(
+        "the teardown of env-a",
+        Duration::from_secs(15),
+        async || {
+            let runs = runs_of(&api, "teardown_expired_envs").await;
+            (runs.len() == 1 && runs[0]["status"] == "SUCCESS").then_some(runs)
+        },
+    )
+    .await;
+    assert_eq!(runs[0]["source"], "AUTOMATION");
+    let started = Timestamp::parse(runs[0]["createdAt"].as_str().unwrap()).unwrap();
+    let late = started.unix_millis() - expiry.unix_millis();
+    assert!(
+        (0..=1_000).contains(&late),
+        "the run started {late} ms after the expiry"
+    );
+    assert!(!entity_exists(&api, "env-a").await, "torn down");
+    assert!(entity_exists(&api, "env-forever").await);
+
+    // A timer that expires while portd is down fires when it is back, once.
+    let expiry = now().plus_millis(1_500);
+    create(
+        &api,
+        "/v1/blueprints/environment/entities",
+        json!({ "identifier": "env-b", "properties": { "ttl": expiry.to_string() } }),
+    )
+    .await;
+    portd.kill().unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut portd = Portd::spawn(&settings).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let api = Api::login(&portd.base_url(), CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    api.send(
+        Method::PATCH,
+        "/v1/organization/secrets/PORTD_URL",
+        Some(&json!({ "secretValue": portd.base_url() })),
+        &[],
+    )
+    .await
+    .unwrap()
+    .expect(200, "the new address")
+    .unwrap();
+    eventually(
+        "the teardown of env-b",
+        Duration::from_secs(15),
+        async || (!entity_exists(&api, "env-b").await).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let runs = runs_of(&api, "teardown_expired_envs").await;
+    assert_eq!(runs.len(), 2, "one run per expiry: {runs:#?}");
+    assert!(runs.iter().all(|r| r["status"] == "SUCCESS"), "{runs:#?}");
+    assert!(entity_exists(&api, "env-forever").await);
     portd.terminate(Duration::from_secs(20)).unwrap();
 }

@@ -75,6 +75,12 @@ impl Services {
         Ok(handled)
     }
 
+    /// Fires up to `limit` timers due now ([`crate::ports::EventStore::fire_due_timers`]):
+    /// their expiries join the outbox, where [`Self::handle_events`] finds them.
+    pub async fn fire_due_timers(&self, limit: u32) -> Result<u32, PortError> {
+        Ok(self.store.fire_due_timers(self.now(), limit).await?)
+    }
+
     async fn published_automations(&self, org: &OrgId) -> Result<Automations, PortError> {
         Ok(self
             .store

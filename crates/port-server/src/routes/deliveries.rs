@@ -6,11 +6,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use port_core::ErrorKind;
 use port_core::action::InvocationKind;
 use port_core::id::ActionIdentifier;
-use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState, Notice};
-use port_core::run::RunState;
+use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState};
 use port_core::service::pull::MAX_EXCLUDED_ACTIONS;
 use port_core::service::{ClaimRequest, ClaimedRun};
 use serde::Deserialize;
@@ -71,11 +69,7 @@ pub(crate) async fn list(
     Authenticated(caller): Authenticated,
     ApiPath(run_id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let run = state.services().get_run(&caller, &run_id).await?;
-    let deliveries = state
-        .store()
-        .deliveries_of_run(&caller.org_id, &run.id)
-        .await?;
+    let deliveries = state.services().run_deliveries(&caller, &run_id).await?;
     Ok(ok(
         "deliveries",
         Value::Array(
@@ -95,34 +89,7 @@ pub(crate) async fn redeliver(
     Authenticated(caller): Authenticated,
     ApiPath(run_id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let run = state.services().get_run(&caller, &run_id).await?;
-    match run.state {
-        RunState::InProgress => {}
-        RunState::WaitingForApproval => {
-            return Err(ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("run {run_id} is waiting for approval: it has not been delivered yet"),
-            ));
-        }
-        RunState::Ended { .. } => {
-            return Err(ApiError::new(
-                ErrorKind::RunExhausted,
-                format!(
-                    "run {run_id} has already ended with status {}: there is nothing to redeliver",
-                    run.status()
-                ),
-            ));
-        }
-    }
-    let now = state.clock().now();
-    if !state
-        .store()
-        .redeliver(&caller.org_id, &run.id, now)
-        .await?
-    {
-        return Err(ApiError::not_found(format!("a delivery of run {run_id}")));
-    }
-    state.services().notifier.notify(Notice::DeliveryReady);
+    state.services().redeliver(&caller, &run_id).await?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -288,16 +255,6 @@ pub(crate) async fn heartbeat(
         parse_json_object(&body)?
     };
     let extend = visibility_ms(body.visibility_timeout_ms, "visibilityTimeoutMs")?;
-    let run = state.services().get_run(&caller, &run_id).await?;
-    let now = state.clock().now();
-    if !state
-        .store()
-        .heartbeat_agent_delivery(&caller.org_id, &run.id, now, extend)
-        .await?
-    {
-        return Err(ApiError::not_found(format!("a live claim on run {run_id}")));
-    }
-    Ok(Json(
-        json!({ "ok": true, "claimedUntil": now.plus_millis(extend) }),
-    ))
+    let claimed_until = state.services().heartbeat(&caller, &run_id, extend).await?;
+    Ok(Json(json!({ "ok": true, "claimedUntil": claimed_until })))
 }

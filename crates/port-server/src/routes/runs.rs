@@ -6,12 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use port_core::id::RunId;
 use port_core::ports::RunFilter;
-use port_core::run::{ApprovalPolicy, FinalStatus, Run, RunPatch, RunSource, RunStatus};
-use port_core::service::{Caller, ExecuteRequest, RunsPage};
+use port_core::run::{Decision, FinalStatus, Run, RunPatch, RunSource, RunStatus};
+use port_core::service::{Approver, ExecuteRequest, RunsPage};
+use port_core::time::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{actions, blueprints, ok};
+use super::ok;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, present};
 use crate::state::AppState;
@@ -56,28 +57,27 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-async fn execute_action(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    headers: &HeaderMap,
-    body: ExecuteBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let idempotency_key = idempotency_key(headers)?;
-    let started = state.clock().now();
-    let keyed = idempotency_key.is_some();
-    let request = ExecuteRequest {
+fn execute_request(headers: &HeaderMap, body: ExecuteBody) -> ApiResult<ExecuteRequest> {
+    Ok(ExecuteRequest {
         properties: Value::Object(body.properties.unwrap_or_default()),
         entity: body.entity,
-        idempotency_key,
+        idempotency_key: idempotency_key(headers)?,
         source: Some(RunSource::Api),
-    };
-    let run = state.services().execute(caller, action, request).await?;
-    // A keyed request may have answered with an earlier run; only new ones count.
-    if !keyed || run.created_at >= started {
+    })
+}
+
+/// 202 `{ok, run}` (v2 shape), counting the run when it is new: a keyed request may
+/// have answered with an earlier run.
+fn executed(
+    state: &AppState,
+    request_started: Timestamp,
+    keyed: bool,
+    run: &Run,
+) -> (StatusCode, Json<Value>) {
+    if !keyed || run.created_at >= request_started {
         state.metrics().record_run_created();
     }
-    Ok((StatusCode::ACCEPTED, ok("run", run.to_v2_json())))
+    (StatusCode::ACCEPTED, ok("run", run.to_v2_json()))
 }
 
 /// `POST /v1/actions/{action}/runs` → 202 `{ok, run}` (v2 shape). `run_as` is accepted
@@ -89,7 +89,10 @@ pub(crate) async fn execute(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    execute_action(&state, &caller, &action, &headers, body).await
+    let request = execute_request(&headers, body)?;
+    let (started, keyed) = (state.clock().now(), request.idempotency_key.is_some());
+    let run = state.services().execute(&caller, &action, request).await?;
+    Ok(executed(&state, started, keyed, &run))
 }
 
 /// `POST /v1/blueprints/{bp}/actions/{action}/runs`: the legacy route, answered like
@@ -101,9 +104,23 @@ pub(crate) async fn execute_v1(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let blueprint = blueprints::load(&state, &caller, &blueprint).await?;
-    actions::load_of_blueprint(&state, &caller, &blueprint, &action).await?;
-    execute_action(&state, &caller, &action, &headers, body).await
+    let request = match execute_request(&headers, body) {
+        Ok(request) => request,
+        Err(refused) => {
+            // A blueprint or action that does not exist is the answer before the header.
+            state
+                .services()
+                .blueprint_action(&caller, &blueprint, &action)
+                .await?;
+            return Err(refused);
+        }
+    };
+    let (started, keyed) = (state.clock().now(), request.idempotency_key.is_some());
+    let run = state
+        .services()
+        .execute_blueprint_action(&caller, &blueprint, &action, request)
+        .await?;
+    Ok(executed(&state, started, keyed, &run))
 }
 
 fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
@@ -287,6 +304,15 @@ enum DecisionWire {
     Decline,
 }
 
+impl From<DecisionWire> for Decision {
+    fn from(d: DecisionWire) -> Self {
+        match d {
+            DecisionWire::Approve => Self::Approved,
+            DecisionWire::Decline => Self::Declined,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApprovalBody {
@@ -305,19 +331,15 @@ pub(crate) async fn approval(
     ApiJson(body): ApiJson<ApprovalBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let version = query.version_or_v2()?;
-    let services = state.services();
-    let run = match body.status {
-        DecisionWire::Approve => services.approve(&caller, &run_id, body.description).await?,
-        DecisionWire::Decline => services.decline(&caller, &run_id, body.description).await?,
-    };
+    let run = state
+        .services()
+        .decide(&caller, &run_id, body.status.into(), body.description)
+        .await?;
     Ok((StatusCode::CREATED, ok("run", run.to_json(version))))
 }
 
-fn designated_approvers(run: &Run) -> &[String] {
-    match &run.approval_policy {
-        ApprovalPolicy::NotRequired => &[],
-        ApprovalPolicy::Any { approvers } | ApprovalPolicy::All { approvers } => approvers,
-    }
+fn approver_json(approver: &Approver) -> Value {
+    json!({ "userId": approver.user_id, "state": approver.state, "description": approver.description })
 }
 
 /// `GET /v1/actions/runs/{run_id}/approvers`: who decided, and with
@@ -329,20 +351,14 @@ pub(crate) async fn approvers(
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let include_pending = query.flag_or("include_pending_approvers", false)?;
-    let run = state.services().get_run(&caller, &run_id).await?;
-    let mut approvers: Vec<Value> = run
-        .votes
-        .iter()
-        .map(|vote| json!({ "userId": vote.user_id, "state": vote.decision.as_str(), "description": vote.description }))
-        .collect();
-    if include_pending && run.status() == RunStatus::WaitingForApproval {
-        for user in designated_approvers(&run) {
-            if !run.votes.iter().any(|v| &v.user_id == user) {
-                approvers.push(json!({ "userId": user, "state": "PENDING", "description": null }));
-            }
-        }
-    }
-    Ok(ok("approvers", Value::Array(approvers)))
+    let approvers = state
+        .services()
+        .run_approvers(&caller, &run_id, include_pending)
+        .await?;
+    Ok(ok(
+        "approvers",
+        Value::Array(approvers.iter().map(approver_json).collect()),
+    ))
 }
 
 #[derive(Deserialize)]

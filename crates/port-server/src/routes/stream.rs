@@ -34,10 +34,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::Stream;
-use port_core::ErrorKind;
-use port_core::error::StoreError;
 use port_core::id::RunId;
 use port_core::run_log::RunLog;
+use port_core::service::{Caller, OrgRuns};
+use port_core::{ErrorKind, PortError};
 use port_delivery::{Lines, RunFeed, StreamLimitReached, StreamSlot};
 use tokio::sync::watch;
 
@@ -78,6 +78,10 @@ enum Phase {
 
 struct Follower {
     state: AppState,
+    /// Whose stream it is: every read is of the caller's organization.
+    caller: Caller,
+    /// The caller's runs, read-only, for the feed's reads of the store.
+    runs: OrgRuns,
     feed: Arc<RunFeed>,
     changes: watch::Receiver<u64>,
     /// Held for as long as the stream is open.
@@ -129,12 +133,12 @@ impl Follower {
 
     /// Reads the next page of lines from the store; `true` when it came back short
     /// (the store has nothing more after them).
-    async fn read_store_page(&mut self) -> Result<bool, StoreError> {
+    async fn read_store_page(&mut self) -> Result<bool, PortError> {
         let page = self
             .state
-            .store()
+            .services()
             .logs_after(
-                self.feed.org(),
+                &self.caller,
                 self.feed.run_id(),
                 self.last_seq,
                 self.store_page,
@@ -154,7 +158,7 @@ impl Follower {
 
     /// Queues what comes next; `false` when there is nothing to send until the feed
     /// changes.
-    async fn fill(&mut self) -> Result<bool, StoreError> {
+    async fn fill(&mut self) -> Result<bool, PortError> {
         match self.phase {
             Phase::Store => {
                 if self.read_store_page().await? {
@@ -237,7 +241,6 @@ impl Follower {
                 Ok(false) => {}
                 Err(e) => return self.failed(&e),
             }
-            let store = self.state.store().clone();
             tokio::select! {
                 biased;
                 () = self.state.stopping().cancelled() => return None,
@@ -257,15 +260,15 @@ impl Follower {
             }
             // A notice that said nothing about what changed, or the periodic look for
             // other replicas' changes: one stream of the run reads the store for all.
-            if let Err(e) = self.feed.refresh(store.as_ref(), SAFETY_POLL).await {
-                return self.failed(&e);
+            if let Err(e) = self.feed.refresh(&self.runs, SAFETY_POLL).await {
+                return self.failed(&e.into());
             }
         }
     }
 
     /// Ends the stream after a storage error; the client reconnects with
     /// `Last-Event-ID` and loses nothing.
-    fn failed(&mut self, error: &StoreError) -> Option<Bytes> {
+    fn failed(&mut self, error: &PortError) -> Option<Bytes> {
         tracing::warn!(run = %self.feed.run_id(), %error, "a log stream could not read the store; closing it");
         self.done = true;
         None
@@ -324,8 +327,11 @@ pub(crate) async fn stream_logs(
         let run = state.services().get_run(&caller, run_id.as_str()).await?;
         feed.publish_run(&run);
     }
+    let runs = state.services().org_runs(&caller);
     let follower = Follower {
         state,
+        caller,
+        runs,
         feed,
         changes,
         _slot: slot,

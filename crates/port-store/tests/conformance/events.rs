@@ -77,6 +77,7 @@ fn entity_change(
         kind,
         scope: current.blueprint.to_string(),
         subject: current.identifier.to_string(),
+        timer: None,
         before: before.map(Entity::to_json),
         after: after.map(Entity::to_json),
         by: by.into(),
@@ -92,6 +93,7 @@ fn run_change(kind: ChangeKind, before: Option<&Run>, after: &Run) -> NewChangeE
         kind,
         scope: after.action.identifier.to_string(),
         subject: after.id.to_string(),
+        timer: None,
         before: before.map(Run::to_v2_json),
         after: Some(after.to_v2_json()),
         by: after.updated_by.clone(),
@@ -125,14 +127,14 @@ pub async fn entity_change_events(store: Shared) -> Result<()> {
     let e = entity(&org, "microservice", "svc", at(1));
     assert!(
         store
-            .put_entity(&e, EntityWriteMode::CreateOnly, None)
+            .put_entity(&e, EntityWriteMode::CreateOnly, None, &[])
             .await?
     );
     // A refused create records nothing.
     let refused = bound_to(&run.id, &e, EntityOperation::Create);
     assert!(is_already_exists(
         &store
-            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&refused))
+            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&refused), &[])
             .await
     ));
 
@@ -146,7 +148,7 @@ pub async fn entity_change_events(store: Shared) -> Result<()> {
     let update = bound_to(&run.id, &changed, EntityOperation::Update);
     assert!(
         !store
-            .put_entity(&changed, EntityWriteMode::Upsert, Some(&update))
+            .put_entity(&changed, EntityWriteMode::Upsert, Some(&update), &[])
             .await?
     );
 
@@ -158,7 +160,7 @@ pub async fn entity_change_events(store: Shared) -> Result<()> {
     let resync = bound_to(&run.id, &resynced, EntityOperation::Update);
     assert!(
         !store
-            .put_entity(&resynced, EntityWriteMode::Upsert, Some(&resync))
+            .put_entity(&resynced, EntityWriteMode::Upsert, Some(&resync), &[])
             .await?
     );
     assert_eq!(
@@ -172,7 +174,7 @@ pub async fn entity_change_events(store: Shared) -> Result<()> {
     let orphan = bound_to(&unknown_run, &other, EntityOperation::Create);
     assert!(
         store
-            .put_entity(&other, EntityWriteMode::Upsert, Some(&orphan))
+            .put_entity(&other, EntityWriteMode::Upsert, Some(&orphan), &[])
             .await?
     );
 
@@ -343,6 +345,7 @@ async fn entity_events(store: &dyn Store, org: &OrgId, n: usize) -> Result<Vec<S
                 &entity(org, "microservice", &id, at(0)),
                 EntityWriteMode::Upsert,
                 None,
+                &[],
             )
             .await?;
         subjects.push(id);
@@ -402,7 +405,7 @@ pub async fn event_leases(store: Shared) -> Result<()> {
     // A new event is free at once, and comes after the leased ones.
     let late = entity(&org, "microservice", "late", at(30));
     store
-        .put_entity(&late, EntityWriteMode::CreateOnly, None)
+        .put_entity(&late, EntityWriteMode::CreateOnly, None, &[])
         .await?;
     let c = store.claim_events("c", at(1_500), at(5_000), 10).await?;
     assert_eq!(subjects(&c), ["late"], "b's lease still holds");

@@ -41,6 +41,8 @@ mod search;
 pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
 mod secrets;
 pub use secrets::{organization_secrets, organization_secrets_are_isolated};
+mod timers;
+pub use timers::{concurrent_timer_firers, entity_timers};
 
 type Shared = Arc<dyn Store>;
 
@@ -429,6 +431,7 @@ pub async fn blueprint_crud(store: Shared) -> Result<()> {
                 &entity(&org, "microservice", id, at(30)),
                 EntityWriteMode::CreateOnly,
                 None,
+                &[],
             )
             .await?;
     }
@@ -437,6 +440,7 @@ pub async fn blueprint_crud(store: Shared) -> Result<()> {
             &entity(&org, "service/legacy", "kept", at(30)),
             EntityWriteMode::CreateOnly,
             None,
+            &[],
         )
         .await?;
     let create = seed_action(
@@ -520,7 +524,7 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let created = record(&e, EntityOperation::Create, at(1), &run_id);
     assert!(
         store
-            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&created))
+            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&created), &[])
             .await?,
         "created"
     );
@@ -533,7 +537,7 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let refused = record(&e, EntityOperation::Create, at(2), &run_id);
     assert!(is_already_exists(
         &store
-            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&refused))
+            .put_entity(&e, EntityWriteMode::CreateOnly, Some(&refused), &[])
             .await
     ));
 
@@ -547,7 +551,7 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let updated = record(&changed, EntityOperation::Update, at(3), &run_id);
     assert!(
         !store
-            .put_entity(&changed, EntityWriteMode::Upsert, Some(&updated))
+            .put_entity(&changed, EntityWriteMode::Upsert, Some(&updated), &[])
             .await?,
         "replaced"
     );
@@ -561,20 +565,26 @@ pub async fn entities_and_affected_records(store: Shared) -> Result<()> {
     let fresh_record = record(&fresh, EntityOperation::Create, at(3), &run_id);
     assert!(
         store
-            .put_entity(&fresh, EntityWriteMode::Upsert, Some(&fresh_record))
+            .put_entity(&fresh, EntityWriteMode::Upsert, Some(&fresh_record), &[])
             .await?,
         "upsert creates"
     );
     let unrelated = entity(&org, "microservice", "third", at(5));
     let unrelated_record = record(&unrelated, EntityOperation::Create, at(0), &other_run);
     store
-        .put_entity(&unrelated, EntityWriteMode::Upsert, Some(&unrelated_record))
+        .put_entity(
+            &unrelated,
+            EntityWriteMode::Upsert,
+            Some(&unrelated_record),
+            &[],
+        )
         .await?;
     store
         .put_entity(
             &entity(&org, "other", "elsewhere", at(5)),
             EntityWriteMode::Upsert,
             None,
+            &[],
         )
         .await?;
 
@@ -2223,7 +2233,7 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
         snapshot: json!({}),
     };
     store
-        .put_entity(&e, EntityWriteMode::CreateOnly, Some(&record))
+        .put_entity(&e, EntityWriteMode::CreateOnly, Some(&record), &[])
         .await?;
     let action = seed_action(
         CREATE_MICROSERVICE,

@@ -30,7 +30,7 @@ fn keys(entities: &[Entity]) -> Vec<String> {
 
 async fn put(store: &dyn Store, entity: &Entity) -> Result<()> {
     store
-        .put_entity(entity, EntityWriteMode::Upsert, None)
+        .put_entity(entity, EntityWriteMode::Upsert, None, &[])
         .await?;
     Ok(())
 }

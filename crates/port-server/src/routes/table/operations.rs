@@ -1,0 +1,89 @@
+//! The route table's operations (health, readiness, metrics, this document) and the
+//! token route.
+
+use axum::Json;
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::routes::auth;
+use crate::routes::endpoint::{Endpoint, HttpMethod};
+use crate::routes::operations::{healthz, metrics, readyz};
+
+pub(super) const OPERATIONS: &[Endpoint] = &[
+    // Operations.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/healthz",
+        operation_id: "healthz",
+        summary: "Liveness: the process answers",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        errors: &[],
+        route: || get(healthz),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/readyz",
+        operation_id: "readyz",
+        summary: "Readiness: the database answers (503 otherwise)",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        errors: &[],
+        route: || get(readyz),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/metrics",
+        operation_id: "metrics",
+        summary: "Prometheus metrics (text exposition format)",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "PrometheusText",
+        query: &[],
+        errors: &[],
+        route: || get(metrics),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/openapi.json",
+        operation_id: "openapi",
+        summary: "This OpenAPI document",
+        tag: "Operations",
+        authenticated: false,
+        success: 200,
+        body: None,
+        response: "Object",
+        query: &[],
+        // Replaced by `app_with`, which knows the full route list.
+        errors: &[],
+        route: || get(|| async { Json(json!({})) }),
+    },
+    // Auth.
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/auth/access_token",
+        operation_id: "getAccessToken",
+        summary: "Trade a client id and secret for an access token (3 hours)",
+        tag: "Auth",
+        authenticated: false,
+        success: 200,
+        body: Some("AccessTokenRequest"),
+        response: "AccessTokenResponse",
+        query: &[],
+        errors: &[(
+            429,
+            "Too many failed attempts for this client id or from this address (see Retry-After)",
+        )],
+        route: || post(auth::access_token),
+    },
+];
