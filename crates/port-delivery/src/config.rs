@@ -45,6 +45,15 @@ pub enum ConfigError {
     NotCount { name: &'static str, value: String },
 }
 
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 /// Settings of the delivery worker and the reaper.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryConfig {

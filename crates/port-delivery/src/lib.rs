@@ -4,18 +4,22 @@
 //!   worker as soon as a delivery is written and feeds run changes to event streams
 //!   ([`RunFeed`]: one per followed run, serialized once for all its followers), and
 //!   counts each organization's open streams.
-//! - [`DeliveryWorker`]: claims due webhook deliveries from the store's outbox under a
-//!   lease and sends them as Port does (method, URL and headers from the evaluated
-//!   invocation, compact JSON body, `X-Port-Timestamp` and `X-Port-Signature` over the
-//!   exact bytes sent), plus a `webhook-id` header that stays the same on every
-//!   attempt. Failed attempts are retried on a jittered schedule, honouring
-//!   `Retry-After`. Each attempt is recorded, each failure leaves a line in the run's
-//!   log, and a delivery that is refused or runs out of attempts fails its run.
-//!   Synchronized runs end with their receiver's answer. Attempts in flight are capped
-//!   in all, per organization and per organization and host; each free slot goes to
-//!   the organization with the fewest in flight, and what does not fit waits in the
-//!   outbox unleased ([`port_core::claim`]), so receivers that never answer cost only
-//!   their own organization.
+//! - [`DeliveryWorker`]: claims due deliveries from the store's outbox under a lease
+//!   and hands each to the [`Transport`] registered for its mode in [`Transports`]
+//!   ([`Transports::standard`] is the one place transports are registered). The
+//!   [`WebhookTransport`] sends them as Port does (method, URL and headers from the
+//!   evaluated invocation, compact JSON body, `X-Port-Timestamp` and
+//!   `X-Port-Signature` over the exact bytes sent), plus a `webhook-id` header that
+//!   stays the same on every attempt; the [`AgentTransport`] pushes nothing: agent
+//!   deliveries wait in the outbox for a runner's claim. Failed attempts are retried
+//!   on a jittered schedule, honouring `Retry-After`. Each attempt is recorded, each
+//!   failure leaves a line in the run's log, and a delivery that is refused or runs
+//!   out of attempts fails its run. Synchronized runs end with their receiver's
+//!   answer. Attempts in flight are capped in all, per organization and per
+//!   organization and host; each free slot goes to the organization with the fewest in
+//!   flight, and what does not fit waits in the outbox unleased
+//!   ([`port_core::claim`]), so receivers that never answer cost only their own
+//!   organization.
 //! - [`VettingResolver`]: the delivery client's resolver. A host is resolved once per
 //!   connection and only addresses the destination policy allows are connected to, so
 //!   a name that rebinds after the execute-time check reaches nothing; such a refusal
@@ -49,21 +53,28 @@
 mod automations;
 mod config;
 mod hub;
+mod outcome;
 mod reaper;
 mod resolve;
 mod retry;
-mod send;
+mod transport;
 mod worker;
 
 pub use automations::{AUTOMATIONS_POLL, EVENT_BATCH, spawn_automations};
 pub use config::{
-    ConfigError, DeliveryConfig, ENV_MAX_IN_FLIGHT, ENV_MAX_IN_FLIGHT_PER_HOST,
+    ConfigError, DeliveryConfig, DeliveryError, ENV_MAX_IN_FLIGHT, ENV_MAX_IN_FLIGHT_PER_HOST,
     ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
     ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
 };
 pub use hub::{FeedLine, Hub, Lines, RunFeed, RunSnapshot, StreamLimitReached, StreamSlot};
+pub use outcome::{
+    Abandoned, Answer, Attempt, Carried, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, Outcome,
+};
 pub use reaper::{reap_stale_runs, spawn_reaper};
 pub use resolve::{RefusedDestination, VettingResolver};
-pub use send::{EXCERPT_BYTES, MAX_RESPONSE_BYTES, USER_AGENT_VALUE, WEBHOOK_ID_HEADER};
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{DeliveryError, DeliveryWorker, SYSTEM_ACTOR};
+pub use transport::{
+    AgentTransport, Job, LEASE_GUARD, Transport, Transports, USER_AGENT_VALUE, WEBHOOK_ID_HEADER,
+    WebhookTransport,
+};
+pub use worker::{DeliveryWorker, SYSTEM_ACTOR};

@@ -1,5 +1,6 @@
-//! The delivery worker: claims due webhook deliveries from the outbox, sends them, and
-//! records what happened on the delivery and on its run.
+//! The delivery worker: claims due deliveries from the outbox, hands each to the
+//! transport of its mode ([`crate::transport`]), and records what happened on the
+//! delivery and on its run.
 //!
 //! Crash safety comes from the outbox: a delivery is written with its run's move to
 //! `IN_PROGRESS`, claimed under a lease, and only finished or rescheduled after its
@@ -8,51 +9,30 @@
 //! `webhook-id` header lets receivers drop duplicates.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use port_core::claim::{ClaimLimits, InFlight};
 use port_core::destination::Destination;
-use port_core::error::StoreError;
 use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState};
 use port_core::run::{RunCommand, RunState};
 use port_core::service::Services;
 use port_core::service::secrets::unrenderable;
-use port_core::{ErrorKind, OrgId, PortError, Timestamp};
+use port_core::{ErrorKind, OrgId, Timestamp};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, DeliveryConfig};
+use crate::config::{DeliveryConfig, DeliveryError};
 use crate::hub::Hub;
-use crate::resolve::{VettingResolver, refused_literal};
+use crate::outcome::{Abandoned, Answer, Attempt, Carried, human, millis};
+use crate::resolve::VettingResolver;
 use crate::retry;
-use crate::send::{self, Answer, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, WebhookRequest};
+use crate::transport::{Job, Transports};
 
 /// Who portd's own log lines and run changes are attributed to.
 pub use port_core::run::SYSTEM_ACTOR;
 
 /// How long a delivery waits when the template sandbox cannot render it now.
 const RENDER_RETRY_MS: i64 = 2_000;
-/// Time kept free at the end of a lease for the store writes after an attempt.
-const LEASE_GUARD: Duration = Duration::from_secs(2);
-
-/// Why the worker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("the HTTP client could not be built: {0}")]
-    HttpClient(#[source] reqwest::Error),
-}
-
-/// Why a delivery was left to its lease: the store failed, so the worker cannot know
-/// (or record) where the delivery stands; whoever claims it next finds out.
-#[derive(Debug, thiserror::Error)]
-enum Abandoned {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
 
 /// The delivery worker. Start it with [`DeliveryWorker::spawn`].
 #[derive(Debug)]
@@ -97,12 +77,26 @@ impl DeliveryWorker {
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, DeliveryError> {
         config.validate()?;
-        let client =
-            send::client(config.timeout, Arc::new(resolver)).map_err(DeliveryError::HttpClient)?;
+        let transports = Transports::standard(&services, &config, resolver)?;
+        Self::spawn_with_transports(services, hub, config, transports, shutdown)
+    }
+
+    /// Like [`Self::spawn`], carrying each delivery with the transport `transports`
+    /// holds for its mode (start from [`Transports::standard`] to replace one). A
+    /// delivery whose mode has no transport that pushes is handed back to the outbox
+    /// untouched.
+    pub fn spawn_with_transports(
+        services: Services,
+        hub: Arc<Hub>,
+        config: DeliveryConfig,
+        transports: Transports,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, DeliveryError> {
+        config.validate()?;
         let ctx = Ctx {
             services,
             config: Arc::new(config),
-            client,
+            transports: Arc::new(transports),
         };
         Ok(tokio::spawn(run(ctx, hub, shutdown)))
     }
@@ -112,7 +106,7 @@ impl DeliveryWorker {
 struct Ctx {
     services: Services,
     config: Arc<DeliveryConfig>,
-    client: reqwest::Client,
+    transports: Arc<Transports>,
 }
 
 impl Ctx {
@@ -123,16 +117,6 @@ impl Ctx {
     fn owner(&self) -> &str {
         &self.config.worker_id
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Seconds for people: `0.05 s`, `30 s`.
-pub(crate) fn human(d: Duration) -> String {
-    let text = format!("{:.3}", d.as_secs_f64());
-    format!("{} s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// What the worker has in flight, shared with its attempts: each holds a [`Slot`] and
@@ -272,50 +256,26 @@ async fn process(ctx: Ctx, delivery: Delivery, lease_until: Timestamp, _slot: Sl
     }
 }
 
-/// What an attempt came to.
-enum Outcome {
-    Answered(Answer),
-    NoAnswer(NoAnswer),
-    /// The destination policy refused the URL; `retryable` when it may resolve later.
-    Refused {
-        reason: String,
-        retryable: bool,
-    },
-}
-
-impl Outcome {
-    /// A refusal by the destination policy. Its message names the host, never the URL
-    /// (which may hold secrets). An address portd does not call stays refused; a name
-    /// that resolved to nothing may resolve later.
-    fn refused(refusal: PortError) -> Self {
-        Self::Refused {
-            reason: format!("{} ({})", refusal.message, refusal.kind),
-            retryable: refusal.kind == ErrorKind::NotResolvableDestination,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Self::Answered(answer) => answer.describe(),
-            Self::NoAnswer(no) => no.describe(),
-            Self::Refused { reason, .. } => reason.clone(),
-        }
-    }
-
-    fn retryable(&self, synchronized: bool) -> bool {
-        match self {
-            Self::Answered(answer) if synchronized => {
-                retry::retryable_synchronized_status(answer.status.as_u16())
-            }
-            Self::Answered(answer) => retry::retryable_status(answer.status.as_u16()),
-            Self::NoAnswer(_) => true,
-            Self::Refused { retryable, .. } => *retryable,
-        }
-    }
-}
-
 async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Result<(), Abandoned> {
     let store = &ctx.services.store;
+    let Some(transport) = ctx
+        .transports
+        .get(delivery.mode)
+        .filter(|transport| transport.pushes())
+    else {
+        // Not the worker's to send (a runner claims it), or nothing here carries its
+        // mode: back to the outbox as it was.
+        tracing::warn!(
+            delivery = %delivery.id,
+            run = %delivery.run_id,
+            mode = delivery.mode.as_str(),
+            "no transport pushes deliveries of this mode; handed back"
+        );
+        store
+            .reschedule(&delivery.id, ctx.owner(), delivery.next_attempt_at)
+            .await?;
+        return Ok(());
+    };
     let number = delivery.attempts.saturating_add(1);
     let run = store.get_run(&delivery.org_id, &delivery.run_id).await?;
     if run
@@ -356,73 +316,27 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         }
         Err(e) => return give_up(ctx, delivery, unrenderable(&e)).await,
     };
-    let request = match WebhookRequest::from_method(&sendable.request) {
-        Ok(request) => request,
-        Err(e) => {
-            return give_up(
-                ctx,
-                delivery,
-                format!("the evaluated request is unusable: {e}"),
-            )
-            .await;
+
+    let job = Job {
+        delivery,
+        invocation: &sendable,
+        attempt: number,
+        lease_until,
+    };
+    let Attempt {
+        outcome,
+        started_at,
+        ended_at,
+        duration,
+    } = match transport.carry(job).await? {
+        Carried::Attempted(attempt) => attempt,
+        Carried::Unsendable(reason) => return give_up(ctx, delivery, reason).await,
+        Carried::Later(at) => {
+            store.reschedule(&delivery.id, ctx.owner(), at).await?;
+            return Ok(());
         }
     };
-    let Some(credential) = store
-        .credentials(&delivery.org_id)
-        .await?
-        .into_iter()
-        .next()
-    else {
-        return give_up(
-            ctx,
-            delivery,
-            "the organization has no client credential to sign it with".to_owned(),
-        )
-        .await;
-    };
-
-    if ctx
-        .now()
-        .plus_millis(millis(ctx.config.timeout + LEASE_GUARD))
-        > lease_until
-    {
-        // The steps above were slow: the lease might end mid-attempt and let a second
-        // worker send too. Hand the delivery back instead.
-        store
-            .reschedule(&delivery.id, ctx.owner(), ctx.now())
-            .await?;
-        return Ok(());
-    }
-
-    let started_at = ctx.now();
-    let clock = Instant::now();
-    // Names are vetted by the client's resolver as it connects; addresses here.
-    let outcome = match refused_literal(&request.url, &*ctx.services.destinations) {
-        Some(refusal) => Outcome::refused(refusal),
-        None => {
-            let headers = request.signed_headers(
-                credential.client_secret.expose().as_bytes(),
-                started_at.unix_seconds(),
-                delivery.id.as_str(),
-            );
-            let limit = if delivery.synchronized {
-                MAX_RESPONSE_BYTES
-            } else {
-                EXCERPT_BYTES
-            };
-            match send::send(&ctx.client, &request, headers, ctx.config.timeout, limit).await {
-                Ok(answer) => Outcome::Answered(answer),
-                Err(NoAnswer::Refused(refusal)) => Outcome::refused(refusal),
-                Err(no) => Outcome::NoAnswer(no),
-            }
-        }
-    };
-    let duration = clock.elapsed();
-    let ended_at = ctx.now();
-    let answer = match &outcome {
-        Outcome::Answered(answer) => Some(answer),
-        _ => None,
-    };
+    let answer = outcome.answer();
     store
         .record_attempt(&DeliveryAttempt {
             delivery_id: delivery.id.clone(),
@@ -432,23 +346,13 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             started_at,
             ended_at,
             status_code: answer.map(|a| a.status.as_u16()),
-            error: (!matches!(outcome, Outcome::Answered(_)))
-                .then(|| sendable.mask(&outcome.describe())),
+            error: answer.is_none().then(|| sendable.mask(&outcome.describe())),
             response_excerpt: answer
                 .and_then(Answer::excerpt)
                 .map(|excerpt| sendable.mask(&excerpt)),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         })
         .await?;
-    tracing::info!(
-        delivery = %delivery.id,
-        run = %delivery.run_id,
-        host = request.host(),
-        attempt = number,
-        status = answer.map(|a| a.status.as_u16()),
-        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        "webhook attempt"
-    );
 
     if let Some(answer) = answer.filter(|a| a.is_success()) {
         if delivery.synchronized {
@@ -537,63 +441,29 @@ async fn give_up(ctx: &Ctx, delivery: &Delivery, reason: String) -> Result<(), A
     Ok(())
 }
 
-/// Applies a command on portd's behalf; a run that already ended keeps its outcome.
+/// Applies a command on portd's behalf, through the services (so through
+/// `transition`, like every other run write); a run that already ended keeps its
+/// outcome.
 async fn apply_unless_ended(
     ctx: &Ctx,
     delivery: &Delivery,
     command: RunCommand,
 ) -> Result<(), Abandoned> {
-    applied_unless_ended(ctx, delivery, command).await.map(drop)
-}
-
-/// Like [`apply_unless_ended`], saying whether the command was applied (`false` when
-/// the run is gone or has ended).
-async fn applied_unless_ended(
-    ctx: &Ctx,
-    delivery: &Delivery,
-    command: RunCommand,
-) -> Result<bool, Abandoned> {
-    match ctx
-        .services
-        .apply(
-            &delivery.org_id,
-            delivery.run_id.as_str(),
-            command,
-            SYSTEM_ACTOR,
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.kind, ErrorKind::RunExhausted | ErrorKind::NotFound) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    ctx.services
+        .apply_for_delivery(&delivery.org_id, &delivery.run_id, command)
+        .await?;
+    Ok(())
 }
 
 /// Adds a log line by portd to a run still in progress, through the services (so
-/// through `transition`, like every other run write). Returns `false` when the run is
-/// gone or has ended.
+/// through `transition`). Returns `false` when the run is gone or has ended.
 async fn append_system_log(
     ctx: &Ctx,
     delivery: &Delivery,
     message: &str,
 ) -> Result<bool, Abandoned> {
-    let command = RunCommand::AddLog {
-        message: message.to_owned(),
-        termination_status: None,
-        status_label: None,
-    };
-    applied_unless_ended(ctx, delivery, command).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human(Duration::from_millis(50)), "0.05 s");
-        assert_eq!(human(Duration::from_secs(30)), "30 s");
-        assert_eq!(human(Duration::ZERO), "0 s");
-        assert_eq!(human(Duration::from_millis(1234)), "1.234 s");
-    }
+    Ok(ctx
+        .services
+        .log_for_delivery(&delivery.org_id, &delivery.run_id, message)
+        .await?)
 }

@@ -6,3 +6,4 @@ mod destinations;
 mod fairness;
 mod reaper;
 mod support;
+mod transports;

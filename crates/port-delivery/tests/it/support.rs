@@ -23,7 +23,7 @@ use port_core::run_log::RunLog;
 use port_core::service::{AllowAllDestinations, Caller, ExecuteRequest, Services};
 use port_core::testing::{MemoryStore, SeqEntropy};
 use port_core::{RunId, Timestamp};
-use port_delivery::{CancellationToken, DeliveryConfig, DeliveryWorker, Hub};
+use port_delivery::{CancellationToken, DeliveryConfig, DeliveryWorker, Hub, Transports};
 use port_store::{StoreOptions, Synchronous};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{Value, json};
@@ -496,6 +496,23 @@ impl Harness {
             self.services.clone(),
             self.hub.clone(),
             config,
+            self.shutdown.clone(),
+        )?;
+        self.worker = Some(handle);
+        Ok(())
+    }
+
+    /// Starts the worker carrying deliveries with `transports`.
+    pub fn start_worker_with_transports(
+        &mut self,
+        config: DeliveryConfig,
+        transports: Transports,
+    ) -> Result<()> {
+        let handle = DeliveryWorker::spawn_with_transports(
+            self.services.clone(),
+            self.hub.clone(),
+            config,
+            transports,
             self.shutdown.clone(),
         )?;
         self.worker = Some(handle);

@@ -1,28 +1,137 @@
-//! One attempt at a webhook: the request rebuilt from the stored method, signed over
-//! the exact bytes sent, and what came back.
+//! The webhook transport (`DeliveryMode::Webhook`): portd sends the request itself.
+//! Each attempt rebuilds the request from the evaluated method (method, URL, headers,
+//! compact JSON body), signs it over the exact bytes sent (`X-Port-Timestamp`,
+//! `X-Port-Signature`, with the organization's client secret), adds `webhook-id`
+//! (the delivery's id, the same on every attempt), connects only to addresses the
+//! destination policy vetted, and reads what came back (`Retry-After` included).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use port_core::PortError;
+use async_trait::async_trait;
+use port_core::service::Services;
 use port_core::signature::sign;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde_json::Value;
 
-use crate::resolve::{VettingResolver, refusal_in};
+use super::{Job, Transport};
+use crate::outcome::{
+    Abandoned, Answer, Attempt, Carried, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, Outcome,
+};
+use crate::resolve::{VettingResolver, refusal_in, refused_literal};
+
+/// Carries webhook deliveries: one signed HTTP request per attempt.
+pub struct WebhookTransport {
+    services: Services,
+    client: reqwest::Client,
+    /// How long one attempt may take, answer included.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTransport")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookTransport {
+    /// Sends with the organizations' credentials from `services`, each attempt within
+    /// `timeout`, connecting only to what `resolver` vetted.
+    pub fn new(
+        services: Services,
+        timeout: Duration,
+        resolver: VettingResolver,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: client(timeout, Arc::new(resolver))?,
+            services,
+            timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for WebhookTransport {
+    async fn carry(&self, job: Job<'_>) -> Result<Carried, Abandoned> {
+        let delivery = job.delivery;
+        let request = match WebhookRequest::from_method(&job.invocation.request) {
+            Ok(request) => request,
+            Err(e) => {
+                return Ok(Carried::Unsendable(format!(
+                    "the evaluated request is unusable: {e}"
+                )));
+            }
+        };
+        let Some(credential) = self
+            .services
+            .store
+            .credentials(&delivery.org_id)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(Carried::Unsendable(
+                "the organization has no client credential to sign it with".to_owned(),
+            ));
+        };
+        let clock = &self.services.clock;
+        if !job.fits_in_lease(clock.now(), self.timeout) {
+            // The steps before were slow: the lease might end mid-attempt and let a
+            // second worker send too. Hand the delivery back instead.
+            return Ok(Carried::Later(clock.now()));
+        }
+
+        let started_at = clock.now();
+        let started = Instant::now();
+        // Names are vetted by the client's resolver as it connects; addresses here.
+        let outcome = match refused_literal(&request.url, &*self.services.destinations) {
+            Some(refusal) => Outcome::refused(&refusal),
+            None => {
+                let headers = request.signed_headers(
+                    credential.client_secret.expose().as_bytes(),
+                    started_at.unix_seconds(),
+                    delivery.id.as_str(),
+                );
+                let limit = if delivery.synchronized {
+                    MAX_RESPONSE_BYTES
+                } else {
+                    EXCERPT_BYTES
+                };
+                match send(&self.client, &request, headers, self.timeout, limit).await {
+                    Ok(answer) => Outcome::Answered(answer),
+                    Err(NoAnswer::Refused(refusal)) => Outcome::refused(&refusal),
+                    Err(no) => Outcome::NoAnswer(no),
+                }
+            }
+        };
+        let duration = started.elapsed();
+        let ended_at = clock.now();
+        tracing::info!(
+            delivery = %delivery.id,
+            run = %delivery.run_id,
+            host = request.host(),
+            attempt = job.attempt,
+            status = outcome.answer().map(|a| a.status.as_u16()),
+            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "webhook attempt"
+        );
+        Ok(Carried::Attempted(Attempt {
+            outcome,
+            started_at,
+            ended_at,
+            duration,
+        }))
+    }
+}
 
 /// Sent on every attempt of one delivery, so receivers can deduplicate (as in
 /// Standard Webhooks).
 pub const WEBHOOK_ID_HEADER: &str = "webhook-id";
 /// `portd/<version>`.
 pub const USER_AGENT_VALUE: &str = concat!("portd/", env!("CARGO_PKG_VERSION"));
-
-/// How much of an answer's body an attempt record keeps.
-pub const EXCERPT_BYTES: usize = 1024;
-/// How much of a synchronized webhook's answer is kept as the run's `response`
-/// (Port's own payload limit).
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Headers a template may not set: portd computes them, or the HTTP stack does.
 const RESERVED: [&str; 9] = [
@@ -148,91 +257,6 @@ impl WebhookRequest {
     }
 }
 
-/// What a receiver answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub status: StatusCode,
-    /// The start of the body, up to the limit the attempt read.
-    pub body: Vec<u8>,
-    /// The body was longer than what was read.
-    pub truncated: bool,
-    pub retry_after: Option<String>,
-}
-
-impl Answer {
-    pub fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
-
-    /// `HTTP 503 Service Unavailable`.
-    pub fn describe(&self) -> String {
-        match self.status.canonical_reason() {
-            Some(reason) => format!("HTTP {} {reason}", self.status.as_u16()),
-            None => format!("HTTP {}", self.status.as_u16()),
-        }
-    }
-
-    /// The first [`EXCERPT_BYTES`] of the body as text, for the attempt record.
-    pub fn excerpt(&self) -> Option<String> {
-        if self.body.is_empty() {
-            return None;
-        }
-        let prefix = &self.body[..self.body.len().min(EXCERPT_BYTES)];
-        Some(match std::str::from_utf8(prefix) {
-            Ok(text) => text.to_owned(),
-            // Cut inside a character: keep the whole characters before it.
-            Err(e) if e.error_len().is_none() => {
-                String::from_utf8_lossy(&prefix[..e.valid_up_to()]).into_owned()
-            }
-            Err(_) => String::from_utf8_lossy(prefix).into_owned(),
-        })
-    }
-
-    /// The body as a run's `response`: JSON when it parses, else text; nothing is `null`.
-    pub fn response_value(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        if !self.truncated
-            && let Ok(value) = serde_json::from_slice(&self.body)
-        {
-            return value;
-        }
-        let mut text = String::from_utf8_lossy(&self.body).into_owned();
-        if self.truncated {
-            text.push_str("… [truncated]");
-        }
-        Value::String(text)
-    }
-}
-
-/// Why an attempt got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoAnswer {
-    TimedOut(Duration),
-    Transport(String),
-    /// The host resolved to addresses the destination policy refuses (or to none):
-    /// nothing was connected to.
-    Refused(PortError),
-}
-
-impl NoAnswer {
-    pub fn describe(&self) -> String {
-        match self {
-            Self::TimedOut(after) => format!("no answer within {}", crate::worker::human(*after)),
-            Self::Transport(e) => e.clone(),
-            Self::Refused(e) => format!("{} ({})", e.message, e.kind),
-        }
-    }
-
-    fn of(error: reqwest::Error) -> Self {
-        match refusal_in(&error) {
-            Some(refused) => Self::Refused(refused.0.clone()),
-            None => Self::Transport(describe_error(error)),
-        }
-    }
-}
-
 /// The HTTP client deliveries use: names resolved once by `resolver`, which passes on
 /// only addresses the destination policy allows; no redirects (a 3xx is the receiver's
 /// answer, and following it could reach hosts the policy never saw); no proxy (the
@@ -265,7 +289,7 @@ pub async fn send(
             .body(request.body.clone())
             .send()
             .await
-            .map_err(NoAnswer::of)?;
+            .map_err(no_answer)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -274,7 +298,7 @@ pub async fn send(
             .map(str::to_owned);
         let mut body = Vec::new();
         let mut truncated = false;
-        while let Some(chunk) = response.chunk().await.map_err(NoAnswer::of)? {
+        while let Some(chunk) = response.chunk().await.map_err(no_answer)? {
             let room = body_limit - body.len();
             if chunk.len() > room {
                 body.extend_from_slice(&chunk[..room]);
@@ -293,6 +317,15 @@ pub async fn send(
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(NoAnswer::TimedOut(timeout)),
+    }
+}
+
+/// What a failed request (or body read) comes to: the destination policy's refusal,
+/// or the error.
+fn no_answer(error: reqwest::Error) -> NoAnswer {
+    match refusal_in(&error) {
+        Some(refused) => NoAnswer::Refused(refused.0.clone()),
+        None => NoAnswer::Transport(describe_error(error)),
     }
 }
 
@@ -384,37 +417,5 @@ mod tests {
                 .unwrap()
                 .starts_with("portd/")
         );
-    }
-
-    fn answer(body: &[u8], truncated: bool) -> Answer {
-        Answer {
-            status: StatusCode::OK,
-            body: body.to_vec(),
-            truncated,
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn responses_are_json_when_they_parse() {
-        assert_eq!(
-            answer(br#"{"ok":true}"#, false).response_value(),
-            json!({"ok": true})
-        );
-        assert_eq!(answer(b"done", false).response_value(), json!("done"));
-        assert_eq!(answer(b"", false).response_value(), Value::Null);
-        assert_eq!(
-            answer(b"[1,", true).response_value(),
-            json!("[1,… [truncated]")
-        );
-    }
-
-    #[test]
-    fn excerpts_end_on_a_character() {
-        let mut body = vec![b'a'; EXCERPT_BYTES - 1];
-        body.extend_from_slice("é".as_bytes());
-        let excerpt = answer(&body, false).excerpt().unwrap();
-        assert_eq!(excerpt.len(), EXCERPT_BYTES - 1);
-        assert_eq!(answer(b"", false).excerpt(), None);
     }
 }
