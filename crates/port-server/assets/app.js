@@ -4,10 +4,13 @@
 //   /runs/{id}     one run: status, log stream, entities, deliveries, approval
 //   /actions       self-service actions
 //   /actions/{id}  an action's form
+//   /automations       automations: what each watches, its condition
+//   /automations/{id}  an automation's trigger and its runs
 
 import { isSignedIn, onSignedOut, signOut } from './api.js';
 import { h } from './dom.js';
 import { actionFormView, actionsView } from './views/actions.js';
+import { automationView, automationsView } from './views/automations.js';
 import { runView } from './views/run.js';
 import { runsView } from './views/runs.js';
 import { signInView } from './views/signin.js';
@@ -17,6 +20,8 @@ const ROUTES = [
   { pattern: /^\/runs\/([^/]+)\/?$/, view: runView, nav: 'runs' },
   { pattern: /^\/actions\/?$/, view: actionsView, nav: 'actions' },
   { pattern: /^\/actions\/([^/]+)\/?$/, view: actionFormView, nav: 'actions' },
+  { pattern: /^\/automations\/?$/, view: automationsView, nav: 'automations' },
+  { pattern: /^\/automations\/([^/]+)\/?$/, view: automationView, nav: 'automations' },
 ];
 
 let cleanup = null;

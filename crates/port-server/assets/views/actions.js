@@ -265,8 +265,13 @@ export function actionFormView(main, { params, navigate }) {
         ),
         action.description ? h('p', { text: action.description }) : null,
       );
+      if (trigger.type === 'automation') {
+        // Nobody executes an automation: its page shows what starts it and its runs.
+        navigate(`/automations/${enc(action.identifier)}`, { replace: true });
+        return;
+      }
       if (trigger.type !== 'self-service') {
-        showError(loadError, new Error('This is an automation: it runs on catalog events, not from a form.'));
+        showError(loadError, new Error('This action cannot be executed from a form.'));
         return;
       }
       setChildren(holder, buildForm(action, trigger, controller.signal, navigate));

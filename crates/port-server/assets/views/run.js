@@ -398,9 +398,11 @@ export function runView(main, { params }) {
   // --- The run ----------------------------------------------------------------------------
   function renderDetails() {
     const action = run.action || {};
+    // An automation's runs link to the automation's page (it has no form).
+    const actionPage = run.source === 'AUTOMATION' ? '/automations/' : '/actions/';
     const actionLink = action.deleted
       ? reference(action)
-      : h('a', { href: `/actions/${enc(action.identifier)}` }, action.title || action.identifier);
+      : h('a', { href: `${actionPage}${enc(action.identifier)}` }, action.title || action.identifier);
     setChildren(
       details,
       ...detailRow('Action', actionLink),

@@ -2,8 +2,9 @@
 //! embedded in the binary) that signs in with a client id and secret and then talks
 //! to the same API as every other client.
 //!
-//! - `/`, `/runs/{id}`, `/actions` and `/actions/{id}` serve the app shell; the page's
-//!   own router draws the view from the path.
+//! - `/`, `/runs/{id}`, `/actions`, `/actions/{id}`, `/automations` and
+//!   `/automations/{id}` serve the app shell; the page's own router draws the view from
+//!   the path.
 //! - `/assets/{*path}` serves the embedded files, with their content types and an
 //!   `ETag` so browsers revalidate cheaply.
 //!
@@ -33,7 +34,14 @@ pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; base-uri 'n
      form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 
 /// The paths that serve the app shell (the page's router picks the view).
-pub const PAGE_ROUTES: &[&str] = &["/", "/runs/{run_id}", "/actions", "/actions/{action_id}"];
+pub const PAGE_ROUTES: &[&str] = &[
+    "/",
+    "/runs/{run_id}",
+    "/actions",
+    "/actions/{action_id}",
+    "/automations",
+    "/automations/{action_id}",
+];
 
 /// The prefix of the embedded files.
 pub const ASSETS_PREFIX: &str = "/assets/";
@@ -70,6 +78,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("markdown.js", JS),
     asset!("views/actions.js", JS),
+    asset!("views/automations.js", JS),
     asset!("views/run.js", JS),
     asset!("views/runs.js", JS),
     asset!("views/signin.js", JS),

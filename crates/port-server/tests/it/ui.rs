@@ -36,6 +36,8 @@ async fn pages_serve_the_app_shell_without_a_token() {
         "/runs/r_0Vc8uz6OklnJV2L0",
         "/actions",
         "/actions/deploy",
+        "/automations",
+        "/automations/notify_on_failure",
     ] {
         // No token, and a token that is not valid: the page signs in by itself.
         for token in [None, Some("not-a-token")] {

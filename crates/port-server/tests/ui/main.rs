@@ -4,6 +4,7 @@
 //! Without Chromium these tests print `skipped: chromium not installed` and pass,
 //! unless `CI` is set. Screenshots go to `target/ui-screenshots/`.
 
+mod automations;
 mod browser;
 mod runner;
 mod summary;
