@@ -110,7 +110,12 @@ impl Services {
     ) -> Result<(), PortError> {
         let blueprint = self.blueprint_of(caller, identifier).await?;
         self.store
-            .delete_blueprint(&caller.org_id, &blueprint.identifier)
+            .delete_blueprint(
+                &caller.org_id,
+                &blueprint.identifier,
+                caller.user_id(),
+                self.now(),
+            )
             .await?;
         Ok(())
     }

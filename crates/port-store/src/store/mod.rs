@@ -1,0 +1,320 @@
+//! The sqlx store: every port of `port_core::ports`, written once for both databases.
+//!
+//! This module opens the store and holds what every port shares (transactions, reads,
+//! sealing, row helpers); the ports are implemented by area: `orgs` (organizations,
+//! credentials, integrations, secrets), `catalog` (blueprints, entities, actions), `runs`
+//! (runs, logs, idempotency), `deliveries` (the delivery outbox and its claims) and
+//! `admin` (`StoreAdmin`).
+
+mod admin;
+mod catalog;
+mod deliveries;
+mod orgs;
+mod runs;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use port_core::error::StoreError;
+use port_core::ports::{ClientSecret, Credential, StoreResult};
+use port_core::secret::{Keyring, SEAL_NONCE_BYTES, SecretError, client_secret_context, is_sealed};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
+use crate::db::{Pooled, Row, Sql, Tx, map_err};
+use crate::group_commit::GroupCommit;
+
+/// How long an idempotency key returns the same run (the services' rule, kept here too).
+pub use port_core::service::IDEMPOTENCY_WINDOW_MS;
+
+pub(crate) use self::catalog::read_entity;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a [`SqlStore`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// One writer connection serializes every write; readers never block it (WAL).
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+        /// Set for [`Synchronous::Full`]: commits are made durable in groups.
+        group_commit: Option<Arc<GroupCommit>>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// The durable store, on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    /// Seals client and organization secrets at rest; `None` writes them in clear.
+    keyring: Option<Keyring>,
+}
+
+impl SqlStore {
+    /// Opens (creating it if needed) the SQLite database at `path`: WAL, one writer
+    /// connection, a pool of read-only connections, and the migrations applied.
+    pub async fn open_sqlite(
+        path: impl AsRef<Path>,
+        options: &StoreOptions,
+    ) -> Result<Self, OpenError> {
+        let path = path.as_ref();
+        let target = format!("sqlite://{}", path.display());
+        let connect_err = |source| OpenError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let tightened =
+            crate::files::secure_database_files(path).map_err(|source| OpenError::Files {
+                target: target.clone(),
+                source,
+            })?;
+        for file in tightened {
+            tracing::warn!(file = %file.display(), "made a database file private (it was readable by others)");
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        // FULL durability comes from group commit (crate::group_commit): SQLite itself
+        // commits with NORMAL, and each commit is acknowledged after a shared WAL fsync.
+        let group_commit = match options.sqlite_synchronous {
+            Synchronous::Full => Some(GroupCommit::new(path)),
+            Synchronous::Normal => None,
+        };
+        let writer_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            // The writer stays open: reconnecting would only redo the pragmas.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(writer_options)
+            .await
+            .map_err(connect_err)?;
+        SQLITE_MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                target: target.clone(),
+                source,
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.sqlite_read_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(connect_err)?;
+        tracing::info!(database = %target, synchronous = options.sqlite_synchronous.as_str(), "storage ready");
+        Ok(Self {
+            backend: Backend::Sqlite {
+                writer,
+                reader,
+                group_commit,
+            },
+            keyring: options.keyring.clone(),
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` (any libpq-style URL sqlx accepts, e.g. with
+    /// `options=-c search_path=…`) and applies the migrations.
+    pub async fn connect_postgres(url: &str, options: &StoreOptions) -> Result<Self, OpenError> {
+        let target = redact_url(url);
+        let connect_options = PgConnectOptions::from_str(url)
+            .map_err(|e| OpenError::InvalidUrl {
+                url: target.clone(),
+                reason: e.to_string(),
+            })?
+            .application_name("portd");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pg_max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect_options)
+            .await
+            .map_err(|source| OpenError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+        PG_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                target: target.clone(),
+                source,
+            })?;
+        tracing::info!(database = %target, "storage ready");
+        Ok(Self {
+            backend: Backend::Postgres { pool },
+            keyring: options.keyring.clone(),
+        })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+            Backend::Postgres { .. } => BackendKind::Postgres,
+        }
+    }
+
+    /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front,
+    /// so a transaction that reads before it writes never fails half-way with BUSY.
+    pub(crate) async fn begin(&self) -> StoreResult<Tx> {
+        match &self.backend {
+            Backend::Sqlite {
+                writer,
+                group_commit,
+                ..
+            } => writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map(|tx| Tx::Sqlite(tx, group_commit.clone())),
+            Backend::Postgres { pool } => pool.begin().await.map(Tx::Pg),
+        }
+        .map_err(map_err)
+    }
+
+    async fn read(&self) -> StoreResult<Pooled> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => reader.acquire().await.map(Pooled::Sqlite),
+            Backend::Postgres { pool } => pool.acquire().await.map(Pooled::Pg),
+        }
+        .map_err(map_err)
+    }
+
+    /// Locks the rows a transaction reads before changing them. SQLite needs none: its
+    /// single writer already excludes every other writer.
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "",
+            Backend::Postgres { .. } => " FOR UPDATE",
+        }
+    }
+
+    /// Lets concurrent claimers pass over each other's rows instead of queueing.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "",
+            Backend::Postgres { .. } => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// Runs one statement in its own write transaction.
+    async fn write_one(&self, sql: &Sql) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let n = tx.conn().execute(sql).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn read_all(&self, sql: &Sql) -> StoreResult<Vec<Row>> {
+        self.read().await?.conn().fetch_all(sql).await
+    }
+
+    pub(crate) async fn read_optional(&self, sql: &Sql) -> StoreResult<Option<Row>> {
+        self.read().await?.conn().fetch_optional(sql).await
+    }
+
+    /// What a secret's column stores: sealed with the current key when the store has a
+    /// keyring, else the value itself.
+    fn seal(&self, value: &str, context: &[u8]) -> String {
+        match &self.keyring {
+            Some(keyring) => keyring.seal(value, context, rand::random::<[u8; SEAL_NONCE_BYTES]>()),
+            None => value.to_owned(),
+        }
+    }
+
+    /// A secret's value from its column: opened when sealed, as is when written in clear
+    /// (by a store without a keyring, or before sealing existed). `what` names the row,
+    /// never the value.
+    fn unseal(
+        &self,
+        stored: String,
+        context: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> StoreResult<String> {
+        if !is_sealed(&stored) {
+            return Ok(stored);
+        }
+        let key_id = sealed_key_id(&stored);
+        let Some(keyring) = &self.keyring else {
+            return Err(StoreError::Other(format!(
+                "a sealed secret could not be opened: {} is sealed with key {key_id} but the \
+                 store was opened without a server key — set PORTD_SECRET_KEY to the key this \
+                 database was sealed with",
+                what()
+            )));
+        };
+        keyring.open(&stored, context).map_err(|e| {
+            let why = match e {
+                SecretError::UnknownKey(_) => format!(
+                    "it was sealed with key {key_id}, which is not among the server's keys \
+                     (current key {})",
+                    keyring.current().id()
+                ),
+                other => format!("sealed with key {key_id}: {other}"),
+            };
+            StoreError::Other(format!(
+                "a sealed secret could not be opened: {}: {why} — is PORTD_SECRET_KEY the key \
+                 this database was sealed with?",
+                what()
+            ))
+        })
+    }
+
+    fn credential_from_row(&self, row: &Row) -> StoreResult<Credential> {
+        let client_id = row.text("client_id")?;
+        let secret = self.unseal(
+            row.text("client_secret")?,
+            &client_secret_context(&client_id),
+            || format!("the client secret of {client_id}"),
+        )?;
+        Ok(Credential {
+            org_id: parse_col(row, "org_id")?,
+            client_id,
+            client_secret: ClientSecret::new(secret),
+            created_at: row.timestamp("created_at")?,
+        })
+    }
+}
+
+/// The key id a sealed value names (`pds1:<key id>:…`); public, unlike the value.
+fn sealed_key_id(stored: &str) -> &str {
+    stored
+        .split(':')
+        .nth(1)
+        .filter(|id| id.len() <= 16)
+        .unwrap_or("?")
+}
+
+// ---------------------------------------------------------------------------------------
+// Row decoding
+// ---------------------------------------------------------------------------------------
+
+pub(crate) fn parse_col<T: FromStr>(row: &Row, column: &str) -> StoreResult<T> {
+    let text = row.text(column)?;
+    text.parse()
+        .map_err(|_| StoreError::Other(format!("column {column} holds an invalid value")))
+}
+
+fn rows<T>(rows: Vec<Row>, decode: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
+}
