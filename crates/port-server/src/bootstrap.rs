@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
-use crate::server::ServeError;
+use crate::serve_error::ServeError;
 
 /// Length of generated client ids (as Port's).
 pub const CLIENT_ID_LEN: usize = 32;

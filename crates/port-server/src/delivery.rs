@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::bootstrap::random_alphanumeric;
 use crate::config::{Config, WORKER_ID_FILE};
-use crate::server::ServeError;
+use crate::serve_error::ServeError;
 use crate::state::AppState;
 
 /// The longest worker id read back from `<data-dir>/worker-id`.

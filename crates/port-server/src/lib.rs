@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod routes;
 pub mod search_gate;
 pub mod secret_key;
+pub mod serve_error;
 pub mod server;
 pub mod state;
 pub mod throttle;

@@ -9,14 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-
-use crate::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 11] = [
@@ -221,9 +219,11 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Middleware: counts every request under its route pattern.
+/// Middleware: counts every request under its route pattern. It takes the metrics out
+/// of whatever state it is layered with (`Arc<Metrics>: FromRef<S>`; the server's
+/// `AppState` gives its own).
 pub async fn track_requests(
-    State(state): State<AppState>,
+    State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -235,7 +235,7 @@ pub async fn track_requests(
         .get::<MatchedPath>()
         .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    state.metrics().record_request(
+    metrics.record_request(
         method,
         &route,
         response.status().as_u16(),

@@ -28,26 +28,8 @@ use crate::routes::Endpoint;
 use crate::secret_key::{self, KeySource};
 use crate::state::{AppState, HealthCheck};
 
-/// Why the server could not start or stopped badly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Open(#[from] port_store::OpenError),
-    #[error("storage: {0}")]
-    Store(#[from] port_core::error::StoreError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("server task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-}
+// Defined apart so that what the server runs can return it without importing the server.
+pub use crate::serve_error::ServeError;
 
 /// Tells background tasks that the server is stopping.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::extract::FromRef;
 use port_core::ports::Notice;
 use port_core::ports::{
     Clock, Entropy, IdGenerator, InProcessTemplates, Notifier, Store, TemplateEngine,
@@ -39,7 +40,7 @@ impl HealthCheck for AlwaysReady {
 struct Inner {
     services: Services,
     authenticator: Authenticator,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     health: Arc<dyn HealthCheck>,
     hub: Arc<Hub>,
     stopping: CancellationToken,
@@ -136,6 +137,13 @@ impl AppState {
     }
 }
 
+/// The state's metrics, for [`crate::metrics::track_requests`].
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.metrics.clone()
+    }
+}
+
 /// Builds an [`AppState`]; every part has a production default.
 pub struct AppStateBuilder {
     store: Arc<dyn Store>,
@@ -207,7 +215,7 @@ impl AppStateBuilder {
             inner: Arc::new(Inner {
                 authenticator: Authenticator::new(self.store, self.clock),
                 services,
-                metrics: Metrics::new(),
+                metrics: Arc::new(Metrics::new()),
                 health: self.health,
                 hub,
                 stopping: CancellationToken::new(),
