@@ -532,6 +532,13 @@ fn assemble_unchecked(
                     payload.insert(k.clone(), v.clone());
                 }
             }
+            if *kind == InvocationKind::UpsertEntity {
+                let payload = Value::Object(payload);
+                return Ok(EvaluatedInvocation {
+                    delivery: upsert_entity_delivery(payload.clone()),
+                    payload,
+                });
+            }
             if *kind == InvocationKind::Kafka && !payload.contains_key("payload") {
                 payload.insert("payload".into(), legacy_message(input));
             }
@@ -550,6 +557,18 @@ fn assemble_unchecked(
                 payload,
             })
         }
+    }
+}
+
+/// Port's `UPSERT_ENTITY`: portd's delivery worker writes the entity from the
+/// evaluated `{blueprintIdentifier, mapping}` itself, and the run ends with the
+/// outcome, as a synchronized webhook's ends with its answer.
+pub fn upsert_entity_delivery(payload: Value) -> PlannedDelivery {
+    PlannedDelivery {
+        mode: DeliveryMode::UpsertEntity,
+        request: payload,
+        synchronized: true,
+        installation_id: None,
     }
 }
 

@@ -31,12 +31,14 @@ use crate::time::Timestamp;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The source of "now".
+#[cfg_attr(feature = "testing", mockall::automock)]
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 
 /// The source of randomness for ids, IVs and nonces: 8 random bytes per call, from a
 /// cryptographically secure generator in production.
+#[cfg_attr(feature = "testing", mockall::automock)]
 pub trait Entropy: Send + Sync + 'static {
     fn random_bytes(&self) -> [u8; 8];
 
@@ -204,6 +206,7 @@ pub trait OrgStore: Send + Sync {
 }
 
 /// Ocean's integrations, one organization's at a time.
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait IntegrationStore: Send + Sync {
     /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
@@ -223,6 +226,7 @@ pub trait IntegrationStore: Send + Sync {
     async fn count_integrations(&self, org: &OrgId) -> StoreResult<u64>;
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait BlueprintStore: Send + Sync {
     /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
@@ -235,8 +239,16 @@ pub trait BlueprintStore: Send + Sync {
         id: &BlueprintIdentifier,
     ) -> StoreResult<Option<Blueprint>>;
     async fn list_blueprints(&self, org: &OrgId) -> StoreResult<Vec<Blueprint>>;
-    /// Deletes the blueprint with its entities and its blueprint-bound actions.
-    async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool>;
+    /// Deletes the blueprint with its entities (and their timers) and its blueprint-bound
+    /// actions and, atomically, records one change event per deleted entity (`DELETE` by
+    /// `by` at `at`, depth 0), in identifier order.
+    async fn delete_blueprint(
+        &self,
+        org: &OrgId,
+        id: &BlueprintIdentifier,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// How an entity write should treat an existing entity.
@@ -342,6 +354,7 @@ pub struct ScannedEntities {
     pub bytes: u64,
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait ActionStore: Send + Sync {
     /// Fails with [`StoreError::AlreadyExists`] when the identifier is taken.
@@ -443,13 +456,21 @@ pub enum DeliveryMode {
     Webhook,
     /// A pull-mode runner claims it (`agent: true`).
     Agent,
+    /// portd upserts an entity itself from the evaluated `mapping` (Port's
+    /// `UPSERT_ENTITY`), bound to the run, which ends with the outcome.
+    UpsertEntity,
 }
 
 impl DeliveryMode {
+    /// The modes the delivery worker carries itself (claims, attempts, retries);
+    /// the others wait for a runner's claim.
+    pub const PUSHED: [Self; 2] = [Self::Webhook, Self::UpsertEntity];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "WEBHOOK",
             Self::Agent => "AGENT",
+            Self::UpsertEntity => "UPSERT_ENTITY",
         }
     }
 
@@ -457,8 +478,14 @@ impl DeliveryMode {
         match s {
             "WEBHOOK" => Some(Self::Webhook),
             "AGENT" => Some(Self::Agent),
+            "UPSERT_ENTITY" => Some(Self::UpsertEntity),
             _ => None,
         }
+    }
+
+    /// Whether the delivery worker carries this mode's deliveries.
+    pub const fn is_pushed(self) -> bool {
+        !matches!(self, Self::Agent)
     }
 }
 
@@ -644,18 +671,22 @@ pub trait DeliveryStore: Send + Sync {
 /// read by whoever reacts to them (automations), at least once, in `seq` order within
 /// a claim. Cross-organization, like the delivery worker's claims: one worker serves
 /// every organization, and each event names its own.
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Leases up to `limit` events, oldest first, that no one else holds a lease on (or
-    /// whose lease ended before `now`) to `owner` until `lease_until`. Events `owner`
-    /// already holds are given again: a worker restarted under its stable id takes back
-    /// at once what it held when it died.
+    /// whose lease ended before `now`) to `owner` until `lease_until`, at most
+    /// `per_org` of them of any one organization: each organization's oldest, so one
+    /// organization's backlog never keeps another's events waiting behind it. Events
+    /// `owner` already holds are given again: a worker restarted under its stable id
+    /// takes back at once what it held when it died.
     async fn claim_events(
         &self,
         owner: &str,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        per_org: u32,
     ) -> StoreResult<Vec<ChangeEvent>>;
     /// Removes handled events, those of `seqs` that `owner` still holds; returns how many.
     async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64>;
@@ -736,6 +767,7 @@ pub struct RunUpdate {
 }
 
 /// Fire-and-forget notifications; listeners that miss one catch up by polling.
+#[cfg_attr(feature = "testing", mockall::automock)]
 pub trait Notifier: Send + Sync + 'static {
     fn notify(&self, notice: Notice);
 }
@@ -752,6 +784,7 @@ impl Notifier for NoNotifier {
 /// with a wall clock and a memory limit (`port-sandbox`); [`InProcessTemplates`]
 /// renders them on the caller's thread. Either way, a template that exceeds a budget is
 /// a [`TemplateError::Limit`](crate::template::TemplateError::Limit), never a crash.
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait TemplateEngine: Send + Sync + 'static {
     /// Renders `template` against `context` for an organization (engines may use it to

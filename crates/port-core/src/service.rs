@@ -148,6 +148,9 @@ fn run_not_found(id: &str) -> PortError {
 
 /// Rebuilds the delivery a run needs from its stored payload (the evaluated method).
 pub fn planned_delivery(payload: &Value) -> PlannedDelivery {
+    if payload.get("type").and_then(Value::as_str) == Some(DeliveryMode::UpsertEntity.as_str()) {
+        return invocation::upsert_entity_delivery(payload.clone());
+    }
     let is_webhook = payload.get("type").and_then(Value::as_str) == Some("WEBHOOK");
     let agent = payload
         .get("agent")

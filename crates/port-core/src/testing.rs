@@ -433,9 +433,11 @@ impl EventStore for MemoryStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        per_org: u32,
     ) -> StoreResult<Vec<ChangeEvent>> {
         let mut s = self.state();
         let mut out = Vec::new();
+        let mut taken: HashMap<OrgId, u32> = HashMap::new();
         for (event, lease) in s.events.values_mut() {
             if out.len() >= limit as usize {
                 break;
@@ -446,6 +448,11 @@ impl EventStore for MemoryStore {
             {
                 continue;
             }
+            let of_org = taken.entry(event.change.org_id.clone()).or_default();
+            if *of_org >= per_org {
+                continue;
+            }
+            *of_org += 1;
             *lease = Some((owner.to_owned(), lease_until));
             out.push(event.clone());
         }
@@ -638,9 +645,26 @@ impl BlueprintStore for MemoryStore {
         Ok(out)
     }
 
-    async fn delete_blueprint(&self, org: &OrgId, id: &BlueprintIdentifier) -> StoreResult<bool> {
+    async fn delete_blueprint(
+        &self,
+        org: &OrgId,
+        id: &BlueprintIdentifier,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         let mut s = self.state();
-        s.entities.retain(|(o, b, _), _| !(o == org && b == id));
+        let (deleted, kept) = std::mem::take(&mut s.entities)
+            .into_iter()
+            .partition::<BTreeMap<_, _>, _>(|((o, b, _), _)| o == org && b == id);
+        s.entities = kept;
+        // In identifier order, as the key orders them; each the deleter's.
+        for before in deleted.values() {
+            let mut event = NewChangeEvent::of_entity(Some(before), None, 0, at);
+            if let Some(event) = &mut event {
+                event.by = by.to_owned();
+            }
+            s.record(event);
+        }
         s.timers.retain(|(o, b, _, _), _| !(o == org && b == id));
         s.actions
             .retain(|(o, _), a| !(o == org && a.definition.blueprint() == Some(id)));
@@ -1090,7 +1114,7 @@ impl DeliveryStore for MemoryStore {
         let mut s = self.state();
         let mut by_org: BTreeMap<OrgId, Vec<&Delivery>> = BTreeMap::new();
         for d in s.deliveries.values().filter(|d| {
-            d.mode == DeliveryMode::Webhook
+            d.mode.is_pushed()
                 && d.state == DeliveryState::Pending
                 && d.next_attempt_at <= now
                 && lease_free(d, now)
@@ -1196,7 +1220,7 @@ impl DeliveryStore for MemoryStore {
         let mut s = self.state();
         let mut released = 0;
         for d in s.deliveries.values_mut() {
-            if d.mode == DeliveryMode::Webhook
+            if d.mode.is_pushed()
                 && d.state == DeliveryState::Pending
                 && d.lease_owner.as_deref() == Some(owner)
             {
@@ -1213,7 +1237,7 @@ impl DeliveryStore for MemoryStore {
         let s = self.state();
         Ok(s.deliveries
             .values()
-            .filter(|d| d.mode == DeliveryMode::Webhook && d.state == DeliveryState::Pending)
+            .filter(|d| d.mode.is_pushed() && d.state == DeliveryState::Pending)
             .map(|d| d.next_attempt_at)
             .filter(|due| *due > after)
             .min())

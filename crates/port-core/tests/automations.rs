@@ -286,7 +286,7 @@ fn an_event_handled_again_after_a_crash_starts_nothing_twice() {
         let now = w.clock.now_ts();
         let claimed = w
             .store()
-            .claim_events("dead-worker", now, now.plus_millis(1_000), 10)
+            .claim_events("dead-worker", now, now.plus_millis(1_000), 10, u32::MAX)
             .await
             .expect("claimed");
         // A worker that claimed the event and died before it was done.
@@ -358,8 +358,11 @@ fn a_busy_template_engine_delays_an_automation_and_never_drops_it() {
         .await;
         w.put_service("checkout", 9, None).await;
         engine.busy.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(w.services.handle_events("worker-1", 100).await.is_err());
+        // Busy is "not now": the pass goes on (for other organizations), the event
+        // stays in the outbox.
+        assert_eq!(w.handle().await, (0, 0));
         assert!(w.runs_of("on_big_service").await.is_empty());
+        assert_eq!(w.store().pending_events().await.expect("count"), 1);
         engine
             .busy
             .store(false, std::sync::atomic::Ordering::SeqCst);

@@ -639,7 +639,7 @@ fn delivery_schemas() -> Value {
             "properties": {
                 "id": { "type": "string", "pattern": "^msg_[A-Za-z0-9]{16}$", "description": "Also the `webhook-id` header of every attempt." },
                 "runId": { "type": "string" },
-                "mode": { "type": "string", "enum": ["WEBHOOK", "AGENT"] },
+                "mode": { "type": "string", "enum": ["WEBHOOK", "AGENT", "UPSERT_ENTITY"] },
                 "state": { "type": "string", "enum": ["PENDING", "DELIVERED", "FAILED"] },
                 "synchronized": { "type": "boolean" },
                 "installationId": { "type": ["string", "null"] },

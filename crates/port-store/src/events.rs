@@ -21,6 +21,29 @@ const EVENT_COLUMNS: &str =
 /// Events one statement completes: its bound parameters grow with them.
 const SEQS_PER_STATEMENT: usize = 500;
 
+/// Organizations whose oldest events one statement reads.
+const ORGS_PER_QUERY: usize = 32;
+
+impl SqlStore {
+    /// Every organization with an event in the outbox, by a skip scan of
+    /// `events_by_org`: one index probe per organization.
+    async fn organizations_with_events(&self) -> StoreResult<Vec<OrgId>> {
+        let sql = Sql::new(
+            "WITH RECURSIVE orgs (org_id) AS ( \
+               SELECT MIN(org_id) FROM events \
+               UNION ALL \
+               SELECT (SELECT MIN(e.org_id) FROM events e WHERE e.org_id > orgs.org_id) \
+               FROM orgs WHERE orgs.org_id IS NOT NULL \
+             ) SELECT org_id FROM orgs WHERE org_id IS NOT NULL",
+        );
+        self.read_all(&sql)
+            .await?
+            .iter()
+            .map(|row| parse_col(row, "org_id"))
+            .collect()
+    }
+}
+
 /// Records `event`, when there is one, in the transaction of `conn`.
 pub(crate) async fn insert_event(
     conn: &mut Conn<'_>,
@@ -100,27 +123,58 @@ impl EventStore for SqlStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        per_org: u32,
     ) -> StoreResult<Vec<ChangeEvent>> {
-        if limit == 0 {
+        if limit == 0 || per_org == 0 {
             return Ok(Vec::new());
         }
-        // Free, expired, or already `owner`'s (a restarted worker takes back at once what
-        // it held). On PostgreSQL the inner select locks what it picks and passes over
-        // rows other claimers are locking, so two replicas never lease the same event; an
-        // event another claimer leased meanwhile is re-checked against the condition and
-        // dropped.
-        let sql = Sql::new(format!(
+        // Read each organization's oldest claimable events (a bounded index range per
+        // organization, however long any backlog), keep the oldest `limit` of them, then
+        // lease exactly those that are still claimable: the UPDATE checks the condition
+        // again on the row it locks, so two claimers (replicas) never lease one event.
+        let mut candidates = Vec::new();
+        for orgs in self
+            .organizations_with_events()
+            .await?
+            .chunks(ORGS_PER_QUERY)
+        {
+            let mut sql = Sql::new("").bind(owner).bind(now);
+            for (i, org) in orgs.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push("SELECT * FROM (SELECT seq FROM events WHERE org_id = ");
+                sql.push_bind(org);
+                sql.push(
+                    " AND (lease_until IS NULL OR lease_until <= $2 OR lease_owner = $1) \
+                     ORDER BY seq LIMIT ",
+                );
+                sql.push_bind(i64::from(per_org));
+                sql.push(&format!(") AS org_{i}"));
+            }
+            for row in self.read_all(&sql).await? {
+                candidates.push(row.i64("seq")?);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.truncate(limit as usize);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(
             "UPDATE events SET lease_owner = $1, lease_until = $2 \
-             WHERE seq IN (SELECT seq FROM events \
-             WHERE lease_until IS NULL OR lease_until <= $3 OR lease_owner = $1 \
-             ORDER BY seq LIMIT $4{lock}) \
-             RETURNING {EVENT_COLUMNS}",
-            lock = self.skip_locked(),
-        ))
+             WHERE (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $1) AND seq IN (",
+        )
         .bind(owner)
         .bind(lease_until)
-        .bind(now)
-        .bind(i64::from(limit));
+        .bind(now);
+        for (i, seq) in candidates.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push_bind(*seq);
+        }
+        sql.push(&format!(") RETURNING {EVENT_COLUMNS}"));
         let mut tx = self.begin().await?;
         let rows = tx.conn().fetch_all(&sql).await?;
         tx.commit().await?;

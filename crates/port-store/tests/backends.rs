@@ -106,6 +106,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@each $setup;
             org_and_credentials,
             blueprint_crud,
+            blueprint_deletion_records_entity_events,
             entities_and_affected_records,
             entity_scans,
             entity_search_semantics,
@@ -137,6 +138,7 @@ macro_rules! conformance_tests {
             concurrent_event_claimers,
             entity_timers,
             concurrent_timer_firers,
+            event_claims_are_fair_across_organizations,
         );
     };
     (@each $setup:path; $($name:ident),* $(,)?) => {$(

@@ -6,6 +6,7 @@
 //! The tests run one at a time ([`port_chaos::isolation::serial`]), in their own test
 //! binary, so no other suite's load is measured as the victim's latency.
 
+mod automations;
 mod clients;
 mod connections;
 mod delivery;

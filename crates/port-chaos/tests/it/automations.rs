@@ -626,3 +626,150 @@ async fn expired_ttl_timers_tear_environments_down_once_even_across_a_kill_9() {
     assert!(entity_exists(&api, "env-forever").await);
     portd.terminate(Duration::from_secs(20)).unwrap();
 }
+
+/// Port's "update an entity when a run ends" example, with the `UPSERT_ENTITY`
+/// backend: portd itself writes the entity the automation's templates render (merged
+/// into what is there), bound to the automation's run, which ends with the outcome: a
+/// write that cannot happen fails its run with Port's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_entity_automations_set_a_property_when_a_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut portd = Portd::spawn(&settings(dir.path())).unwrap();
+    portd.ready(Duration::from_secs(60)).await.unwrap();
+    let api = Api::login(&portd.base_url(), CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    let receiver = Receiver::start().await;
+    create(
+        &api,
+        "/v1/blueprints",
+        json!({
+            "identifier": "service",
+            "title": "Service",
+            "schema": { "properties": {
+                "lastDeploy": { "type": "string" },
+                "tier": { "type": "string" }
+            }}
+        }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/blueprints/service/entities",
+        json!({ "identifier": "svc-a", "properties": { "tier": "gold" } }),
+    )
+    .await;
+    create(
+        &api,
+        "/v1/actions",
+        json!({
+            "identifier": "deploy",
+            "trigger": {
+                "type": "self-service",
+                "operation": "DAY-2",
+                "userInputs": { "properties": { "service": { "type": "string" } } }
+            },
+            "invocationMethod": { "type": "WEBHOOK", "url": receiver.url }
+        }),
+    )
+    .await;
+    for (identifier, blueprint) in [("record_deploys", "service"), ("record_nowhere", "nope")] {
+        create(
+            &api,
+            "/v1/actions",
+            json!({
+                "identifier": identifier,
+                "trigger": {
+                    "type": "automation",
+                    "event": { "type": "RUN_UPDATED", "actionIdentifier": "deploy" },
+                    "condition": {
+                        "type": "JQ",
+                        "expressions": [
+                            ".diff.before.status != \"SUCCESS\"",
+                            ".diff.after.status == \"SUCCESS\""
+                        ],
+                        "combinator": "and"
+                    }
+                },
+                "invocationMethod": {
+                    "type": "UPSERT_ENTITY",
+                    "blueprintIdentifier": blueprint,
+                    "mapping": {
+                        "identifier": "{{ .event.diff.after.properties.service }}",
+                        "properties": { "lastDeploy": "{{ .event.diff.after.id }}" }
+                    }
+                },
+                "publish": true
+            }),
+        )
+        .await;
+    }
+
+    let run = api
+        .post(
+            "/v1/actions/deploy/runs",
+            &json!({ "properties": { "service": "svc-a" } }),
+        )
+        .await
+        .unwrap()
+        .expect(202, "executing deploy")
+        .unwrap()["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.send(
+        Method::PATCH,
+        &format!("/v1/actions/runs/{run}"),
+        Some(&json!({ "status": "SUCCESS" })),
+        &[],
+    )
+    .await
+    .unwrap()
+    .expect(200, "the deploy ends")
+    .unwrap();
+
+    let recorded = eventually(
+        "the recording run to end",
+        Duration::from_secs(20),
+        async || {
+            let runs = runs_of(&api, "record_deploys").await;
+            (runs.len() == 1 && runs[0]["status"] != "IN_PROGRESS").then_some(runs)
+        },
+    )
+    .await;
+    assert_eq!(recorded[0]["status"], "SUCCESS", "{recorded:#?}");
+    assert_eq!(recorded[0]["source"], "AUTOMATION");
+    let entity = api
+        .get("/v1/blueprints/service/entities/svc-a")
+        .await
+        .unwrap()
+        .expect(200, "svc-a")
+        .unwrap()["entity"]
+        .clone();
+    assert_eq!(entity["properties"]["lastDeploy"], run.as_str());
+    assert_eq!(entity["properties"]["tier"], "gold", "merged, not replaced");
+    // Bound to the automation's run.
+    let recording_run = recorded[0]["id"].as_str().unwrap();
+    let audits = api
+        .get(&format!("/v1/audit-log?run_id={recording_run}"))
+        .await
+        .unwrap()
+        .expect(200, "the run's audit log")
+        .unwrap()["audits"]
+        .clone();
+    assert_eq!(audits.as_array().map(Vec::len), Some(1), "{audits:#}");
+    assert_eq!(audits[0]["identifier"], "svc-a", "{audits:#}");
+
+    let failed = eventually(
+        "the run writing to a missing blueprint to end",
+        Duration::from_secs(20),
+        async || {
+            let runs = runs_of(&api, "record_nowhere").await;
+            (runs.len() == 1 && runs[0]["status"] != "IN_PROGRESS").then_some(runs)
+        },
+    )
+    .await;
+    assert_eq!(failed[0]["status"], "FAILURE", "{failed:#?}");
+    assert_eq!(failed[0]["response"]["error"], "not_found", "{failed:#?}");
+    portd.terminate(Duration::from_secs(20)).unwrap();
+}

@@ -7,8 +7,7 @@
 //! the event leaves the outbox only after all its runs exist; an event whose lease ran
 //! out (the replica died) is handled again and finds its runs already there.
 
-use std::collections::HashMap;
-
+use futures::future::join_all;
 use serde_json::{Map, Value};
 
 use super::Services;
@@ -29,6 +28,24 @@ use crate::time::Timestamp;
 /// How long a claimed batch of events is held before another worker may take it.
 pub const EVENT_LEASE_MS: i64 = 60_000;
 
+/// The most events of one organization in one batch: the rest of a backlog waits for
+/// the next, behind no other organization's events.
+pub const EVENTS_PER_ORG: u32 = 16;
+
+/// How long one organization's events may take in one batch (the event at hand is
+/// always finished): slow conditions cost their organization turns, not the others.
+pub const ORG_TURN_MS: i64 = 250;
+
+/// What handling one organization's share of a batch did.
+#[derive(Default)]
+struct OrgOutcome {
+    /// Handled: to leave the outbox.
+    done: Vec<u64>,
+    runs: usize,
+    /// Why it stopped early, other than a busy template engine.
+    error: Option<PortError>,
+}
+
 /// What one pass over the outbox did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventsHandled {
@@ -42,37 +59,108 @@ pub struct EventsHandled {
 type Automations = Vec<(Action, AutomationTrigger)>;
 
 impl Services {
-    /// Handles up to `limit` events of the outbox as `owner` (a worker's id).
+    /// Handles up to `limit` events of the outbox as `owner` (a worker's id), at most
+    /// [`EVENTS_PER_ORG`] of any one organization. Organizations are handled side by
+    /// side, each one's events in order, so one organization's slow conditions or
+    /// invocations never hold another's automations up; an organization whose template
+    /// engine is busy keeps the rest of its events for the next pass.
     pub async fn handle_events(&self, owner: &str, limit: u32) -> Result<EventsHandled, PortError> {
         let now = self.now();
         let events = self
             .store
-            .claim_events(owner, now, now.plus_millis(EVENT_LEASE_MS), limit)
+            .claim_events(
+                owner,
+                now,
+                now.plus_millis(EVENT_LEASE_MS),
+                limit,
+                EVENTS_PER_ORG,
+            )
             .await?;
-        let mut handled = EventsHandled::default();
-        let mut automations: HashMap<OrgId, Automations> = HashMap::new();
-        let mut done = Vec::with_capacity(events.len());
+        let mut by_org: Vec<(OrgId, Vec<&ChangeEvent>)> = Vec::new();
         for event in &events {
             let org = &event.change.org_id;
-            if !automations.contains_key(org) {
-                automations.insert(org.clone(), self.published_automations(org).await?);
+            match by_org.iter_mut().find(|(o, _)| o == org) {
+                Some((_, list)) => list.push(event),
+                None => by_org.push((org.clone(), vec![event])),
             }
-            let watching = automations.get(org).map(Vec::as_slice).unwrap_or_default();
-            // Changes made for a run that ended the chain start nothing more.
-            if event.change.depth <= MAX_CHAIN_DEPTH {
-                for (action, trigger) in watching {
-                    if trigger.watches(event) && self.condition_holds(event, trigger).await? {
-                        handled.runs += usize::from(self.start_automation(event, action).await?);
-                    }
-                }
+        }
+        let outcomes = join_all(
+            by_org
+                .iter()
+                .map(|(org, list)| self.handle_org_events(org, list)),
+        )
+        .await;
+        let mut handled = EventsHandled::default();
+        let mut done = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for outcome in outcomes {
+            done.extend(outcome.done);
+            handled.runs += outcome.runs;
+            if let Some(e) = outcome.error {
+                failure.get_or_insert(e);
             }
-            done.push(event.seq);
         }
         handled.events = done.len();
         if !done.is_empty() {
             self.store.complete_events(owner, &done).await?;
         }
-        Ok(handled)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(handled),
+        }
+    }
+
+    /// One organization's claimed events, in order, until one cannot be handled now.
+    async fn handle_org_events(&self, org: &OrgId, events: &[&ChangeEvent]) -> OrgOutcome {
+        let mut outcome = OrgOutcome::default();
+        let watching = match self.published_automations(org).await {
+            Ok(list) => list,
+            Err(e) => {
+                outcome.error = Some(e);
+                return outcome;
+            }
+        };
+        let turn_ends = self.now().plus_millis(ORG_TURN_MS);
+        for event in events {
+            // Past its turn, an organization's remaining events wait for the next pass
+            // (still leased to this worker, which takes them back first): the batch,
+            // and so every other organization's next events, never waits on one
+            // organization's slow conditions for long.
+            if !outcome.done.is_empty() && self.now() >= turn_ends {
+                break;
+            }
+            match self.handle_event(event, &watching).await {
+                Ok(runs) => {
+                    outcome.runs += runs;
+                    outcome.done.push(event.seq);
+                }
+                // Busy or down: this event and the organization's later ones wait for
+                // the next pass (in order), and the other organizations go on.
+                Err(e) if is_transient(&e) => break,
+                Err(e) => {
+                    outcome.error = Some(e);
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn handle_event(
+        &self,
+        event: &ChangeEvent,
+        watching: &Automations,
+    ) -> Result<usize, PortError> {
+        let mut runs = 0;
+        // Changes made for a run that ended the chain start nothing more.
+        if event.change.depth <= MAX_CHAIN_DEPTH {
+            for (action, trigger) in watching {
+                if trigger.watches(event) && self.condition_holds(event, trigger).await? {
+                    runs += usize::from(self.start_automation(event, action).await?);
+                }
+            }
+        }
+        Ok(runs)
     }
 
     /// Fires up to `limit` timers due now ([`crate::ports::EventStore::fire_due_timers`]):

@@ -4,7 +4,9 @@
 //! - `webhook.rs`, [`WebhookTransport`]: portd signs and sends an HTTP request
 //!   (`DeliveryMode::Webhook`);
 //! - `agent.rs`, [`AgentTransport`]: a pull-mode runner claims the run from the
-//!   outbox (`DeliveryMode::Agent`); the worker never pushes these.
+//!   outbox (`DeliveryMode::Agent`); the worker never pushes these;
+//! - `upsert_entity.rs`, [`UpsertEntityTransport`]: portd writes the entity of Port's
+//!   `UPSERT_ENTITY` itself, bound to the run (`DeliveryMode::UpsertEntity`).
 //!
 //! The worker looks a delivery's transport up by its [`DeliveryMode`] in
 //! [`Transports`], hands it a [`Job`] and records the [`Carried`] it gets back. A new
@@ -27,9 +29,11 @@ use crate::outcome::{Abandoned, Carried, millis};
 use crate::resolve::VettingResolver;
 
 mod agent;
+mod upsert_entity;
 mod webhook;
 
 pub use agent::AgentTransport;
+pub use upsert_entity::UpsertEntityTransport;
 pub use webhook::{USER_AGENT_VALUE, WEBHOOK_ID_HEADER, WebhookTransport};
 
 /// Time kept free at the end of a lease for the store writes after an attempt.
@@ -91,7 +95,11 @@ impl Transports {
             .map_err(DeliveryError::HttpClient)?;
         Ok(Self::default()
             .with(DeliveryMode::Webhook, webhook)
-            .with(DeliveryMode::Agent, AgentTransport))
+            .with(DeliveryMode::Agent, AgentTransport)
+            .with(
+                DeliveryMode::UpsertEntity,
+                UpsertEntityTransport::new(services.clone()),
+            ))
     }
 
     /// These transports with `transport` carrying `mode`'s deliveries (in place of

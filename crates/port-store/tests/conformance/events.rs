@@ -24,7 +24,7 @@ use super::{
 /// recorded since the last drain, oldest first.
 async fn drain(store: &dyn Store, owner: &str, now: Timestamp) -> Result<Vec<ChangeEvent>> {
     let events = store
-        .claim_events(owner, now, now.plus_millis(60_000), 1_000)
+        .claim_events(owner, now, now.plus_millis(60_000), 1_000, u32::MAX)
         .await?;
     let seqs = seqs(&events);
     let done = store.complete_events(owner, &seqs).await?;
@@ -364,29 +364,35 @@ pub async fn event_leases(store: Shared) -> Result<()> {
     assert_eq!(store.pending_events().await?, 5);
     assert!(
         store
-            .claim_events("a", at(0), at(1_000), 0)
+            .claim_events("a", at(0), at(1_000), 0, u32::MAX)
             .await?
             .is_empty(),
         "limit 0"
     );
 
     // Oldest first, within the limit.
-    let a = store.claim_events("a", at(0), at(1_000), 2).await?;
+    let a = store
+        .claim_events("a", at(0), at(1_000), 2, u32::MAX)
+        .await?;
     assert_eq!(subjects(&a), ["e000", "e001"]);
     assert!(increasing(&a));
-    let b = store.claim_events("b", at(10), at(2_000), 10).await?;
+    let b = store
+        .claim_events("b", at(10), at(2_000), 10, u32::MAX)
+        .await?;
     assert_eq!(subjects(&b), ["e002", "e003", "e004"]);
     assert!(a[1].seq < b[0].seq, "seq order across claims");
     assert!(
         store
-            .claim_events("c", at(20), at(3_000), 10)
+            .claim_events("c", at(20), at(3_000), 10, u32::MAX)
             .await?
             .is_empty(),
         "every event is leased"
     );
     // What an owner holds it gets again (a restarted worker under its stable id), with
     // the new lease.
-    let again = store.claim_events("a", at(30), at(1_000), 10).await?;
+    let again = store
+        .claim_events("a", at(30), at(1_000), 10, u32::MAX)
+        .await?;
     assert_eq!(seqs(&again), seqs(&a));
 
     // Only the holder completes; completing leaves the others pending.
@@ -407,16 +413,22 @@ pub async fn event_leases(store: Shared) -> Result<()> {
     store
         .put_entity(&late, EntityWriteMode::CreateOnly, None, &[])
         .await?;
-    let c = store.claim_events("c", at(1_500), at(5_000), 10).await?;
+    let c = store
+        .claim_events("c", at(1_500), at(5_000), 10, u32::MAX)
+        .await?;
     assert_eq!(subjects(&c), ["late"], "b's lease still holds");
     assert!(c[0].seq > b[2].seq);
 
     // A lease held until `t` is free at `t`: it goes to the next claimer, whose
     // lease it then is.
-    let d = store.claim_events("d", at(2_000), at(6_000), 2).await?;
+    let d = store
+        .claim_events("d", at(2_000), at(6_000), 2, u32::MAX)
+        .await?;
     assert_eq!(subjects(&d), ["e002", "e003"]);
     assert_eq!(seqs(&d), seqs(&b[..2]));
-    let back = store.claim_events("b", at(2_500), at(7_000), 10).await?;
+    let back = store
+        .claim_events("b", at(2_500), at(7_000), 10, u32::MAX)
+        .await?;
     assert_eq!(
         subjects(&back),
         ["e004"],
@@ -428,7 +440,7 @@ pub async fn event_leases(store: Shared) -> Result<()> {
     assert_eq!(store.pending_events().await?, 0);
     assert!(
         store
-            .claim_events("e", at(10_000), at(20_000), 10)
+            .claim_events("e", at(10_000), at(20_000), 10, u32::MAX)
             .await?
             .is_empty()
     );
@@ -448,7 +460,9 @@ pub async fn concurrent_event_claimers(store: Shared) -> Result<()> {
             let mut claims = Vec::new();
             for round in 0.. {
                 let owner = format!("worker-{worker}-{round}");
-                let claimed = store.claim_events(&owner, at(0), at(60_000), 7).await?;
+                let claimed = store
+                    .claim_events(&owner, at(0), at(60_000), 7, u32::MAX)
+                    .await?;
                 if claimed.is_empty() {
                     break;
                 }
@@ -473,5 +487,41 @@ pub async fn concurrent_event_claimers(store: Shared) -> Result<()> {
     assert_eq!(total, written.len(), "no event leased twice");
     assert_eq!(all.len(), written.len(), "every event leased");
     assert_eq!(store.pending_events().await?, 0);
+    Ok(())
+}
+
+/// A claim takes each organization's oldest events, at most `per_org` of any one, so
+/// an organization with a backlog does not keep another's events waiting behind it.
+pub async fn event_claims_are_fair_across_organizations(store: Shared) -> Result<()> {
+    let ids = ids();
+    let flood = new_org(&*store, &ids, "Flood").await?;
+    let quiet = new_org(&*store, &ids, "Quiet").await?;
+    let flooded = entity_events(&*store, &flood, 40).await?;
+    let late = entity(&quiet, "microservice", "quiet-1", at(50));
+    store
+        .put_entity(&late, EntityWriteMode::CreateOnly, None, &[])
+        .await?;
+    let claimed = store.claim_events("w", at(0), at(1_000), 10, 4).await?;
+    assert!(increasing(&claimed), "oldest first");
+    let of = |org: &OrgId| claimed.iter().filter(|e| &e.change.org_id == org).count();
+    assert_eq!(of(&flood), 4, "at most per_org of the flood");
+    assert_eq!(
+        of(&quiet),
+        1,
+        "the quiet organization's event is not behind the flood"
+    );
+    assert_eq!(subjects(&claimed[..4]), flooded[..4], "the flood's oldest");
+    // The next claimer gets the flood's next ones (and nothing leased twice).
+    let next = store.claim_events("v", at(0), at(1_000), 10, 4).await?;
+    assert_eq!(subjects(&next), flooded[4..8]);
+    // Nothing past the overall limit, and nothing with a zero share.
+    assert!(
+        store
+            .claim_events("u", at(0), at(1_000), 10, 0)
+            .await?
+            .is_empty()
+    );
+    let small = store.claim_events("t", at(0), at(1_000), 2, 4).await?;
+    assert_eq!(subjects(&small), flooded[8..10]);
     Ok(())
 }

@@ -33,9 +33,12 @@ use port_core::testing::{FixedClock, test_ids};
 use port_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
+mod blueprint_events;
+pub use blueprint_events::blueprint_deletion_records_entity_events;
 mod events;
 pub use events::{
-    concurrent_event_claimers, entity_change_events, event_leases, run_change_events,
+    concurrent_event_claimers, entity_change_events, event_claims_are_fair_across_organizations,
+    event_leases, run_change_events,
 };
 mod search;
 pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
@@ -468,7 +471,11 @@ pub async fn blueprint_crud(store: Shared) -> Result<()> {
     for action in [&create, &deploy, &unbound, &legacy_bound] {
         store.create_action(&org, action).await?;
     }
-    assert!(store.delete_blueprint(&org, &micro.identifier).await?);
+    assert!(
+        store
+            .delete_blueprint(&org, &micro.identifier, "deleter", at(50))
+            .await?
+    );
     assert_eq!(store.get_blueprint(&org, &micro.identifier).await?, None);
     assert!(
         store
@@ -488,7 +495,9 @@ pub async fn blueprint_crud(store: Shared) -> Result<()> {
         BTreeSet::from(["legacy_op".to_owned(), "on_create".to_owned()])
     );
     assert!(
-        !store.delete_blueprint(&org, &micro.identifier).await?,
+        !store
+            .delete_blueprint(&org, &micro.identifier, "deleter", at(50))
+            .await?,
         "already gone"
     );
     assert_eq!(store.list_blueprints(&org).await?, vec![older]);
@@ -2315,7 +2324,11 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
             .delete_action(&b, &action.definition.identifier)
             .await?
     );
-    assert!(!store.delete_blueprint(&b, &blueprint.identifier).await?);
+    assert!(
+        !store
+            .delete_blueprint(&b, &blueprint.identifier, "intruder", at(5))
+            .await?
+    );
     let mut hijack = run.clone();
     hijack.org_id = b.clone();
     assert!(is_conflict(

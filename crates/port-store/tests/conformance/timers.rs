@@ -32,7 +32,7 @@ fn environment(
 /// Claims and completes every pending event; their (subject, timer) pairs.
 async fn drain(store: &Shared, now: Timestamp) -> Result<Vec<(String, Option<String>)>> {
     let events = store
-        .claim_events("drain", now, now.plus_millis(60_000), 1_000)
+        .claim_events("drain", now, now.plus_millis(60_000), 1_000, u32::MAX)
         .await?;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     store.complete_events("drain", &seqs).await?;
@@ -111,7 +111,7 @@ pub async fn entity_timers(store: Shared) -> Result<()> {
 
     assert_eq!(store.fire_due_timers(at(8_000), 10).await?, 2);
     let fired = store
-        .claim_events("automations", at(8_000), at(9_000), 10)
+        .claim_events("automations", at(8_000), at(9_000), 10, u32::MAX)
         .await?;
     let seen: Vec<_> = fired
         .iter()
@@ -152,7 +152,7 @@ pub async fn entity_timers(store: Shared) -> Result<()> {
 
     // Deleting the blueprint takes its timers with it.
     store
-        .delete_blueprint(&org, &"environment".parse()?)
+        .delete_blueprint(&org, &"environment".parse()?, "deleter", at(300_000))
         .await?;
     assert_eq!(store.next_timer().await?, None);
     Ok(())
