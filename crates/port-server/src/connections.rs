@@ -60,7 +60,7 @@ use tower::ServiceExt as _;
 
 use crate::error::RETRY_AFTER_SECS;
 use crate::metrics::Metrics;
-use crate::server::{ServeError, Shutdown};
+use crate::serve_error::{ServeError, Shutdown};
 use crate::state::AppState;
 
 /// Default of `PORTD_MAX_CONNECTIONS`.

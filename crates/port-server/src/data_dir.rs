@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::config::{
     CREDENTIALS_FILE, DATABASE_FILE, NEXT_SECRET_KEY_FILE, SECRET_KEY_FILE, WORKER_ID_FILE,
 };
-use crate::server::ServeError;
+use crate::serve_error::ServeError;
 
 /// The data directory's mode.
 pub const DATA_DIR_MODE: u32 = 0o700;

@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod connections;
 pub mod data_dir;
+pub mod database;
 pub mod delivery;
 pub mod error;
 pub mod extract;

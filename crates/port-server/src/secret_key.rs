@@ -22,7 +22,7 @@ use port_core::secret::{Keyring, ServerKey};
 use port_store::StoreAdmin;
 
 use crate::config::{Config, NEXT_SECRET_KEY_FILE, SECRET_KEY_FILE};
-use crate::server::ServeError;
+use crate::serve_error::ServeError;
 
 /// The variable holding the server key.
 pub const ENV_SECRET_KEY: &str = "PORTD_SECRET_KEY";
@@ -396,7 +396,7 @@ pub async fn rotate_key(
         "re-sealing client secrets and organization secrets with key {}",
         keys.current_id()
     ));
-    let sealed = match crate::server::open_database(config, keys.keyring.clone()).await {
+    let sealed = match crate::database::open_database(config, keys.keyring.clone()).await {
         Ok(store) => {
             let sealed = seal_store(&store, &keys).await;
             store.close().await;

@@ -11,10 +11,9 @@ use futures::future::BoxFuture;
 use std::ffi::OsString;
 
 use port_core::ports::{InProcessTemplates, Notifier, Store, TemplateEngine};
-use port_core::secret::Keyring;
 use port_delivery::Hub;
 use port_sandbox::{SandboxConfig, TemplateSandbox};
-use port_store::{StoreAdmin, StoreOptions};
+use port_store::StoreAdmin;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -29,23 +28,9 @@ use crate::secret_key::{self, KeySource};
 use crate::state::{AppState, HealthCheck};
 
 // Defined apart so that what the server runs can return it without importing the server.
-pub use crate::serve_error::ServeError;
-
-/// Tells background tasks that the server is stopping.
-#[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-impl Shutdown {
-    /// Resolves once shutdown has begun.
-    pub async fn wait(mut self) {
-        // A dropped sender also means the server is gone.
-        let _ = self.0.wait_for(|stopping| *stopping).await;
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
-    }
-}
+pub use crate::database::PG_ACQUIRE_TIMEOUT;
+use crate::database::{open_database, store_options};
+pub use crate::serve_error::{ServeError, Shutdown};
 
 /// A task started with the server and awaited when it stops (e.g. the delivery worker).
 pub type BackgroundTask = Box<dyn FnOnce(AppState, Shutdown) -> BoxFuture<'static, ()> + Send>;
@@ -66,20 +51,6 @@ impl HealthCheck for StoreHealth {
     async fn ping(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|e| e.to_string())
     }
-}
-
-/// How long a request waits for a PostgreSQL connection before answering 503.
-pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The store's options for `config`, but the keyring (see [`open_store`]).
-fn store_options(config: &Config) -> StoreOptions {
-    let mut options = StoreOptions::default();
-    if config.database_url.is_some() {
-        // A PostgreSQL that is down refuses connections; sqlx retries until the acquire
-        // timeout, so this bounds how long a request waits before its 503.
-        options.acquire_timeout = PG_ACQUIRE_TIMEOUT;
-    }
-    options
 }
 
 /// Opens the configured database, after making the data directory private (see
@@ -107,20 +78,6 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn StoreAdmin>, ServeErr
         return Err(e);
     }
     Ok(store)
-}
-
-/// Opens the configured database with `keyring`, as it is.
-pub(crate) async fn open_database(
-    config: &Config,
-    keyring: Keyring,
-) -> Result<Arc<dyn StoreAdmin>, ServeError> {
-    let url = config.database_url();
-    tracing::info!(database = %port_store::redact_url(&url), "opening the database");
-    let options = StoreOptions {
-        keyring: Some(keyring),
-        ..store_options(config)
-    };
-    Ok(port_store::open(&url, &options).await?)
 }
 
 /// The template engine `templates` asks for; a sandbox is tried once at start, so a
