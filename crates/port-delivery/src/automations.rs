@@ -3,8 +3,8 @@
 //! ([`Services::handle_events`]).
 //!
 //! It polls: a change recorded by any replica (or before a restart), and a timer's
-//! expiry, is seen within `interval`, with no notice to miss. A full batch is followed
-//! at once by the next.
+//! expiry, is seen within `interval`, with no notice to miss. A pass that handled
+//! anything is followed at once by the next.
 
 use std::time::Duration;
 
@@ -49,7 +49,12 @@ pub fn spawn_automations(
                             "automations started runs"
                         );
                     }
-                    handled.events < EVENT_BATCH as usize
+                    // Any progress: look again at once. A batch holds at most a few
+                    // events of each organization (and each for a short turn), so a
+                    // backlog is worked through pass after pass, not a pass per poll;
+                    // a pass that moved nothing (empty, or every organization's
+                    // template share busy) waits for the poll.
+                    handled.events == 0
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not handle events; trying again shortly");
