@@ -5,6 +5,12 @@
 //! Every storage method that reads or writes organization data takes the [`OrgId`]
 //! and must filter by it; the only cross-organization methods are the ones the
 //! delivery worker and authentication need, and they say so.
+//!
+//! With the `testing` feature every trait here has a `mockall` mock (`Mock…`). `automock`
+//! needs the lifetimes of references in generic positions (`Option<&…>`, `…<'_>`)
+//! named, so the methods that take one name every lifetime of their arguments up to
+//! it, in order, `self`'s first: `async_trait` matches an implementation's elided
+//! lifetimes to the trait's by position, so implementations elide them all, as usual.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -160,18 +166,19 @@ pub struct OrgSecret {
 
 /// Organization secrets. Values go in and come out only through [`SecretValue`]; an
 /// adapter keeps them sealed at rest.
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Fails with [`StoreError::AlreadyExists`] when the name is taken.
     async fn create_secret(&self, secret: &OrgSecret, value: &SecretValue) -> StoreResult<()>;
     /// Replaces the value and/or the description (the present ones) and sets
     /// `updated_at`; `None` when the secret does not exist.
-    async fn update_secret(
-        &self,
-        org: &OrgId,
-        name: &SecretName,
-        value: Option<&SecretValue>,
-        description: Option<&str>,
+    async fn update_secret<'s, 'o, 'n, 'v, 'd>(
+        &'s self,
+        org: &'o OrgId,
+        name: &'n SecretName,
+        value: Option<&'v SecretValue>,
+        description: Option<&'d str>,
         at: Timestamp,
     ) -> StoreResult<Option<OrgSecret>>;
     async fn get_secret(&self, org: &OrgId, name: &SecretName) -> StoreResult<Option<OrgSecret>>;
@@ -182,6 +189,7 @@ pub trait SecretStore: Send + Sync {
     async fn secret_values(&self, org: &OrgId) -> StoreResult<Vec<(SecretName, SecretValue)>>;
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait OrgStore: Send + Sync {
     async fn create_organization(&self, org: &Organization) -> StoreResult<()>;
@@ -197,11 +205,11 @@ pub trait OrgStore: Send + Sync {
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>>;
     /// Renames the organization and/or replaces its settings (the present ones);
     /// false when it does not exist.
-    async fn update_organization(
-        &self,
-        org: &OrgId,
-        name: Option<&str>,
-        settings: Option<&Map<String, Value>>,
+    async fn update_organization<'s, 'o, 'n, 't>(
+        &'s self,
+        org: &'o OrgId,
+        name: Option<&'n str>,
+        settings: Option<&'t Map<String, Value>>,
     ) -> StoreResult<bool>;
 }
 
@@ -260,6 +268,7 @@ pub enum EntityWriteMode {
     Upsert,
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait EntityStore: Send + Sync {
     /// Writes an entity and, atomically with it, the record binding it to a run and the
@@ -269,11 +278,11 @@ pub trait EntityStore: Send + Sync {
     /// and disarms the entity's timers as [`crate::timer::changes`] says, comparing the
     /// entity it replaces, in the same transaction.
     /// Returns whether the entity was created (as opposed to replaced).
-    async fn put_entity(
-        &self,
-        entity: &Entity,
+    async fn put_entity<'s, 'e, 'a>(
+        &'s self,
+        entity: &'e Entity,
         mode: EntityWriteMode,
-        affected: Option<&AffectedEntity>,
+        affected: Option<&'a AffectedEntity>,
         timers: &[String],
     ) -> StoreResult<bool>;
     async fn get_entity(
@@ -289,12 +298,12 @@ pub trait EntityStore: Send + Sync {
     ) -> StoreResult<Vec<Entity>>;
     /// Deletes an entity (and its timers) and, atomically, records the binding to a run
     /// and the change event (`DELETE` by `by` at `at`, at the depth of the bound run), when it existed.
-    async fn delete_entity(
-        &self,
-        org: &OrgId,
-        blueprint: &BlueprintIdentifier,
-        id: &EntityIdentifier,
-        deletion: &EntityDeletion<'_>,
+    async fn delete_entity<'s, 'o, 'b, 'i, 'd, 'e>(
+        &'s self,
+        org: &'o OrgId,
+        blueprint: &'b BlueprintIdentifier,
+        id: &'i EntityIdentifier,
+        deletion: &'d EntityDeletion<'e>,
     ) -> StoreResult<bool>;
     /// Entity changes bound to a run, oldest first.
     async fn affected_entities(&self, org: &OrgId, run: &RunId)
@@ -390,15 +399,16 @@ pub enum CreateRunOutcome {
     Existing(RunId),
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Stores a new run, its first delivery (when it starts `IN_PROGRESS`), its
     /// idempotency key and its `CREATE` change event, in one transaction.
-    async fn create_run(
-        &self,
-        run: &Run,
-        delivery: Option<&NewDelivery>,
-        idempotency_key: Option<&IdempotencyKey>,
+    async fn create_run<'s, 'r, 'd, 'k>(
+        &'s self,
+        run: &'r Run,
+        delivery: Option<&'d NewDelivery>,
+        idempotency_key: Option<&'k IdempotencyKey>,
     ) -> StoreResult<CreateRunOutcome>;
     async fn get_run(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<Run>>;
     /// The stored run's version, without reading the run: how live views (log streams)
@@ -409,12 +419,12 @@ pub trait RunStore: Send + Sync {
     /// Stores a transition in one transaction: the run (unless unchanged) with its
     /// `UPDATE` change event, its new log lines and a delivery. Fails with [`StoreError::Conflict`] when the stored run's
     /// version is no longer `expected_version`, so no update is ever lost.
-    async fn save_transition(
-        &self,
-        run: &Run,
+    async fn save_transition<'s, 'r, 'l, 'd>(
+        &'s self,
+        run: &'r Run,
         expected_version: u64,
-        logs: &[NewRunLog],
-        delivery: Option<&NewDelivery>,
+        logs: &'l [NewRunLog],
+        delivery: Option<&'d NewDelivery>,
     ) -> StoreResult<Vec<RunLog>>;
     /// Log lines in sequence order, `offset` lines skipped.
     async fn list_logs(
@@ -588,6 +598,7 @@ pub struct DeliveryAttempt {
     pub duration_ms: u64,
 }
 
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Cross-organization (the delivery worker serves every organization): leases
@@ -645,10 +656,10 @@ pub trait DeliveryStore: Send + Sync {
     /// Agent mode: leases up to `claim.limit` of the organization's pending agent
     /// deliveries that `claim` selects, oldest due first, for `claim.visibility_ms`; an
     /// unacknowledged claim is served again once it expires.
-    async fn claim_agent_deliveries(
-        &self,
-        org: &OrgId,
-        claim: &AgentClaim<'_>,
+    async fn claim_agent_deliveries<'s, 'o, 'c, 'a>(
+        &'s self,
+        org: &'o OrgId,
+        claim: &'c AgentClaim<'a>,
     ) -> StoreResult<Vec<Delivery>>;
     /// Agent mode: marks the runs' agent deliveries delivered; returns how many were pending.
     async fn ack_agent_deliveries(

@@ -21,8 +21,8 @@ use crate::id::{ActionIdentifier, BlueprintIdentifier, EntityIdentifier, LogId, 
 use crate::inputs;
 use crate::invocation::{self, Actor, InvocationInput, PlannedDelivery};
 use crate::ports::{
-    Clock, CreateRunOutcome, DeliveryMode, IdGenerator, IdempotencyKey, NewDelivery, Notice,
-    Notifier, RunFilter, RunUpdate, Store, TemplateEngine,
+    Clock, CreateRunOutcome, DeliveryMode, DeliveryStore, IdGenerator, IdempotencyKey, NewDelivery,
+    Notice, Notifier, RunFilter, RunUpdate, Store, TemplateEngine,
 };
 use crate::run::{
     ActionRef, ApprovalPolicy, FinalStatus, NewRun, Reference, Run, RunCommand, RunEvent, RunPatch,
@@ -42,6 +42,7 @@ mod follow;
 mod organization;
 pub mod pull;
 pub mod secrets;
+mod timeouts;
 
 pub use actions::ActionFilter;
 pub use approvals::{Approver, PENDING_APPROVER};
@@ -123,9 +124,12 @@ pub struct ExecuteRequest {
 }
 
 /// The services of portd. Cheap to clone.
+///
+/// The store is theirs alone: adapters reach the data only through the use cases
+/// here (the delivery worker through [`Self::outbox`], the one narrow view it needs).
 #[derive(Clone)]
 pub struct Services {
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ids: IdGenerator,
     pub notifier: Arc<dyn Notifier>,
@@ -134,6 +138,51 @@ pub struct Services {
     pub templates: Arc<dyn TemplateEngine>,
     /// Each organization's turn to load its secrets.
     pub secret_loads: Arc<secrets::SecretLoads>,
+}
+
+impl Services {
+    /// Services over `store`, with each organization's turn to load secrets fresh.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: IdGenerator,
+        notifier: Arc<dyn Notifier>,
+        destinations: Arc<dyn DestinationPolicy>,
+        templates: Arc<dyn TemplateEngine>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            ids,
+            notifier,
+            destinations,
+            templates,
+            secret_loads: Arc::default(),
+        }
+    }
+
+    /// The delivery outbox, for the delivery worker: cross-organization claims of due
+    /// deliveries and the bookkeeping of their attempts (see [`DeliveryStore`]).
+    pub fn outbox(&self) -> &dyn DeliveryStore {
+        &*self.store
+    }
+
+    /// The credential whose client secret signs the organization's webhooks (its
+    /// first), if it has one.
+    pub async fn signing_credential(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<crate::ports::Credential>, StoreError> {
+        Ok(self.store.credentials(org).await?.into_iter().next())
+    }
+
+    /// The run a claimed delivery is for, as stored (`None` once it is gone).
+    pub async fn run_of_delivery(
+        &self,
+        delivery: &crate::ports::Delivery,
+    ) -> Result<Option<Run>, StoreError> {
+        self.store.get_run(&delivery.org_id, &delivery.run_id).await
+    }
 }
 
 impl std::fmt::Debug for Services {

@@ -17,6 +17,8 @@ use serde_json::{Map, Value, json};
 
 struct World {
     memory: Arc<MemoryStore>,
+    /// The same store, as the services' port.
+    store_handle: Arc<dyn Store>,
     services: Services,
     clock: Arc<FixedClock>,
     org: OrgId,
@@ -58,16 +60,16 @@ fn world() -> World {
 fn world_with(templates: Arc<dyn port_core::ports::TemplateEngine>) -> World {
     let clock = Arc::new(FixedClock::at_default());
     let memory = Arc::new(MemoryStore::new());
-    let services = Services {
-        store: memory.clone(),
-        clock: clock.clone(),
-        ids: test_ids(clock.clone()),
-        notifier: Arc::new(NoNotifier),
-        destinations: Arc::new(AllowAllDestinations),
+    let services = Services::new(
+        memory.clone(),
+        clock.clone(),
+        test_ids(clock.clone()),
+        Arc::new(NoNotifier),
+        Arc::new(AllowAllDestinations),
         templates,
-        secret_loads: Arc::default(),
-    };
+    );
     World {
+        store_handle: memory.clone(),
         memory,
         services,
         clock,
@@ -77,7 +79,7 @@ fn world_with(templates: Arc<dyn port_core::ports::TemplateEngine>) -> World {
 
 impl World {
     fn store(&self) -> &Arc<dyn Store> {
-        &self.services.store
+        &self.store_handle
     }
 
     async fn automation(&self, definition: Value) {

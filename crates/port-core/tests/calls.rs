@@ -2,10 +2,9 @@
 //! They use the `mockall` mocks of the ports (`Mock…`, feature `testing`) and a store
 //! composed of the in-memory fake with mocks in front of the calls under test.
 //!
-//! `RunStore`'s methods take `Option<&…>` arguments, which `automock` cannot mock (it
-//! needs their lifetimes named), so the composed store shows its run writes to
-//! [`MockRunWrites`], a mock of just the calls these tests are about, which can also
-//! fail a write instead of letting it through.
+//! The composed store shows its run writes to [`MockRunWrites`], a mock of just the
+//! calls these tests are about, which can fail a write or let it through to the
+//! in-memory store (a `MockRunStore` would have to answer every run call itself).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -100,15 +99,14 @@ impl World {
             events,
         });
         let notices = Arc::new(Notices::default());
-        let services = Services {
-            store: store.clone(),
-            clock: clock.clone(),
-            ids: test_ids(clock.clone()),
-            notifier: notices.clone(),
-            destinations: Arc::new(AllowAllDestinations),
-            templates: Arc::new(InProcessTemplates::default()),
-            secret_loads: Arc::default(),
-        };
+        let services = Services::new(
+            store.clone(),
+            clock.clone(),
+            test_ids(clock.clone()),
+            notices.clone(),
+            Arc::new(AllowAllDestinations),
+            Arc::new(InProcessTemplates::default()),
+        );
         World {
             memory,
             store,
@@ -813,4 +811,41 @@ impl EventStore for Composed {
             None => self.memory.pending_events().await,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Every port trait has a mock, those whose methods take references in generic
+// positions (`Option<&…>`, `…<'_>`) included.
+
+#[test]
+fn the_entity_store_mock_counts_deletions_with_their_borrowed_arguments() {
+    let mut entities = port_core::ports::MockEntityStore::new();
+    entities
+        .expect_delete_entity()
+        .withf(|org_id, blueprint, id, deletion| {
+            *org_id == org()
+                && blueprint.as_str() == "service"
+                && id.as_str() == "checkout"
+                && deletion.by == "someone"
+                && deletion.affected.is_none()
+        })
+        .times(2)
+        .returning(|_, _, _, _| Ok(true));
+    entities.expect_get_entity().never();
+    let entities: Arc<dyn EntityStore> = Arc::new(entities);
+
+    let blueprint = BlueprintIdentifier::parse("service").expect("blueprint");
+    let id = EntityIdentifier::parse("checkout").expect("identifier");
+    for _ in 0..2 {
+        let by = String::from("someone");
+        let deletion = EntityDeletion {
+            by: &by,
+            at: Timestamp::from_unix_millis(1_700_000_000_000),
+            affected: None,
+        };
+        let deleted = block_on(entities.delete_entity(&org(), &blueprint, &id, &deletion));
+        assert!(deleted.expect("deleted"));
+    }
+    // Dropping the mock checks `times(2)` and `never()`.
+    drop(entities);
 }

@@ -27,15 +27,14 @@ struct World {
 fn world() -> World {
     let clock = Arc::new(FixedClock::at_default());
     let notifier = Arc::new(RecordingNotifier::new());
-    let services = Services {
-        store: Arc::new(MemoryStore::new()),
-        clock: clock.clone(),
-        ids: test_ids(clock.clone()),
-        notifier: notifier.clone(),
-        destinations: Arc::new(AllowAllDestinations),
-        templates: Arc::new(InProcessTemplates::default()),
-        secret_loads: Arc::default(),
-    };
+    let services = Services::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        test_ids(clock.clone()),
+        notifier.clone(),
+        Arc::new(AllowAllDestinations),
+        Arc::new(InProcessTemplates::default()),
+    );
     World {
         services,
         notifier,

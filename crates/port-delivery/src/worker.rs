@@ -190,7 +190,7 @@ async fn run(ctx: Ctx, hub: Arc<Hub>, shutdown: CancellationToken) {
             };
             match ctx
                 .services
-                .store
+                .outbox()
                 .claim_due_webhooks(ctx.owner(), now, millis(lease), &limits)
                 .await
             {
@@ -210,7 +210,7 @@ async fn run(ctx: Ctx, hub: Arc<Hub>, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "claiming deliveries failed; retrying after the safety poll")
                 }
             }
-            match ctx.services.store.next_due_after(now).await {
+            match ctx.services.outbox().next_due_after(now).await {
                 Ok(due) => wake_at = due,
                 Err(e) => tracing::warn!(error = %e, "reading the next due delivery failed"),
             }
@@ -257,7 +257,7 @@ async fn process(ctx: Ctx, delivery: Delivery, lease_until: Timestamp, _slot: Sl
 }
 
 async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Result<(), Abandoned> {
-    let store = &ctx.services.store;
+    let store = ctx.services.outbox();
     let Some(transport) = ctx
         .transports
         .get(delivery.mode)
@@ -277,7 +277,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         return Ok(());
     };
     let number = delivery.attempts.saturating_add(1);
-    let run = store.get_run(&delivery.org_id, &delivery.run_id).await?;
+    let run = ctx.services.run_of_delivery(delivery).await?;
     if run
         .as_ref()
         .is_none_or(|run| run.state != RunState::InProgress)
@@ -435,7 +435,7 @@ async fn give_up(ctx: &Ctx, delivery: &Delivery, reason: String) -> Result<(), A
     tracing::warn!(delivery = %delivery.id, run = %delivery.run_id, %reason, "webhook delivery failed");
     apply_unless_ended(ctx, delivery, RunCommand::DeliveryExhausted { reason }).await?;
     ctx.services
-        .store
+        .outbox()
         .finish(&delivery.id, DeliveryState::Failed, ctx.now())
         .await?;
     Ok(())

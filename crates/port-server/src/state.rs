@@ -39,6 +39,9 @@ impl HealthCheck for AlwaysReady {
 
 struct Inner {
     services: Services,
+    /// The composition root's own handle: start-up (bootstrap, lease release, key
+    /// rotation) and tests. Requests reach the data only through `services`.
+    store: Arc<dyn Store>,
     authenticator: Authenticator,
     metrics: Arc<Metrics>,
     health: Arc<dyn HealthCheck>,
@@ -95,8 +98,9 @@ impl AppState {
         &self.inner.services
     }
 
+    /// The store, for start-up and tests; the routes use [`Self::services`].
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.services.store
+        &self.inner.store
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -202,19 +206,19 @@ impl AppStateBuilder {
             hub: hub.clone(),
             also: self.notifier,
         });
-        let services = Services {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            ids: IdGenerator::new(self.clock.clone(), self.entropy),
+        let services = Services::new(
+            self.store.clone(),
+            self.clock.clone(),
+            IdGenerator::new(self.clock.clone(), self.entropy),
             notifier,
-            destinations: self.destinations,
-            templates: self.templates,
-            secret_loads: Arc::default(),
-        };
+            self.destinations,
+            self.templates,
+        );
         AppState {
             inner: Arc::new(Inner {
-                authenticator: Authenticator::new(self.store, self.clock),
+                authenticator: Authenticator::new(self.store.clone(), self.clock),
                 services,
+                store: self.store,
                 metrics: Arc::new(Metrics::new()),
                 health: self.health,
                 hub,

@@ -65,14 +65,7 @@ impl Transport for WebhookTransport {
                 )));
             }
         };
-        let Some(credential) = self
-            .services
-            .store
-            .credentials(&delivery.org_id)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some(credential) = self.services.signing_credential(&delivery.org_id).await? else {
             return Ok(Carried::Unsendable(
                 "the organization has no client credential to sign it with".to_owned(),
             ));

@@ -461,8 +461,7 @@ async fn approval_gates_delivery() -> Result<()> {
         "the declined run is never sent"
     );
     ensure!(
-        h.services
-            .store
+        h.store
             .deliveries_of_run(&h.caller.org_id, &declined.id)
             .await?
             .is_empty()
@@ -580,7 +579,6 @@ async fn a_crashed_workers_delivery_is_sent_once_its_lease_ends() -> Result<()> 
     let claimed_at = Instant::now();
     let now = h.services.clock.now();
     let claimed = h
-        .services
         .store
         .claim_due_webhooks("crashed-worker", now, 400, &ClaimLimits::up_to(10))
         .await?;

@@ -421,6 +421,8 @@ pub fn schedule(secs: &[f64]) -> Vec<Duration> {
 
 pub struct Harness {
     pub services: Services,
+    /// The store under the services, for what a test sets up or checks directly.
+    pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub clock: Arc<SkewClock>,
     pub caller: Caller,
@@ -451,24 +453,22 @@ impl Harness {
         let entropy: Arc<dyn Entropy> = Arc::new(SeqEntropy::new());
         let ids = IdGenerator::new(clock.clone(), entropy);
         let hub = Arc::new(Hub::new());
-        let services = Services {
-            store,
-            clock: clock.clone(),
+        let services = Services::new(
+            store.clone(),
+            clock.clone(),
             ids,
-            notifier: hub.clone(),
-            destinations: Arc::new(AllowAllDestinations),
-            templates: Arc::new(port_core::ports::InProcessTemplates::default()),
-            secret_loads: Arc::default(),
-        };
+            hub.clone(),
+            Arc::new(AllowAllDestinations),
+            Arc::new(port_core::ports::InProcessTemplates::default()),
+        );
         let now = clock.now();
         let org = Organization {
             id: services.ids.next(),
             name: "test".into(),
             created_at: now,
         };
-        services.store.create_organization(&org).await?;
-        services
-            .store
+        store.create_organization(&org).await?;
+        store
             .add_credential(&Credential {
                 org_id: org.id.clone(),
                 client_id: CLIENT_ID.into(),
@@ -482,6 +482,7 @@ impl Harness {
         };
         Ok(Self {
             services,
+            store,
             hub,
             clock,
             caller,
@@ -556,10 +557,9 @@ impl Harness {
             name: name.into(),
             created_at: now,
         };
-        self.services.store.create_organization(&org).await?;
+        self.store.create_organization(&org).await?;
         let client_id = format!("{name}-client");
-        self.services
-            .store
+        self.store
             .add_credential(&Credential {
                 org_id: org.id.clone(),
                 client_id: client_id.clone(),
@@ -591,10 +591,7 @@ impl Harness {
             },
             definition: ActionDefinition::from_v2(definition)?,
         };
-        self.services
-            .store
-            .create_action(&caller.org_id, &action)
-            .await?;
+        self.store.create_action(&caller.org_id, &action).await?;
         Ok(())
     }
 
@@ -617,11 +614,7 @@ impl Harness {
 
     /// The only delivery of a run of `caller`'s organization.
     pub async fn delivery_of(&self, caller: &Caller, id: &RunId) -> Result<Delivery> {
-        let mut all = self
-            .services
-            .store
-            .deliveries_of_run(&caller.org_id, id)
-            .await?;
+        let mut all = self.store.deliveries_of_run(&caller.org_id, id).await?;
         match all.len() {
             1 => Ok(all.remove(0).0),
             n => bail!("run {id} has {n} deliveries"),
@@ -653,7 +646,6 @@ impl Harness {
 
     pub async fn logs(&self, id: &RunId) -> Result<Vec<RunLog>> {
         Ok(self
-            .services
             .store
             .list_logs(&self.caller.org_id, id, 0, 1000)
             .await?)
@@ -676,11 +668,7 @@ impl Harness {
     ) -> Result<(Delivery, Vec<DeliveryAttempt>)> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let mut all = self
-                .services
-                .store
-                .deliveries_of_run(&caller.org_id, id)
-                .await?;
+            let mut all = self.store.deliveries_of_run(&caller.org_id, id).await?;
             if all.len() != 1 {
                 bail!("run {id} has {} deliveries", all.len());
             }
