@@ -110,6 +110,29 @@ async fn create(api: &Api, path: &str, body: Value) -> Value {
         .unwrap()
 }
 
+/// Keeps an access token to portd's own API as the organization secret `PORTD_TOKEN`,
+/// for automations that call the API, as Port's examples do.
+async fn keep_token_as_secret(api: &Api) {
+    let token = api
+        .post(
+            "/v1/auth/access_token",
+            &json!({ "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET }),
+        )
+        .await
+        .unwrap()
+        .expect(200, "a token")
+        .unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create(
+        api,
+        "/v1/organization/secrets",
+        json!({ "secretName": "PORTD_TOKEN", "secretValue": token }),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_automation_examples_run_against_portd() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,24 +178,7 @@ async fn port_automation_examples_run_against_portd() {
 
     // Port's "approve automatically" example: on RUN_CREATED, when the condition holds,
     // call the approval route of the API with a token kept as an organization secret.
-    let token = api
-        .post(
-            "/v1/auth/access_token",
-            &json!({ "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET }),
-        )
-        .await
-        .unwrap()
-        .expect(200, "a token")
-        .unwrap()["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    create(
-        &api,
-        "/v1/organization/secrets",
-        json!({ "secretName": "PORTD_TOKEN", "secretValue": token }),
-    )
-    .await;
+    keep_token_as_secret(&api).await;
     create(
         &api,
         "/v1/actions",
@@ -498,24 +504,7 @@ async fn expired_ttl_timers_tear_environments_down_once_even_across_a_kill_9() {
         .unwrap();
     assert_eq!(refused.status, 422, "{}", refused.body);
 
-    let token = api
-        .post(
-            "/v1/auth/access_token",
-            &json!({ "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET }),
-        )
-        .await
-        .unwrap()
-        .expect(200, "a token")
-        .unwrap()["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    create(
-        &api,
-        "/v1/organization/secrets",
-        json!({ "secretName": "PORTD_TOKEN", "secretValue": token }),
-    )
-    .await;
+    keep_token_as_secret(&api).await;
     create(
         &api,
         "/v1/organization/secrets",

@@ -6,15 +6,13 @@ import { api, enc, query } from '../api.js';
 import {
   announce,
   errorBox,
-  formatDuration,
   h,
-  runDuration,
   section,
   setChildren,
   showError,
-  statusBadge,
   timeElement,
 } from '../dom.js';
+import { opensRun, renderRunRows, updateRunRow } from './run_rows.js';
 
 const POLL_MS = 3000;
 const RUNS_SHOWN = 25;
@@ -340,46 +338,15 @@ export function automationView(main, { params, navigate }) {
       h('td', { class: 'col-created' }, timeElement(run.createdAt)),
       h('td', { class: 'col-duration' }),
     );
-    tr.addEventListener('click', (event) => {
-      if (event.target.closest('a') || String(window.getSelection() || '')) return;
-      navigate(`/runs/${enc(run.id)}`);
-    });
-    return { tr, key: null };
+    return opensRun(tr, run, navigate);
   }
 
   function updateRow(entry, run) {
-    const key = `${run.status}|${run.statusLabel || ''}|${run.endedAt || ''}`;
-    if (entry.key !== key) {
-      entry.key = key;
-      entry.tr.dataset.status = run.status;
-      setChildren(
-        entry.tr.cells[0],
-        statusBadge(run.status),
-        run.statusLabel ? h('span', { class: 'muted small block run-status-label', text: run.statusLabel }) : null,
-      );
-    }
-    entry.tr.cells[3].textContent = formatDuration(runDuration(run));
+    updateRunRow(entry, run, 3, 'muted small block run-status-label');
   }
 
   function renderRuns(runs) {
-    const seen = new Set();
-    runs.forEach((run, index) => {
-      seen.add(run.id);
-      let entry = rows.get(run.id);
-      if (!entry) {
-        entry = makeRow(run);
-        rows.set(run.id, entry);
-      }
-      updateRow(entry, run);
-      // Only rows that are new or out of place move, so a focused link keeps focus.
-      if (tbody.children[index] !== entry.tr) tbody.insertBefore(entry.tr, tbody.children[index] || null);
-    });
-    for (const [id, entry] of rows) {
-      if (!seen.has(id)) {
-        entry.tr.remove();
-        rows.delete(id);
-      }
-    }
+    renderRunRows(tbody, rows, runs, makeRow, updateRow);
     empty.textContent = 'No runs yet. A run starts when an event this automation watches happens.';
     empty.hidden = runs.length > 0;
     tableWrap.hidden = runs.length === 0;

@@ -80,6 +80,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("views/actions.js", JS),
     asset!("views/automations.js", JS),
     asset!("views/run.js", JS),
+    asset!("views/run_rows.js", JS),
     asset!("views/runs.js", JS),
     asset!("views/signin.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
