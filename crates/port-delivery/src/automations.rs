@@ -34,7 +34,9 @@ pub fn spawn_automations(
         loop {
             // Timers first, so an expiry joins the batch read just after.
             let timers_idle = match services.fire_due_timers(TIMER_BATCH).await {
-                Ok(fired) => fired < TIMER_BATCH,
+                // Any fired: look again at once. A batch gives each organization a
+                // share, so it may fire fewer than it could while timers are due.
+                Ok(fired) => fired == 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not fire timers; trying again shortly");
                     true

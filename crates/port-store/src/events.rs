@@ -25,17 +25,27 @@ const SEQS_PER_STATEMENT: usize = 500;
 const ORGS_PER_QUERY: usize = 32;
 
 impl SqlStore {
-    /// Every organization with an event in the outbox, by a skip scan of
-    /// `events_by_org`: one index probe per organization.
+    /// Every organization with an armed timer (`timers_by_org`).
+    async fn organizations_with_timers(&self) -> StoreResult<Vec<OrgId>> {
+        self.distinct_orgs("timers").await
+    }
+
+    /// Every organization with an event in the outbox (`events_by_org`).
     async fn organizations_with_events(&self) -> StoreResult<Vec<OrgId>> {
-        let sql = Sql::new(
+        self.distinct_orgs("events").await
+    }
+
+    /// The organizations with a row in `table`, by a skip scan of its index led by
+    /// `org_id`: one index probe per organization.
+    async fn distinct_orgs(&self, table: &'static str) -> StoreResult<Vec<OrgId>> {
+        let sql = Sql::new(format!(
             "WITH RECURSIVE orgs (org_id) AS ( \
-               SELECT MIN(org_id) FROM events \
+               SELECT MIN(org_id) FROM {table} \
                UNION ALL \
-               SELECT (SELECT MIN(e.org_id) FROM events e WHERE e.org_id > orgs.org_id) \
+               SELECT (SELECT MIN(t.org_id) FROM {table} t WHERE t.org_id > orgs.org_id) \
                FROM orgs WHERE orgs.org_id IS NOT NULL \
-             ) SELECT org_id FROM orgs WHERE org_id IS NOT NULL",
-        );
+             ) SELECT org_id FROM orgs WHERE org_id IS NOT NULL"
+        ));
         self.read_all(&sql)
             .await?
             .iter()
@@ -214,46 +224,69 @@ impl EventStore for SqlStore {
         if limit == 0 {
             return Ok(0);
         }
-        // One transaction: the rows picked (locked on PostgreSQL, passing over those
-        // another firer holds), their events, their deletion. A timer whose row is gone
-        // when the delete runs was fired by someone else: its event is not recorded.
-        let due = Sql::new(format!(
-            "SELECT org_id, blueprint, entity, property FROM timers WHERE expires_at <= $1 \
-             ORDER BY expires_at LIMIT $2{lock}",
-            lock = self.skip_locked(),
-        ))
-        .bind(now)
-        .bind(i64::from(limit));
+        // Each organization with timers gets an equal share of the batch (a bounded
+        // index range each), the earliest of those fire: one organization's mass
+        // expiry never holds another's timers back by more than a batch.
+        let orgs = self.organizations_with_timers().await?;
+        if orgs.is_empty() {
+            return Ok(0);
+        }
+        let share = i64::try_from((limit as usize).div_ceil(orgs.len()).max(1)).unwrap_or(i64::MAX);
+        let mut candidates = Vec::new();
+        for chunk in orgs.chunks(ORGS_PER_QUERY) {
+            let mut sql = Sql::new("").bind(now).bind(share);
+            for (i, org) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push(
+                    "SELECT * FROM (SELECT org_id, blueprint, entity, property, expires_at FROM timers \
+                     WHERE org_id = ",
+                );
+                sql.push_bind(org);
+                sql.push(&format!(
+                    " AND expires_at <= $1 ORDER BY expires_at LIMIT $2) AS org_{i}"
+                ));
+            }
+            for row in self.read_all(&sql).await? {
+                candidates.push((
+                    row.timestamp("expires_at")?,
+                    parse_col::<OrgId>(&row, "org_id")?,
+                    parse_col::<BlueprintIdentifier>(&row, "blueprint")?,
+                    parse_col::<EntityIdentifier>(&row, "entity")?,
+                    row.text("property")?,
+                ));
+            }
+        }
+        candidates.sort();
+        candidates.truncate(limit as usize);
+        // One transaction: each candidate's deletion, then its event. A timer whose row
+        // is gone when the delete runs was fired by another firer (or disarmed): its
+        // event is not recorded.
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
-        let rows = conn.fetch_all(&due).await?;
         let mut fired = 0;
-        for row in &rows {
-            let org: OrgId = parse_col(row, "org_id")?;
-            let blueprint: BlueprintIdentifier = parse_col(row, "blueprint")?;
-            let identifier: EntityIdentifier = parse_col(row, "entity")?;
-            let property = row.text("property")?;
+        for (_, org, blueprint, identifier, property) in &candidates {
             let gone = Sql::new(
                 "DELETE FROM timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3 AND property = $4",
             )
-            .bind(&org)
-            .bind(&blueprint)
-            .bind(&identifier)
-            .bind(&property);
+            .bind(org)
+            .bind(blueprint)
+            .bind(identifier)
+            .bind(property.as_str());
             if conn.execute(&gone).await? == 0 {
                 continue;
             }
-            let Some(entity) = read_entity(&mut conn, &org, &blueprint, &identifier).await? else {
+            let Some(entity) = read_entity(&mut conn, org, blueprint, identifier).await? else {
                 continue;
             };
-            let event = NewChangeEvent::timer_expired(&entity, &property, now);
+            let event = NewChangeEvent::timer_expired(&entity, property, now);
             insert_event(&mut conn, Some(&event)).await?;
             fired += 1;
         }
         tx.commit().await?;
         Ok(fired)
     }
-
     async fn next_timer(&self) -> StoreResult<Option<Timestamp>> {
         let row = self
             .read_optional(&Sql::new("SELECT MIN(expires_at) AS at FROM timers"))

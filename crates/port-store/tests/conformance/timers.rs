@@ -202,3 +202,44 @@ pub async fn concurrent_timer_firers(store: Shared) -> Result<()> {
     assert_eq!(subjects.len(), TIMERS as usize, "no timer fired twice");
     Ok(())
 }
+
+/// One organization's mass expiry does not hold another's timers back: every
+/// organization with due timers gets a share of each batch.
+pub async fn timers_fire_fairly_across_organizations(store: Shared) -> Result<()> {
+    let ids = ids();
+    let busy = new_org(&*store, &ids, "Busy").await?;
+    let quiet = new_org(&*store, &ids, "Quiet").await?;
+    for i in 0..40 {
+        let e = environment(&busy, &format!("busy-{i:03}"), Some(at(1_000 + i)), at(0));
+        store
+            .put_entity(&e, EntityWriteMode::CreateOnly, None, &ttl())
+            .await?;
+    }
+    let late = environment(&quiet, "quiet-1", Some(at(2_000)), at(0));
+    store
+        .put_entity(&late, EntityWriteMode::CreateOnly, None, &ttl())
+        .await?;
+    drain(&store, at(0)).await?;
+
+    // Each organization's share of the batch is half of it; the quiet one needs one.
+    assert_eq!(store.fire_due_timers(at(5_000), 10).await?, 6);
+    let first: Vec<String> = drain(&store, at(5_000))
+        .await?
+        .into_iter()
+        .map(|(subject, _)| subject)
+        .collect();
+    ensure!(
+        first.iter().any(|s| s.contains("quiet-1")),
+        "the quiet organization's timer fires in the first batch, though 40 of another's expired earlier: {first:?}"
+    );
+    let mut total = first.len();
+    loop {
+        let n = store.fire_due_timers(at(5_000), 10).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as usize;
+    }
+    assert_eq!(total, 41, "every timer fires once");
+    Ok(())
+}
