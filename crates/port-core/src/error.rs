@@ -43,6 +43,10 @@ pub enum ErrorKind {
     /// A search would read more of the catalog than one request may (portd's own
     /// identifier: Port documents none for it).
     SearchTooBroad,
+    /// A state-changing request made with the web UI's session cookie lacked the
+    /// session's `X-CSRF-Token` (portd's own identifier: Port's clients never use
+    /// cookies).
+    CsrfFailed,
 }
 
 impl ErrorKind {
@@ -75,6 +79,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::TooManyRequests => "too_many_requests",
             Self::SearchTooBroad => "search_too_broad",
+            Self::CsrfFailed => "csrf_failed",
         }
     }
 
@@ -86,7 +91,8 @@ impl ErrorKind {
             Self::MissingPermissions
             | Self::NotResolvableDestination
             | Self::PrivateDestination
-            | Self::HasDependents => 403,
+            | Self::HasDependents
+            | Self::CsrfFailed => 403,
             Self::NotFound => 404,
             Self::IdentifierTaken | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,

@@ -6,6 +6,7 @@
 //! traits in [`ports`] (storage, clock, ids); this crate does no IO and knows no
 //! runtime, HTTP stack or database (see `docs/architecture.md`).
 
+pub mod access;
 pub mod action;
 pub mod automation;
 pub mod catalog;

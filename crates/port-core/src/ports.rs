@@ -19,6 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::access::{
+    ActionPermissions, AuditEntry, AuditFilter, Email, PasswordHash, Session, Team, TeamName, User,
+};
 use crate::action::{Action, InvocationKind};
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
 use crate::claim::ClaimLimits;
@@ -152,6 +155,10 @@ pub struct Credential {
     pub client_id: String,
     pub client_secret: ClientSecret,
     pub created_at: Timestamp,
+    /// The person a personal credential belongs to; `None` for an organization
+    /// (machine) credential. A personal credential acts as its user, with their role
+    /// and teams, and goes when the user does.
+    pub user: Option<Email>,
 }
 
 /// An organization secret as the API shows it: everything but its value.
@@ -197,9 +204,12 @@ pub trait OrgStore: Send + Sync {
     async fn add_credential(&self, credential: &Credential) -> StoreResult<()>;
     /// Cross-organization by nature: authentication starts from a client id.
     async fn find_credential(&self, client_id: &str) -> StoreResult<Option<Credential>>;
-    /// The organization's credentials, oldest first; the first one signs webhooks.
+    /// The organization's credentials, personal ones included, oldest first; the first
+    /// organization credential (`user: None`) signs webhooks.
     async fn credentials(&self, org: &OrgId) -> StoreResult<Vec<Credential>>;
     async fn count_credentials(&self) -> StoreResult<u64>;
+    /// Deletes one of the organization's credentials; false when it has none by that id.
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> StoreResult<bool>;
     /// The organization's settings (`PATCH /v1/organization`), `{}` until set; `None`
     /// when the organization does not exist.
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>>;
@@ -469,18 +479,26 @@ pub enum DeliveryMode {
     /// portd upserts an entity itself from the evaluated `mapping` (Port's
     /// `UPSERT_ENTITY`), bound to the run, which ends with the outcome.
     UpsertEntity,
+    /// portd tells the run's approvers that it waits for them (an action's
+    /// `approvalNotification` of type webhook); its outcome never changes the run.
+    ApprovalNotification,
 }
 
 impl DeliveryMode {
     /// The modes the delivery worker carries itself (claims, attempts, retries);
     /// the others wait for a runner's claim.
-    pub const PUSHED: [Self; 2] = [Self::Webhook, Self::UpsertEntity];
+    pub const PUSHED: [Self; 3] = [
+        Self::Webhook,
+        Self::UpsertEntity,
+        Self::ApprovalNotification,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "WEBHOOK",
             Self::Agent => "AGENT",
             Self::UpsertEntity => "UPSERT_ENTITY",
+            Self::ApprovalNotification => "APPROVAL_NOTIFICATION",
         }
     }
 
@@ -489,6 +507,7 @@ impl DeliveryMode {
             "WEBHOOK" => Some(Self::Webhook),
             "AGENT" => Some(Self::Agent),
             "UPSERT_ENTITY" => Some(Self::UpsertEntity),
+            "APPROVAL_NOTIFICATION" => Some(Self::ApprovalNotification),
             _ => None,
         }
     }
@@ -650,7 +669,8 @@ pub trait DeliveryStore: Send + Sync {
         org: &OrgId,
         run: &RunId,
     ) -> StoreResult<Vec<(Delivery, Vec<DeliveryAttempt>)>>;
-    /// Makes the run's latest delivery pending and due at `now` again (manual redelivery).
+    /// Makes the run's latest delivery of its invocation (never an approval notice)
+    /// pending and due at `now` again (manual redelivery).
     async fn redeliver(&self, org: &OrgId, run: &RunId, now: Timestamp) -> StoreResult<bool>;
 
     /// Agent mode: leases up to `claim.limit` of the organization's pending agent
@@ -701,16 +721,100 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<ChangeEvent>>;
     /// Removes handled events, those of `seqs` that `owner` still holds; returns how many.
     async fn complete_events(&self, owner: &str, seqs: &[u64]) -> StoreResult<u64>;
-    /// Records the expiry of up to `limit` timers due at `now` (earliest first) as
+    /// Records the expiry of up to `limit` timers due at `now` as
     /// [`crate::event::NewChangeEvent::timer_expired`] events of their entity as it is,
     /// removing each from the schedule in the transaction that records its event, so
     /// each fires once however many callers race; returns how many fired. The schedule
     /// is what [`EntityStore::put_entity`] writes from [`crate::timer::changes`].
+    /// Fair: each organization with timers gets an equal share of `limit` (its earliest
+    /// due), and the earliest of those fire, so one organization's mass expiry never
+    /// holds another's timers back; a batch may thus fire fewer than `limit` while
+    /// timers are due.
     async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32>;
     /// When the earliest scheduled timer is due, if any is.
     async fn next_timer(&self) -> StoreResult<Option<Timestamp>>;
     /// How many events wait to be handled.
     async fn pending_events(&self) -> StoreResult<u64>;
+}
+
+/// People and teams of each organization, their passwords and browser sessions.
+#[cfg_attr(feature = "testing", mockall::automock)]
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    /// Fails with [`StoreError::AlreadyExists`] when the address is taken in the
+    /// organization, and with [`StoreError::InvalidInput`] when a team it names does not
+    /// exist. Memberships are written from `user.teams`.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// The user with their teams (sorted).
+    async fn get_user(&self, org: &OrgId, email: &Email) -> StoreResult<Option<User>>;
+    /// The organization's users, by address.
+    async fn list_users(&self, org: &OrgId) -> StoreResult<Vec<User>>;
+    /// Replaces names, role, status, `updated_at` and the memberships (from
+    /// `user.teams`); false when the user does not exist; [`StoreError::InvalidInput`] when
+    /// a team does not exist.
+    async fn update_user(&self, user: &User) -> StoreResult<bool>;
+    /// Deletes the user with their memberships, password, sessions and personal
+    /// credentials, atomically; false when there was none.
+    async fn delete_user(&self, org: &OrgId, email: &Email) -> StoreResult<bool>;
+    /// Cross-organization by nature (sign-in starts from an address): every user with
+    /// this address, with their password hash if they have one; oldest first.
+    async fn users_by_email(&self, email: &Email)
+    -> StoreResult<Vec<(User, Option<PasswordHash>)>>;
+    /// Sets (or, with `None`, removes) a user's password; false when the user does
+    /// not exist.
+    async fn set_password<'s, 'o, 'e, 'h>(
+        &'s self,
+        org: &'o OrgId,
+        email: &'e Email,
+        hash: Option<&'h PasswordHash>,
+    ) -> StoreResult<bool>;
+    /// Fails with [`StoreError::AlreadyExists`] when the name is taken, and with
+    /// [`StoreError::InvalidInput`] when a member is not a user of the organization.
+    async fn create_team(&self, team: &Team) -> StoreResult<()>;
+    async fn get_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<Option<Team>>;
+    /// The organization's teams, by name.
+    async fn list_teams(&self, org: &OrgId) -> StoreResult<Vec<Team>>;
+    /// Replaces the team called `name` with `team` (which may carry a new name: a
+    /// rename keeps its members and grants nothing else), members included; false
+    /// when there is none; [`StoreError::AlreadyExists`] when the new name is taken;
+    /// [`StoreError::InvalidInput`] when a member is not a user.
+    async fn update_team(&self, name: &TeamName, team: &Team) -> StoreResult<bool>;
+    /// Deletes the team and its memberships; false when there was none.
+    async fn delete_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<bool>;
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// Cross-organization by nature: a cookie names no organization. Expired
+    /// sessions are never returned.
+    async fn get_session(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
+    /// How many users exist in all organizations (first-run checks).
+    async fn count_users(&self) -> StoreResult<u64>;
+}
+
+/// Action permissions and the audit trail.
+#[cfg_attr(feature = "testing", mockall::automock)]
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// The permissions set for an action; `None` until set (the services then use
+    /// [`ActionPermissions::default`]). Deleting an action deletes them.
+    async fn get_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+    ) -> StoreResult<Option<ActionPermissions>>;
+    /// Sets an action's permissions and records `audit` in the same transaction;
+    /// false when the action does not exist.
+    async fn put_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+        permissions: &ActionPermissions,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// Appends to the trail (its `seq` is assigned by the store).
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The organization's trail matching the filter, newest first, at most
+    /// `filter.limit` entries.
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// Every storage port at once; what the services hold.
@@ -724,6 +828,8 @@ pub trait Store:
     + IntegrationStore
     + SecretStore
     + EventStore
+    + DirectoryStore
+    + AccessStore
 {
 }
 
@@ -736,7 +842,9 @@ impl<
         + DeliveryStore
         + IntegrationStore
         + SecretStore
-        + EventStore,
+        + EventStore
+        + DirectoryStore
+        + AccessStore,
 > Store for T
 {
 }

@@ -207,7 +207,8 @@ pub enum ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
-    fn approvers(&self) -> &[String] {
+    /// The designated approvers (empty: whoever the services let decide).
+    pub fn approvers(&self) -> &[String] {
         match self {
             Self::NotRequired => &[],
             Self::Any { approvers } | Self::All { approvers } => approvers,
@@ -282,6 +283,8 @@ pub struct Run {
     pub synchronized: bool,
     pub created_at: Timestamp,
     pub created_by: String,
+    /// The organization credential that started the run for `created_by` (`run_as`).
+    pub impersonated_by: Option<String>,
     pub updated_at: Timestamp,
     pub updated_by: String,
     /// Bumped on every stored change; stores use it to refuse lost updates.
@@ -400,13 +403,29 @@ pub enum RunCommand {
         termination_status: Option<FinalStatus>,
         status_label: Option<String>,
     },
+    /// An approver's approval. Who may decide is the services' question (the action's
+    /// `approve` permission); the run only holds its designated approvers to an `ALL`
+    /// policy.
     Approve {
         user_id: String,
         description: Option<String>,
+        /// An organization credential decides: it need not be a designated approver,
+        /// and its approval is enough whatever the policy (machines may do everything
+        /// in their organization).
+        by_organization: bool,
     },
     Decline {
         user_id: String,
         description: Option<String>,
+        /// See [`RunCommand::Approve::by_organization`].
+        by_organization: bool,
+    },
+    /// The requester (or an Admin, or an organization credential) takes back a run
+    /// still waiting for approval: it ends `FAILURE`, labelled "Withdrawn by <by>",
+    /// with the reason, if any, as its summary.
+    Withdraw {
+        by: String,
+        reason: Option<String>,
     },
     /// A runner reports what its backend answered (`PATCH …/response`, Port's agent on
     /// synchronized runs): stored as the run's `response`, the status untouched.
@@ -468,6 +487,8 @@ pub struct NewRun {
     pub entity: Option<Reference>,
     pub synchronized: bool,
     pub created_by: String,
+    /// See [`Run::impersonated_by`].
+    pub impersonated_by: Option<String>,
     /// See [`Run::chain_depth`].
     pub chain_depth: u32,
 }
@@ -504,6 +525,7 @@ pub fn start(new: NewRun, now: Timestamp) -> Transition {
         created_at: now,
         updated_by: new.created_by.clone(),
         created_by: new.created_by,
+        impersonated_by: new.impersonated_by,
         updated_at: now,
         version: 1,
         chain_depth: new.chain_depth,
@@ -648,6 +670,7 @@ pub fn transition(
         RunCommand::Approve {
             user_id,
             description,
+            by_organization,
         } => {
             if let Some(description) = &description {
                 check_length("description", description, MAX_APPROVAL_DESCRIPTION_CHARS)?;
@@ -655,7 +678,7 @@ pub fn transition(
             if run.state != RunState::WaitingForApproval {
                 return Err(not_waiting(run));
             }
-            if !run.approval_policy.may_approve(&user_id) {
+            if !by_organization && !run.approval_policy.may_approve(&user_id) {
                 return Err(PortError::new(
                     ErrorKind::MissingPermissions,
                     format!("{user_id} is not an approver of run {}", run.id),
@@ -669,6 +692,7 @@ pub fn transition(
                 at: now,
             });
             let approved = match &run.approval_policy {
+                _ if by_organization => true,
                 ApprovalPolicy::NotRequired | ApprovalPolicy::Any { .. } => true,
                 ApprovalPolicy::All { approvers } => approvers.iter().all(|a| {
                     next.votes
@@ -681,6 +705,7 @@ pub fn transition(
         RunCommand::Decline {
             user_id,
             description,
+            by_organization,
         } => {
             if let Some(description) = &description {
                 check_length("description", description, MAX_APPROVAL_DESCRIPTION_CHARS)?;
@@ -688,7 +713,7 @@ pub fn transition(
             if run.state != RunState::WaitingForApproval {
                 return Err(not_waiting(run));
             }
-            if !run.approval_policy.may_approve(&user_id) {
+            if !by_organization && !run.approval_policy.may_approve(&user_id) {
                 return Err(PortError::new(
                     ErrorKind::MissingPermissions,
                     format!("{user_id} is not an approver of run {}", run.id),
@@ -702,6 +727,21 @@ pub fn transition(
                 at: now,
             });
             end_with = Some(Outcome::Declined);
+        }
+        RunCommand::Withdraw { by, reason } => {
+            if let Some(reason) = &reason {
+                check_length("reason", reason, MAX_APPROVAL_DESCRIPTION_CHARS)?;
+            }
+            // Checked here, not by the caller beforehand: an approval that lands between
+            // the two must never be undone by a withdrawal.
+            if run.state != RunState::WaitingForApproval {
+                return Err(not_waiting(run));
+            }
+            next.status_label = Some(format!("Withdrawn by {by}"));
+            if let Some(reason) = reason {
+                next.summary = Some(reason);
+            }
+            end_with = Some(Outcome::Failure);
         }
         RunCommand::SetResponse { response } => {
             let size = serde_json::to_vec(&response).map_or(usize::MAX, |json| json.len());
@@ -908,6 +948,9 @@ impl Run {
         m.insert("updatedAt".into(), json!(self.updated_at));
         m.insert("createdBy".into(), json!(self.created_by));
         m.insert("updatedBy".into(), json!(self.updated_by));
+        if let Some(by) = &self.impersonated_by {
+            m.insert("impersonatedBy".into(), json!(by));
+        }
         Value::Object(m)
     }
 
@@ -961,6 +1004,9 @@ impl Run {
         m.insert("updatedAt".into(), json!(self.updated_at));
         m.insert("createdBy".into(), json!(self.created_by));
         m.insert("updatedBy".into(), json!(self.updated_by));
+        if let Some(by) = &self.impersonated_by {
+            m.insert("impersonatedBy".into(), json!(by));
+        }
         Value::Object(m)
     }
 

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::access::{
+    ActionPermissions, AuditEntry, AuditFilter, Email, PasswordHash, Session, Team, TeamName, User,
+};
 use crate::action::Action;
 use crate::catalog::{AffectedEntity, Blueprint, Entity};
 use crate::claim::{self, Candidate, ClaimLimits};
@@ -23,11 +26,11 @@ use crate::id::{
 };
 use crate::integration::Integration;
 use crate::ports::{
-    ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery,
-    DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, EntityDeletion, EntityKey,
-    EntityScan, EntityStore, EntityWriteMode, Entropy, EventStore, IdGenerator, IdempotencyKey,
-    IntegrationStore, NewDelivery, Notice, Notifier, OrgSecret, OrgStore, Organization, RunFilter,
-    RunStore, ScannedEntities, SecretStore, StoreResult,
+    AccessStore, ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential,
+    Delivery, DeliveryAttempt, DeliveryMode, DeliveryState, DeliveryStore, DirectoryStore,
+    EntityDeletion, EntityKey, EntityScan, EntityStore, EntityWriteMode, Entropy, EventStore,
+    IdGenerator, IdempotencyKey, IntegrationStore, NewDelivery, Notice, Notifier, OrgSecret,
+    OrgStore, Organization, RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
 };
 use crate::run::{Run, RunStatus};
 use crate::run_log::{NewRunLog, RunLog};
@@ -163,6 +166,13 @@ struct State {
     timers: BTreeMap<(OrgId, BlueprintIdentifier, EntityIdentifier, String), Timestamp>,
     /// How many of the next `complete_events` calls fail, as if the process died first.
     failing_completions: usize,
+    /// Users without their `teams` (derived from `teams` on every read).
+    users: BTreeMap<(OrgId, Email), User>,
+    passwords: BTreeMap<(OrgId, Email), PasswordHash>,
+    teams: BTreeMap<(OrgId, TeamName), Team>,
+    sessions: BTreeMap<String, Session>,
+    permissions: BTreeMap<(OrgId, ActionIdentifier), ActionPermissions>,
+    audit: Vec<AuditEntry>,
 }
 
 impl State {
@@ -172,6 +182,65 @@ impl State {
             let seq = self.last_event_seq;
             self.events.insert(seq, (ChangeEvent { seq, change }, None));
         }
+    }
+
+    /// A stored user with the teams they belong to.
+    fn user_with_teams(&self, user: &User) -> User {
+        let mut user = user.clone();
+        user.teams = self
+            .teams
+            .values()
+            .filter(|t| t.org_id == user.org_id && t.users.contains(&user.email))
+            .map(|t| t.name.clone())
+            .collect();
+        user
+    }
+
+    /// Makes `email` a member of exactly `teams` of its organization; every team must exist.
+    fn set_memberships(
+        &mut self,
+        org: &OrgId,
+        email: &Email,
+        teams: &[TeamName],
+    ) -> StoreResult<()> {
+        if let Some(missing) = teams
+            .iter()
+            .find(|t| !self.teams.contains_key(&(org.clone(), (*t).clone())))
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "team {missing} does not exist"
+            )));
+        }
+        for team in self.teams.values_mut().filter(|t| &t.org_id == org) {
+            let member = teams.contains(&team.name);
+            let listed = team.users.contains(email);
+            if member && !listed {
+                team.users.push(email.clone());
+                team.users.sort();
+            } else if !member && listed {
+                team.users.retain(|u| u != email);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_members(&self, team: &Team) -> StoreResult<()> {
+        match team.users.iter().find(|u| {
+            !self
+                .users
+                .contains_key(&(team.org_id.clone(), (*u).clone()))
+        }) {
+            Some(missing) => Err(StoreError::InvalidInput(format!(
+                "{missing} is not a user of the organization"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn push_audit(&mut self, entry: &AuditEntry) {
+        let mut entry = entry.clone();
+        entry.seq = self.audit.len() as u64 + 1;
+        self.audit.push(entry);
     }
 
     /// The chain depth of the run an entity write is bound to (0 without one).
@@ -299,6 +368,15 @@ impl OrgStore for MemoryStore {
                 credential.org_id
             )));
         }
+        if let Some(user) = &credential.user
+            && !s
+                .users
+                .contains_key(&(credential.org_id.clone(), user.clone()))
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "{user} is not a user of the organization"
+            )));
+        }
         if s.credentials.contains_key(&credential.client_id) {
             return Err(StoreError::AlreadyExists("credential".to_owned()));
         }
@@ -325,6 +403,18 @@ impl OrgStore for MemoryStore {
 
     async fn count_credentials(&self) -> StoreResult<u64> {
         Ok(self.state().credentials.len() as u64)
+    }
+
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> StoreResult<bool> {
+        let mut s = self.state();
+        if s.credentials
+            .get(client_id)
+            .is_some_and(|c| &c.org_id == org)
+        {
+            s.credentials.remove(client_id);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {
@@ -485,12 +575,23 @@ impl EventStore for MemoryStore {
 
     async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
         let mut s = self.state();
-        let mut due: Vec<_> = s
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(key, at)| (*at, key.clone()))
-            .collect();
+        // As the stores do: each organization with timers gets an equal share of the
+        // batch, then the earliest of those fire.
+        let mut by_org: BTreeMap<OrgId, Vec<_>> = BTreeMap::new();
+        for (key, at) in &s.timers {
+            by_org
+                .entry(key.0.clone())
+                .or_default()
+                .push((*at, key.clone()));
+        }
+        let share = (limit as usize).div_ceil(by_org.len().max(1)).max(1);
+        let mut due = Vec::new();
+        for (_, mut timers) in by_org {
+            timers.retain(|(at, _)| *at <= now);
+            timers.sort();
+            timers.truncate(share);
+            due.extend(timers);
+        }
         due.sort();
         due.truncate(limit as usize);
         let mut fired = 0;
@@ -668,6 +769,13 @@ impl BlueprintStore for MemoryStore {
         s.timers.retain(|(o, b, _, _), _| !(o == org && b == id));
         s.actions
             .retain(|(o, _), a| !(o == org && a.definition.blueprint() == Some(id)));
+        // Permissions go with their action (the stores' foreign key).
+        let State {
+            actions,
+            permissions,
+            ..
+        } = &mut *s;
+        permissions.retain(|key, _| actions.contains_key(key));
         Ok(s.blueprints.remove(&(org.clone(), id.clone())).is_some())
     }
 }
@@ -884,12 +992,286 @@ impl ActionStore for MemoryStore {
     }
 
     async fn delete_action(&self, org: &OrgId, id: &ActionIdentifier) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (org.clone(), id.clone());
+        s.permissions.remove(&key);
+        Ok(s.actions.remove(&key).is_some())
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for MemoryStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut s = self.state();
+        if !s.orgs.contains_key(&user.org_id) {
+            return Err(StoreError::Other(format!(
+                "organization {} does not exist",
+                user.org_id
+            )));
+        }
+        let key = (user.org_id.clone(), user.email.clone());
+        if s.users.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!("user {}", user.email)));
+        }
+        if let Some(missing) = user
+            .teams
+            .iter()
+            .find(|t| !s.teams.contains_key(&(user.org_id.clone(), (*t).clone())))
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "team {missing} does not exist"
+            )));
+        }
+        s.users.insert(key, user.clone());
+        s.set_memberships(&user.org_id, &user.email, &user.teams)
+    }
+
+    async fn get_user(&self, org: &OrgId, email: &Email) -> StoreResult<Option<User>> {
+        let s = self.state();
+        Ok(s.users
+            .get(&(org.clone(), email.clone()))
+            .map(|u| s.user_with_teams(u)))
+    }
+
+    async fn list_users(&self, org: &OrgId) -> StoreResult<Vec<User>> {
+        let s = self.state();
+        Ok(s.users
+            .values()
+            .filter(|u| &u.org_id == org)
+            .map(|u| s.user_with_teams(u))
+            .collect())
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (user.org_id.clone(), user.email.clone());
+        if !s.users.contains_key(&key) {
+            return Ok(false);
+        }
+        s.set_memberships(&user.org_id, &user.email, &user.teams)?;
+        // The contract replaces names, role, status and `updated_at`: the creation stays.
+        let created_at = s.users.get(&key).map_or(user.created_at, |u| u.created_at);
+        s.users.insert(
+            key,
+            User {
+                created_at,
+                ..user.clone()
+            },
+        );
+        Ok(true)
+    }
+
+    async fn delete_user(&self, org: &OrgId, email: &Email) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (org.clone(), email.clone());
+        if s.users.remove(&key).is_none() {
+            return Ok(false);
+        }
+        s.passwords.remove(&key);
+        for team in s.teams.values_mut().filter(|t| &t.org_id == org) {
+            team.users.retain(|u| u != email);
+        }
+        s.sessions
+            .retain(|_, session| !(&session.org_id == org && &session.email == email));
+        s.credentials
+            .retain(|_, c| !(&c.org_id == org && c.user.as_ref() == Some(email)));
+        Ok(true)
+    }
+
+    async fn users_by_email(
+        &self,
+        email: &Email,
+    ) -> StoreResult<Vec<(User, Option<PasswordHash>)>> {
+        let s = self.state();
+        let mut found: Vec<(User, Option<PasswordHash>)> = s
+            .users
+            .values()
+            .filter(|u| &u.email == email)
+            .map(|u| {
+                let hash = s
+                    .passwords
+                    .get(&(u.org_id.clone(), u.email.clone()))
+                    .cloned();
+                (s.user_with_teams(u), hash)
+            })
+            .collect();
+        found.sort_by_key(|(u, _)| u.created_at);
+        Ok(found)
+    }
+
+    async fn set_password(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        hash: Option<&PasswordHash>,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (org.clone(), email.clone());
+        if !s.users.contains_key(&key) {
+            return Ok(false);
+        }
+        match hash {
+            Some(hash) => s.passwords.insert(key, hash.clone()),
+            None => s.passwords.remove(&key),
+        };
+        Ok(true)
+    }
+
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        let mut s = self.state();
+        let key = (team.org_id.clone(), team.name.clone());
+        if s.teams.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!("team {}", team.name)));
+        }
+        s.check_members(team)?;
+        let mut team = team.clone();
+        team.users.sort();
+        team.users.dedup();
+        s.teams.insert(key, team);
+        Ok(())
+    }
+
+    async fn get_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<Option<Team>> {
         Ok(self
             .state()
-            .actions
-            .remove(&(org.clone(), id.clone()))
+            .teams
+            .get(&(org.clone(), name.clone()))
+            .cloned())
+    }
+
+    async fn list_teams(&self, org: &OrgId) -> StoreResult<Vec<Team>> {
+        Ok(self
+            .state()
+            .teams
+            .values()
+            .filter(|t| &t.org_id == org)
+            .cloned()
+            .collect())
+    }
+
+    async fn update_team(&self, name: &TeamName, team: &Team) -> StoreResult<bool> {
+        let mut s = self.state();
+        let old = (team.org_id.clone(), name.clone());
+        if !s.teams.contains_key(&old) {
+            return Ok(false);
+        }
+        let new = (team.org_id.clone(), team.name.clone());
+        if new != old && s.teams.contains_key(&new) {
+            return Err(StoreError::AlreadyExists(format!("team {}", team.name)));
+        }
+        s.check_members(team)?;
+        s.teams.remove(&old);
+        let mut team = team.clone();
+        team.users.sort();
+        team.users.dedup();
+        s.teams.insert(new, team);
+        Ok(true)
+    }
+
+    async fn delete_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<bool> {
+        Ok(self
+            .state()
+            .teams
+            .remove(&(org.clone(), name.clone()))
             .is_some())
     }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        let mut s = self.state();
+        if !s
+            .users
+            .contains_key(&(session.org_id.clone(), session.email.clone()))
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "{} is not a user",
+                session.email
+            )));
+        }
+        s.sessions
+            .insert(session.token_hash.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<Session>> {
+        Ok(self
+            .state()
+            .sessions
+            .get(token_hash)
+            .filter(|session| session.expires_at > now)
+            .cloned())
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
+        Ok(self.state().sessions.remove(token_hash).is_some())
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        Ok(self.state().users.len() as u64)
+    }
+}
+
+#[async_trait]
+impl AccessStore for MemoryStore {
+    async fn get_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+    ) -> StoreResult<Option<ActionPermissions>> {
+        Ok(self
+            .state()
+            .permissions
+            .get(&(org.clone(), action.clone()))
+            .cloned())
+    }
+
+    async fn put_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+        permissions: &ActionPermissions,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut s = self.state();
+        let key = (org.clone(), action.clone());
+        if !s.actions.contains_key(&key) {
+            return Ok(false);
+        }
+        s.permissions.insert(key, permissions.clone());
+        s.push_audit(audit);
+        Ok(true)
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.state().push_audit(entry);
+        Ok(())
+    }
+
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        Ok(self
+            .state()
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| &e.org_id == org && audit_matches(e, filter))
+            .take(filter.limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+/// Whether an audit entry passes every present filter.
+pub fn audit_matches(entry: &AuditEntry, filter: &AuditFilter) -> bool {
+    (filter.resources.is_empty() || filter.resources.contains(&entry.resource))
+        && filter
+            .identifier
+            .as_ref()
+            .is_none_or(|id| &entry.identifier == id)
+        && filter
+            .run_id
+            .as_ref()
+            .is_none_or(|run| entry.run_id.as_ref() == Some(run))
+        && filter.from.is_none_or(|from| entry.at >= from)
+        && filter.to.is_none_or(|to| entry.at <= to)
 }
 
 fn matches_filter(run: &Run, filter: &RunFilter) -> bool {
@@ -1276,7 +1658,9 @@ impl DeliveryStore for MemoryStore {
         let latest = s
             .deliveries
             .values()
-            .filter(|d| &d.org_id == org && &d.run_id == run)
+            .filter(|d| {
+                &d.org_id == org && &d.run_id == run && d.mode != DeliveryMode::ApprovalNotification
+            })
             .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
             .map(|d| d.id.clone());
         let Some(d) = latest.and_then(|id| s.deliveries.get_mut(&id)) else {

@@ -426,13 +426,7 @@ fn an_expired_timer_starts_its_automation_once() {
         on_change["trigger"]["event"]["blueprintIdentifier"] = json!("environment");
         w.automation(on_change).await;
 
-        let caller = port_core::service::Caller {
-            org_id: w.org.clone(),
-            actor: port_core::invocation::Actor {
-                user_id: "alice".into(),
-                ..Default::default()
-            },
-        };
+        let caller = port_core::service::Caller::machine(w.org.clone(), "alice");
         let expiry = now.plus_millis(5_000);
         let write = |ttl: port_core::Timestamp, title: &str| {
             let body = json!({

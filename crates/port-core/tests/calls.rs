@@ -24,13 +24,16 @@ use port_core::id::{
     OrgId, RunId,
 };
 use port_core::integration::Integration;
-use port_core::invocation::Actor;
+
+use port_core::access::{
+    ActionPermissions, AuditEntry, AuditFilter, Email, PasswordHash, Session, Team, TeamName, User,
+};
 use port_core::ports::{
-    ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential, Delivery,
-    DeliveryAttempt, DeliveryState, DeliveryStore, EntityDeletion, EntityScan, EntityStore,
-    EntityWriteMode, EventStore, IdempotencyKey, InProcessTemplates, IntegrationStore,
-    MockEventStore, MockNotifier, NewDelivery, Notice, Notifier, OrgSecret, OrgStore, Organization,
-    RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
+    AccessStore, ActionStore, AgentClaim, BlueprintStore, Clock, CreateRunOutcome, Credential,
+    Delivery, DeliveryAttempt, DeliveryState, DeliveryStore, DirectoryStore, EntityDeletion,
+    EntityScan, EntityStore, EntityWriteMode, EventStore, IdempotencyKey, InProcessTemplates,
+    IntegrationStore, MockEventStore, MockNotifier, NewDelivery, Notice, Notifier, OrgSecret,
+    OrgStore, Organization, RunFilter, RunStore, ScannedEntities, SecretStore, StoreResult,
 };
 use port_core::run::{FinalStatus, Run, RunPatch, RunSource, RunStatus};
 use port_core::run_log::{NewRunLog, RunLog};
@@ -112,13 +115,7 @@ impl World {
             store,
             notices,
             services,
-            caller: Caller {
-                org_id: org(),
-                actor: Actor {
-                    user_id: "alice".into(),
-                    ..Actor::default()
-                },
-            },
+            caller: Caller::machine(org(), "alice"),
         }
     }
 
@@ -458,6 +455,9 @@ impl OrgStore for Composed {
     }
     async fn count_credentials(&self) -> StoreResult<u64> {
         self.memory.count_credentials().await
+    }
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> StoreResult<bool> {
+        self.memory.delete_credential(org, client_id).await
     }
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {
         self.memory.organization_settings(org).await
@@ -848,4 +848,92 @@ fn the_entity_store_mock_counts_deletions_with_their_borrowed_arguments() {
     }
     // Dropping the mock checks `times(2)` and `never()`.
     drop(entities);
+}
+
+#[async_trait]
+impl DirectoryStore for Composed {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.memory.create_user(user).await
+    }
+    async fn get_user(&self, org: &OrgId, email: &Email) -> StoreResult<Option<User>> {
+        self.memory.get_user(org, email).await
+    }
+    async fn list_users(&self, org: &OrgId) -> StoreResult<Vec<User>> {
+        self.memory.list_users(org).await
+    }
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        self.memory.update_user(user).await
+    }
+    async fn delete_user(&self, org: &OrgId, email: &Email) -> StoreResult<bool> {
+        self.memory.delete_user(org, email).await
+    }
+    async fn users_by_email(
+        &self,
+        email: &Email,
+    ) -> StoreResult<Vec<(User, Option<PasswordHash>)>> {
+        self.memory.users_by_email(email).await
+    }
+    async fn set_password(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        hash: Option<&PasswordHash>,
+    ) -> StoreResult<bool> {
+        self.memory.set_password(org, email, hash).await
+    }
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        self.memory.create_team(team).await
+    }
+    async fn get_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<Option<Team>> {
+        self.memory.get_team(org, name).await
+    }
+    async fn list_teams(&self, org: &OrgId) -> StoreResult<Vec<Team>> {
+        self.memory.list_teams(org).await
+    }
+    async fn update_team(&self, name: &TeamName, team: &Team) -> StoreResult<bool> {
+        self.memory.update_team(name, team).await
+    }
+    async fn delete_team(&self, org: &OrgId, name: &TeamName) -> StoreResult<bool> {
+        self.memory.delete_team(org, name).await
+    }
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        self.memory.create_session(session).await
+    }
+    async fn get_session(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<Session>> {
+        self.memory.get_session(token_hash, now).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
+        self.memory.delete_session(token_hash).await
+    }
+    async fn count_users(&self) -> StoreResult<u64> {
+        self.memory.count_users().await
+    }
+}
+
+#[async_trait]
+impl AccessStore for Composed {
+    async fn get_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+    ) -> StoreResult<Option<ActionPermissions>> {
+        self.memory.get_permissions(org, action).await
+    }
+    async fn put_permissions(
+        &self,
+        org: &OrgId,
+        action: &ActionIdentifier,
+        permissions: &ActionPermissions,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        self.memory
+            .put_permissions(org, action, permissions, audit)
+            .await
+    }
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.memory.record_audit(entry).await
+    }
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        self.memory.list_audit(org, filter).await
+    }
 }

@@ -9,7 +9,7 @@ use futures::executor::block_on;
 use port_core::ErrorKind;
 use port_core::action::Operation;
 use port_core::id::{OrgId, RunId};
-use port_core::invocation::Actor;
+
 use port_core::ports::{InProcessTemplates, Notice, RunStore};
 use port_core::run::{Decision, RunStatus};
 use port_core::service::{
@@ -43,13 +43,7 @@ fn world() -> World {
 }
 
 fn caller(org: &str, user: &str) -> Caller {
-    Caller {
-        org_id: OrgId::parse(org).expect("org id"),
-        actor: Actor {
-            user_id: user.into(),
-            ..Actor::default()
-        },
-    }
+    Caller::machine(OrgId::parse(org).expect("org id"), user)
 }
 
 fn acme() -> Caller {

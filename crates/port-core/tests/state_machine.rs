@@ -32,6 +32,7 @@ fn new_run(synchronized: bool, policy: ApprovalPolicy) -> NewRun {
         entity: None,
         synchronized,
         created_by: "creator".into(),
+        impersonated_by: None,
         chain_depth: 0,
     }
 }
@@ -85,8 +86,9 @@ fn command() -> impl Strategy<Value = RunCommand> {
         4 => patch().prop_map(RunCommand::Patch),
         3 => ("[a-z ]{0,12}", proptest::option::of(final_status()), proptest::option::of("[a-z]{0,5}"))
             .prop_map(|(message, termination_status, status_label)| RunCommand::AddLog { message, termination_status, status_label }),
-        2 => (user(), proptest::option::of("[a-z]{0,5}")).prop_map(|(user_id, description)| RunCommand::Approve { user_id, description }),
-        1 => (user(), proptest::option::of("[a-z]{0,5}")).prop_map(|(user_id, description)| RunCommand::Decline { user_id, description }),
+        2 => (user(), proptest::option::of("[a-z]{0,5}"), proptest::bool::weighted(0.2)).prop_map(|(user_id, description, by_organization)| RunCommand::Approve { user_id, description, by_organization }),
+        1 => (user(), proptest::option::of("[a-z]{0,5}"), proptest::bool::weighted(0.2)).prop_map(|(user_id, description, by_organization)| RunCommand::Decline { user_id, description, by_organization }),
+        1 => (user(), proptest::option::of("[a-z]{0,5}")).prop_map(|(by, reason)| RunCommand::Withdraw { by, reason }),
         1 => prop_oneof![Just(200u16), Just(204), Just(400), Just(500)]
             .prop_map(|status_code| RunCommand::SynchronizedResponse { status_code, response: json!({"ok": true}) }),
         1 => "[a-z]{1,8}".prop_map(|reason| RunCommand::DeliveryExhausted { reason }),
@@ -328,6 +330,7 @@ fn all_approval_waits_for_every_designated_approver() {
     let approve = |user: &str| RunCommand::Approve {
         user_id: user.into(),
         description: None,
+        by_organization: false,
     };
     let one = transition(&run.run, approve("alice"), "alice", at(2_000)).unwrap();
     assert_eq!(one.run.status(), RunStatus::WaitingForApproval);
@@ -342,6 +345,66 @@ fn all_approval_waits_for_every_designated_approver() {
 }
 
 #[test]
+fn an_organization_credential_decides_alone() {
+    let policy = ApprovalPolicy::All {
+        approvers: vec!["alice".into(), "bob".into()],
+    };
+    let run = start(new_run(false, policy), at(1_000)).run;
+    let approved = transition(
+        &run,
+        RunCommand::Approve {
+            user_id: "ci".into(),
+            description: None,
+            by_organization: true,
+        },
+        "ci",
+        at(2_000),
+    )
+    .unwrap();
+    assert_eq!(approved.run.status(), RunStatus::InProgress);
+    assert!(approved.events.contains(&RunEvent::Dispatch));
+    let declined = transition(
+        &run,
+        RunCommand::Decline {
+            user_id: "ci".into(),
+            description: None,
+            by_organization: true,
+        },
+        "ci",
+        at(2_000),
+    )
+    .unwrap();
+    assert_eq!(declined.run.status(), RunStatus::Declined);
+}
+
+#[test]
+fn a_withdrawn_run_fails_and_only_while_it_waits() {
+    let run = start(
+        new_run(false, ApprovalPolicy::Any { approvers: vec![] }),
+        at(1_000),
+    )
+    .run;
+    let withdraw = RunCommand::Withdraw {
+        by: "ada@x.io".into(),
+        reason: Some("wrong inputs".into()),
+    };
+    let withdrawn = transition(&run, withdraw.clone(), "ada@x.io", at(2_000))
+        .unwrap()
+        .run;
+    assert_eq!(withdrawn.status(), RunStatus::Failure);
+    assert_eq!(
+        withdrawn.status_label.as_deref(),
+        Some("Withdrawn by ada@x.io")
+    );
+    assert_eq!(withdrawn.summary.as_deref(), Some("wrong inputs"));
+    assert_eq!(withdrawn.ended_at(), Some(at(2_000)));
+    let again = transition(&withdrawn, withdraw.clone(), "ada@x.io", at(3_000)).unwrap_err();
+    assert_eq!(again.kind, ErrorKind::RunNotWaitingForApproval);
+    let err = transition(&in_progress(), withdraw, "ada@x.io", at(3_000)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RunNotWaitingForApproval);
+}
+
+#[test]
 fn decline_ends_the_run_and_stamps_ended_at() {
     let run = start(
         new_run(false, ApprovalPolicy::Any { approvers: vec![] }),
@@ -353,6 +416,7 @@ fn decline_ends_the_run_and_stamps_ended_at() {
         RunCommand::Decline {
             user_id: "bob".into(),
             description: Some("no".into()),
+            by_organization: false,
         },
         "bob",
         at(2_000),
@@ -554,6 +618,7 @@ fn text_fields_are_bounded_in_characters_at_exactly_their_limit() {
                 RunCommand::Approve {
                     user_id: "alice".into(),
                     description: Some(s),
+                    by_organization: false,
                 },
             )
         }),
@@ -563,6 +628,7 @@ fn text_fields_are_bounded_in_characters_at_exactly_their_limit() {
                 RunCommand::Decline {
                     user_id: "alice".into(),
                     description: Some(s),
+                    by_organization: false,
                 },
             )
         }),

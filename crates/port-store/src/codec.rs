@@ -223,6 +223,9 @@ pub(crate) fn run_to_json(run: &Run) -> String {
     m.insert("synchronized".into(), json!(run.synchronized));
     m.insert("createdAt".into(), json!(run.created_at.unix_millis()));
     m.insert("createdBy".into(), json!(run.created_by));
+    if let Some(by) = &run.impersonated_by {
+        m.insert("impersonatedBy".into(), json!(by));
+    }
     m.insert("updatedAt".into(), json!(run.updated_at.unix_millis()));
     m.insert("updatedBy".into(), json!(run.updated_by));
     m.insert("version".into(), json!(run.version));
@@ -300,6 +303,10 @@ pub(crate) fn run_from_json(
         synchronized: d.bool("synchronized")?,
         created_at: d.timestamp("createdAt")?,
         created_by: d.str("createdBy")?.to_owned(),
+        impersonated_by: d
+            .value("impersonatedBy")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         updated_at: d.timestamp("updatedAt")?,
         updated_by: d.str("updatedBy")?.to_owned(),
         version,
@@ -390,6 +397,7 @@ mod tests {
                 entity: None,
                 synchronized: true,
                 created_by: "me".into(),
+                impersonated_by: None,
                 chain_depth: 2,
             },
             t,

@@ -138,7 +138,15 @@ macro_rules! conformance_tests {
             concurrent_event_claimers,
             entity_timers,
             concurrent_timer_firers,
+            timers_fire_fairly_across_organizations,
             event_claims_are_fair_across_organizations,
+            users_and_teams,
+            users_are_per_organization,
+            team_rename_keeps_members,
+            deleting_a_user_removes_what_is_theirs,
+            sessions_expire,
+            action_permissions,
+            audit_trail,
         );
     };
     (@each $setup:path; $($name:ident),* $(,)?) => {$(
@@ -423,6 +431,7 @@ mod sealing {
                 client_id: format!("client-{n}"),
                 client_secret: ClientSecret::new(format!("{CLIENT_SECRET}-{n}")),
                 created_at: Timestamp::from_unix_millis(1),
+                user: None,
             })
             .await?;
         for secret_name in ["A", "B"] {

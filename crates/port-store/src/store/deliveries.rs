@@ -99,7 +99,7 @@ pub(super) async fn insert_delivery(
 /// The modes the delivery worker pushes besides [`DeliveryMode::Webhook`] (which the
 /// queries bind), as SQL literals: with it, exactly [`DeliveryMode::PUSHED`]
 /// (`pushed_modes_sql_lists_exactly_the_pushed_modes` holds them together).
-const OTHER_PUSHED_MODES_SQL: &str = "'UPSERT_ENTITY'";
+const OTHER_PUSHED_MODES_SQL: &str = "'UPSERT_ENTITY', 'APPROVAL_NOTIFICATION'";
 
 impl SqlStore {
     /// Leases due pending deliveries matching `filter` (which may bind from `$6` on).
@@ -390,7 +390,8 @@ impl DeliveryStore for SqlStore {
         let mut tx = self.begin().await?;
         let mut conn = tx.conn();
         let latest = Sql::new(format!(
-            "SELECT id FROM deliveries WHERE org_id = $1 AND run_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1{}",
+            "SELECT id FROM deliveries WHERE org_id = $1 AND run_id = $2 AND mode <> 'APPROVAL_NOTIFICATION' \
+             ORDER BY created_at DESC, id DESC LIMIT 1{}",
             self.for_update()
         ))
         .bind(org)

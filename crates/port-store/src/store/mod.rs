@@ -3,13 +3,15 @@
 //! This module opens the store and holds what every port shares (transactions, reads,
 //! sealing, row helpers); the ports are implemented by area: `orgs` (organizations,
 //! credentials, integrations, secrets), `catalog` (blueprints, entities, actions), `runs`
-//! (runs, logs, idempotency), `deliveries` (the delivery outbox and its claims) and
-//! `admin` (`StoreAdmin`).
+//! (runs, logs, idempotency), `deliveries` (the delivery outbox and its claims), `people`
+//! (users, teams, sessions, action permissions, the audit trail) and `admin`
+//! (`StoreAdmin`).
 
 mod admin;
 mod catalog;
 mod deliveries;
 mod orgs;
+mod people;
 mod runs;
 
 use std::path::Path;
@@ -209,6 +211,16 @@ impl SqlStore {
         }
     }
 
+    /// Keeps the rows a transaction reads from being deleted (or their key changed)
+    /// until it commits, without excluding other readers that do the same: what a
+    /// transaction takes on the rows its new rows will refer to. SQLite needs none.
+    fn key_share(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "",
+            Backend::Postgres { .. } => " FOR KEY SHARE",
+        }
+    }
+
     /// Lets concurrent claimers pass over each other's rows instead of queueing.
     pub(crate) fn skip_locked(&self) -> &'static str {
         match self.backend {
@@ -292,6 +304,10 @@ impl SqlStore {
             client_id,
             client_secret: ClientSecret::new(secret),
             created_at: row.timestamp("created_at")?,
+            user: row
+                .opt_text("user_email")?
+                .map(|email| people::email_from(&email, "user_email"))
+                .transpose()?,
         })
     }
 }

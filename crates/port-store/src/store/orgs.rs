@@ -2,6 +2,7 @@
 //! organization secrets sealed with the keyring on write, opened on read).
 
 use async_trait::async_trait;
+use port_core::access::Email;
 use port_core::error::StoreError;
 use port_core::id::{IntegrationIdentifier, OrgId};
 use port_core::integration::Integration;
@@ -16,6 +17,9 @@ use crate::codec;
 use crate::db::{Row, Sql, from_i64, taken};
 
 use super::{SqlStore, parse_col, rows};
+
+/// What `credential_from_row` reads.
+const CREDENTIAL_COLUMNS: &str = "client_id, org_id, client_secret, created_at, user_email";
 
 fn organization_from_row(row: &Row) -> StoreResult<Organization> {
     Ok(Organization {
@@ -60,14 +64,33 @@ impl OrgStore for SqlStore {
                 credential.org_id
             )));
         }
-        let sql = Sql::new("INSERT INTO credentials (client_id, org_id, client_secret, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&credential.client_id)
-            .bind(&credential.org_id)
-            .bind(self.seal(
-                credential.client_secret.expose(),
-                &client_secret_context(&credential.client_id),
+        if let Some(user) = &credential.user {
+            // A personal credential needs its user; the lock keeps a concurrent
+            // `delete_user` (which deletes the user first, then their credentials) from
+            // leaving this one behind.
+            let sql = Sql::new(format!(
+                "SELECT email FROM users WHERE org_id = $1 AND email = $2{}",
+                self.key_share()
             ))
-            .bind(credential.created_at);
+            .bind(&credential.org_id)
+            .bind(user.as_str());
+            if conn.fetch_optional(&sql).await?.is_none() {
+                return Err(StoreError::InvalidInput(format!(
+                    "{user} is not a user of the organization"
+                )));
+            }
+        }
+        let sql = Sql::new(format!(
+            "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(&credential.client_id)
+        .bind(&credential.org_id)
+        .bind(self.seal(
+            credential.client_secret.expose(),
+            &client_secret_context(&credential.client_id),
+        ))
+        .bind(credential.created_at)
+        .bind(credential.user.as_ref().map(Email::as_str));
         // The message names no value: the row holds a secret.
         conn.execute(&sql)
             .await
@@ -76,8 +99,10 @@ impl OrgStore for SqlStore {
     }
 
     async fn find_credential(&self, client_id: &str) -> StoreResult<Option<Credential>> {
-        let sql = Sql::new("SELECT client_id, org_id, client_secret, created_at FROM credentials WHERE client_id = $1")
-            .bind(client_id);
+        let sql = Sql::new(format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE client_id = $1"
+        ))
+        .bind(client_id);
         self.read_optional(&sql)
             .await?
             .as_ref()
@@ -86,10 +111,10 @@ impl OrgStore for SqlStore {
     }
 
     async fn credentials(&self, org: &OrgId) -> StoreResult<Vec<Credential>> {
-        let sql = Sql::new(
-            "SELECT client_id, org_id, client_secret, created_at FROM credentials WHERE org_id = $1 \
-             ORDER BY created_at, client_id",
-        )
+        let sql = Sql::new(format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE org_id = $1 \
+             ORDER BY created_at, client_id"
+        ))
         .bind(org);
         rows(self.read_all(&sql).await?, |row| {
             self.credential_from_row(row)
@@ -101,6 +126,13 @@ impl OrgStore for SqlStore {
             .read_optional(&Sql::new("SELECT COUNT(*) AS n FROM credentials"))
             .await?;
         from_i64(row.map_or(Ok(0), |r| r.i64("n"))?, "count")
+    }
+
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> StoreResult<bool> {
+        let sql = Sql::new("DELETE FROM credentials WHERE org_id = $1 AND client_id = $2")
+            .bind(org)
+            .bind(client_id);
+        Ok(self.write_one(&sql).await? > 0)
     }
 
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {

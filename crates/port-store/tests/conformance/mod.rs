@@ -40,12 +40,17 @@ pub use events::{
     concurrent_event_claimers, entity_change_events, event_claims_are_fair_across_organizations,
     event_leases, run_change_events,
 };
+mod people;
+pub use people::{
+    action_permissions, audit_trail, deleting_a_user_removes_what_is_theirs, sessions_expire,
+    team_rename_keeps_members, users_and_teams, users_are_per_organization,
+};
 mod search;
 pub use search::{entity_scans, entity_search_budget, entity_search_semantics};
 mod secrets;
 pub use secrets::{organization_secrets, organization_secrets_are_isolated};
 mod timers;
-pub use timers::{concurrent_timer_firers, entity_timers};
+pub use timers::{concurrent_timer_firers, entity_timers, timers_fire_fairly_across_organizations};
 
 type Shared = Arc<dyn Store>;
 
@@ -137,6 +142,7 @@ fn new_run(ids: &IdGenerator, org: &OrgId, action: &str, now: Timestamp) -> Run 
             entity: None,
             synchronized: false,
             created_by: "auth0|638879fa62c686d381b36ecb".into(),
+            impersonated_by: None,
             chain_depth: 0,
         },
         now,
@@ -228,12 +234,14 @@ pub async fn org_and_credentials(store: Shared) -> Result<()> {
         client_id: "client-b".into(),
         client_secret: ClientSecret::new(secret),
         created_at: at(10),
+        user: None,
     };
     let first = Credential {
         org_id: org.id.clone(),
         client_id: "client-z".into(),
         client_secret: ClientSecret::new("other"),
         created_at: at(5),
+        user: None,
     };
     store.add_credential(&later).await?;
     store.add_credential(&first).await?;
@@ -276,6 +284,7 @@ pub async fn org_and_credentials(store: Shared) -> Result<()> {
         client_id: "client-other".into(),
         client_secret: ClientSecret::new("x"),
         created_at: at(0),
+        user: None,
     };
     store.add_credential(&theirs).await?;
     assert_eq!(
@@ -285,6 +294,15 @@ pub async fn org_and_credentials(store: Shared) -> Result<()> {
     );
     assert_eq!(store.credentials(&other).await?, vec![theirs]);
     assert_eq!(store.credentials(&org.id).await?.len(), 2);
+
+    assert!(
+        !store.delete_credential(&org.id, "client-other").await?,
+        "another organization's credential is not found"
+    );
+    assert!(store.delete_credential(&other, "client-other").await?);
+    assert!(!store.delete_credential(&other, "client-other").await?);
+    assert_eq!(store.find_credential("client-other").await?, None);
+    assert_eq!(store.count_credentials().await?, 2);
     Ok(())
 }
 
@@ -765,6 +783,7 @@ pub async fn runs_create_get_and_filter(store: Shared) -> Result<()> {
             }),
             synchronized: true,
             created_by: "alice".into(),
+            impersonated_by: None,
             // Stored and read back though never on the wire.
             chain_depth: 3,
         },
@@ -1570,6 +1589,13 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         !store.redeliver(&org, &quiet.id, at(80_000)).await?,
         "nothing to redeliver"
     );
+    let waiting = new_run(&ids, &org, "deploy", at(0));
+    let notice = new_delivery(&ids, &waiting, DeliveryMode::ApprovalNotification, at(0));
+    create(&*store, &waiting, Some(&notice)).await?;
+    assert!(
+        !store.redeliver(&org, &waiting.id, at(80_000)).await?,
+        "an approval notice is not the run's invocation"
+    );
     assert!(
         is_already_exists(&store.save_transition(&run, 1, &[], Some(&later)).await),
         "delivery ids are unique"
@@ -2222,6 +2248,7 @@ pub async fn organizations_are_isolated(store: Shared) -> Result<()> {
             client_id: "a-client".into(),
             client_secret: ClientSecret::new("s"),
             created_at: at(0),
+            user: None,
         })
         .await?;
     let blueprint = microservice_blueprint(&a, at(0));
