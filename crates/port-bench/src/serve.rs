@@ -412,6 +412,7 @@ fn new_run(seeder: &Seeder, i: u64) -> Run {
             entity: template.entity.clone(),
             synchronized: template.synchronized,
             created_by: template.created_by.clone(),
+            impersonated_by: None,
             chain_depth: template.chain_depth,
         },
         seeder.clock.now(),

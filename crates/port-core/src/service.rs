@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::access::{Principal, User};
 use crate::action::{Action, ApprovalMode, Operation};
 use crate::catalog::{AffectedEntity, Entity, EntityOperation};
 use crate::error::{ErrorKind, PortError, StoreError};
@@ -31,6 +32,7 @@ use crate::run::{
 use crate::run_log::{NewRunLog, RunLog};
 use crate::time::Timestamp;
 
+pub mod access;
 mod actions;
 mod approvals;
 pub mod automations;
@@ -42,6 +44,7 @@ mod follow;
 mod organization;
 pub mod pull;
 pub mod secrets;
+pub mod sessions;
 mod timeouts;
 
 pub use actions::ActionFilter;
@@ -60,11 +63,18 @@ pub const RUNS_PAGE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Runs read from the store at a time while a page is filled.
 const RUNS_PAGE_CHUNK: usize = 25;
 
+/// The most runs one page reads for a caller who does not see every run (hidden ones
+/// included): a person who may see few of many runs gets short pages, each bounded.
+pub const RUNS_PAGE_MAX_EXAMINED: usize = 2_000;
+
 /// A page of runs and whether more match after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunsPage {
     pub runs: Vec<Run>,
     pub more: bool,
+    /// Where the next page starts (`?before=`) when `more`: the last run read, which
+    /// may be one hidden from the caller, so the next page does not read it again.
+    pub next: Option<RunId>,
 }
 
 /// How many times a command is re-applied after losing a race to another writer.
@@ -74,10 +84,38 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub org_id: OrgId,
+    /// Who the run payloads and records name: a person's address or a client id.
     pub actor: Actor,
+    /// Who is calling, which decides what the call may do.
+    pub principal: Principal,
 }
 
 impl Caller {
+    /// An organization credential: may do everything in its organization.
+    pub fn machine(org_id: OrgId, client_id: &str) -> Self {
+        Self {
+            org_id,
+            actor: Actor::machine(client_id),
+            principal: Principal::Organization {
+                client_id: client_id.to_owned(),
+            },
+        }
+    }
+
+    /// A person of the organization, with their role and teams as they are now.
+    pub fn person(user: &User) -> Self {
+        Self {
+            org_id: user.org_id.clone(),
+            actor: Actor {
+                user_id: user.email.to_string(),
+                email: Some(user.email.to_string()),
+                first_name: user.first_name.clone(),
+                last_name: user.last_name.clone(),
+            },
+            principal: Principal::Person(user.principal()),
+        }
+    }
+
     pub fn user_id(&self) -> &str {
         &self.actor.user_id
     }
@@ -121,6 +159,10 @@ pub struct ExecuteRequest {
     pub entity: Option<String>,
     pub idempotency_key: Option<String>,
     pub source: Option<RunSource>,
+    /// `?run_as=<email>`: an organization credential runs the action as this user
+    /// (their execute permission is checked; the run records the credential as
+    /// `impersonatedBy`). People may not (403).
+    pub run_as: Option<String>,
 }
 
 /// The services of portd. Cheap to clone.
@@ -173,7 +215,22 @@ impl Services {
         &self,
         org: &OrgId,
     ) -> Result<Option<crate::ports::Credential>, StoreError> {
-        Ok(self.store.credentials(org).await?.into_iter().next())
+        self.organization_credential(org).await
+    }
+
+    /// The organization's oldest organization (machine) credential, whose secret signs
+    /// webhooks and encrypts secret inputs; a person's credential never does, whatever
+    /// its age.
+    pub(crate) async fn organization_credential(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<crate::ports::Credential>, StoreError> {
+        Ok(self
+            .store
+            .credentials(org)
+            .await?
+            .into_iter()
+            .find(|credential| credential.user.is_none()))
     }
 
     /// The run a claimed delivery is for, as stored (`None` once it is gone).
@@ -278,14 +335,30 @@ impl Services {
         Ok(self.store.get_entity(org, &bp, &id).await?)
     }
 
-    /// Executes an action: validates the request, creates the run and, when it needs
-    /// no approval, its delivery, all in one transaction.
+    /// Executes an action: checks the caller's execute permission, validates the
+    /// request, creates the run and, when it needs no approval, its delivery (when it
+    /// does, its approval notification), all in one transaction; then records the
+    /// audit entry.
     pub async fn execute(
         &self,
         caller: &Caller,
         action_identifier: &str,
         request: ExecuteRequest,
     ) -> Result<Run, PortError> {
+        let requester = caller;
+        let impersonated = match &request.run_as {
+            None => None,
+            Some(email) => {
+                let Principal::Organization { client_id } = &caller.principal else {
+                    return Err(access::forbidden(
+                        "run_as is for organization credentials: a person runs actions as themselves",
+                    ));
+                };
+                let user = self.get_user(caller, email).await?;
+                Some((Caller::person(&user), client_id.clone()))
+            }
+        };
+        let caller = impersonated.as_ref().map_or(caller, |(person, _)| person);
         let org = &caller.org_id;
         let action = self.get_action(caller, action_identifier).await?;
         let def = &action.definition;
@@ -294,6 +367,20 @@ impl Services {
                 ErrorKind::RunNonSelfServiceError,
                 format!("action {action_identifier} is an automation and cannot be executed"),
             ));
+        }
+        let permissions = self.permissions_of(org, &def.identifier).await?;
+        let person = caller.principal.person();
+        // Someone only a name could admit is refused before their entity and inputs are
+        // looked at.
+        if let Some(person) = person
+            && !permissions.execute.names(person)
+            && !permissions.owned_by_team
+            && permissions.execute.policy.is_none()
+        {
+            return Err(access::forbidden(format!(
+                "{} may not execute action {}: the action's execute permission does not name them",
+                person.email, def.identifier
+            )));
         }
         let now = self.now();
         // DAY-2 and DELETE actions of a blueprint act on one of its entities.
@@ -365,6 +452,38 @@ impl Services {
         // stored run, its payload or the delivery (Port's agent and our receiver decrypt).
         self.encrypt_secret_inputs(org, &mut properties, &validated.secret_keys)
             .await?;
+        if let Some(person) = person {
+            let subject = access::Subject {
+                action: &action,
+                inputs: &properties,
+                entity: entity.as_ref().map(Entity::to_json),
+            };
+            self.check_execute(caller, person, &permissions, entity.as_ref(), &subject)
+                .await?;
+        }
+        let approval_policy = match def.required_approval.mode() {
+            None => ApprovalPolicy::NotRequired,
+            Some(ApprovalMode::Any) => ApprovalPolicy::Any {
+                approvers: Vec::new(),
+            },
+            Some(ApprovalMode::All) => {
+                let mut approvers = self
+                    .named_approvers(org, &permissions, caller.user_id())
+                    .await?;
+                for listed in legacy_approvers(&action) {
+                    if !approvers.contains(&listed) {
+                        approvers.push(listed);
+                    }
+                }
+                if approvers.is_empty() {
+                    return Err(PortError::invalid(format!(
+                        "action {} needs the approval of ALL its approvers, but its approve permission names no user who could approve this run (its requester excepted): set the action's approve permission first",
+                        def.identifier
+                    )));
+                }
+                ApprovalPolicy::All { approvers }
+            }
+        };
         let no_secrets = Map::new();
         let invocation = InvocationInput {
             org_id: org,
@@ -393,15 +512,6 @@ impl Services {
             }
             None => None,
         };
-        let approval_policy = match def.required_approval.mode() {
-            None => ApprovalPolicy::NotRequired,
-            Some(ApprovalMode::Any) => ApprovalPolicy::Any {
-                approvers: Vec::new(),
-            },
-            Some(ApprovalMode::All) => ApprovalPolicy::All {
-                approvers: approvers_of(&action),
-            },
-        };
         let started = start(
             NewRun {
                 id: run_id,
@@ -429,10 +539,19 @@ impl Services {
                 synchronized: evaluated.synchronized()
                     && evaluated.delivery.mode == DeliveryMode::Webhook,
                 created_by: caller.user_id().to_owned(),
+                impersonated_by: impersonated
+                    .as_ref()
+                    .map(|(_, client_id)| client_id.clone()),
                 chain_depth: 0,
             },
             now,
         );
+        let notification = if started.run.state == RunState::WaitingForApproval {
+            self.approval_notification(&action, &started.run, &permissions, now)
+                .await?
+        } else {
+            None
+        };
         let delivery = if started.events.contains(&RunEvent::Dispatch) {
             Some(NewDelivery {
                 id: self.ids.next(),
@@ -446,7 +565,7 @@ impl Services {
                 next_attempt_at: now,
             })
         } else {
-            None
+            notification
         };
         let key = request.idempotency_key.as_ref().map(|key| IdempotencyKey {
             org_id: org.clone(),
@@ -460,13 +579,23 @@ impl Services {
         {
             CreateRunOutcome::Created => {
                 self.after_change(&started.run, true, Vec::new(), delivery.is_some());
+                let mut entry = self.run_audit_entry(
+                    requester,
+                    &started.run.id,
+                    "CREATE",
+                    json!({
+                        "action": def.identifier.as_str(),
+                        "status": started.run.status().as_str(),
+                    }),
+                );
+                if let Some((person, _)) = &impersonated {
+                    entry.on_behalf_of = person.principal.person().map(|p| p.email.clone());
+                }
+                self.record_audit(entry).await?;
                 Ok(started.run)
             }
-            CreateRunOutcome::Existing(id) => self
-                .store
-                .get_run(org, &id)
-                .await?
-                .ok_or_else(|| run_not_found(id.as_str())),
+            // The run the key was used for, if the caller may see it.
+            CreateRunOutcome::Existing(id) => self.get_run(caller, id.as_str()).await,
         }
     }
 
@@ -538,13 +667,34 @@ impl Services {
         })));
     }
 
+    /// One of the caller's runs; 404 when there is none, or when the caller may not
+    /// see it (existence is not leaked): see [`Self::may_see_run`].
     pub async fn get_run(&self, caller: &Caller, id: &str) -> Result<Run, PortError> {
-        self.get_run_in(&caller.org_id, id).await
+        let run = self.get_run_in(&caller.org_id, id).await?;
+        if self
+            .may_view(caller, &run, &mut access::AccessCache::default())
+            .await?
+        {
+            Ok(run)
+        } else {
+            Err(run_not_found(id))
+        }
     }
 
-    /// The version of one of the caller's runs (404 like [`Self::get_run`]), without
-    /// reading the run.
+    /// Whether the caller may see `run`: organization credentials and Admins see every
+    /// run; a person the runs they requested, those they may approve, and every run of
+    /// an action with `allowAnyoneToViewRuns: true`.
+    pub async fn may_see_run(&self, caller: &Caller, run: &Run) -> Result<bool, PortError> {
+        self.may_view(caller, run, &mut access::AccessCache::default())
+            .await
+    }
+
+    /// The version of one of the caller's runs (404 like [`Self::get_run`]); read
+    /// without the run for callers who see every run.
     pub async fn run_version(&self, caller: &Caller, id: &str) -> Result<u64, PortError> {
+        if !caller.principal.is_admin() {
+            return Ok(self.get_run(caller, id).await?.version);
+        }
         let run_id = RunId::parse(id).map_err(|_| run_not_found(id))?;
         self.store
             .run_version(&caller.org_id, &run_id)
@@ -560,31 +710,54 @@ impl Services {
             .ok_or_else(|| run_not_found(id))
     }
 
+    /// The caller's runs that `filter` selects and the caller may see (at most
+    /// `filter.limit` of them read, so a person may get fewer).
     pub async fn list_runs(
         &self,
         caller: &Caller,
         filter: &RunFilter,
     ) -> Result<Vec<Run>, PortError> {
-        Ok(self.store.list_runs(&caller.org_id, filter).await?)
+        let runs = self.store.list_runs(&caller.org_id, filter).await?;
+        if caller.principal.is_admin() {
+            return Ok(runs);
+        }
+        let mut cache = access::AccessCache::default();
+        let mut visible = Vec::with_capacity(runs.len());
+        for run in runs {
+            if self.may_view(caller, &run, &mut cache).await? {
+                visible.push(run);
+            }
+        }
+        Ok(visible)
     }
 
-    /// One page of runs, newest first: at most `filter.limit` runs and at most
-    /// [`RUNS_PAGE_MAX_BYTES`] of them (always at least one), read from the store a
-    /// few at a time, so a page of large runs (payloads, summaries) costs the server a
-    /// bounded amount of memory however large a `limit` the caller asks for.
+    /// One page of the runs the caller may see, newest first: at most `filter.limit`
+    /// runs and at most [`RUNS_PAGE_MAX_BYTES`] of them (always at least one), read
+    /// from the store a few at a time, so a page of large runs (payloads, summaries)
+    /// costs the server a bounded amount of memory however large a `limit` the caller
+    /// asks for. A person's page also ends after [`RUNS_PAGE_MAX_EXAMINED`] runs read
+    /// (those hidden from them included); `next` says where the next page starts.
     pub async fn list_runs_page(
         &self,
         caller: &Caller,
         filter: &RunFilter,
     ) -> Result<RunsPage, PortError> {
         let limit = filter.limit as usize;
+        let sees_all = caller.principal.is_admin();
+        let mut cache = access::AccessCache::default();
         let mut runs: Vec<Run> = Vec::new();
         let mut bytes = 0;
+        let mut examined = 0;
         let mut cursor = filter.before.clone();
+        let page = |runs: Vec<Run>, more: bool, next: Option<RunId>| RunsPage {
+            runs,
+            more,
+            next: if more { next } else { None },
+        };
         loop {
             let want = (limit - runs.len()).min(RUNS_PAGE_CHUNK);
             let chunk_filter = RunFilter {
-                before: cursor,
+                before: cursor.clone(),
                 // One extra run tells whether the store has more.
                 limit: u32::try_from(want + 1).unwrap_or(u32::MAX),
                 ..filter.clone()
@@ -593,20 +766,25 @@ impl Services {
             let store_has_more = chunk.len() > want;
             chunk.truncate(want);
             for run in chunk {
+                examined += 1;
+                if !sees_all && !self.may_view(caller, &run, &mut cache).await? {
+                    cursor = Some(run.id.clone());
+                    continue;
+                }
                 let size = run.approximate_json_size();
                 if !runs.is_empty() && bytes + size > RUNS_PAGE_MAX_BYTES {
-                    return Ok(RunsPage { runs, more: true });
+                    return Ok(page(runs, true, cursor));
                 }
                 bytes += size;
+                cursor = Some(run.id.clone());
                 runs.push(run);
             }
             if runs.len() >= limit || !store_has_more {
-                return Ok(RunsPage {
-                    runs,
-                    more: store_has_more,
-                });
+                return Ok(page(runs, store_has_more, cursor));
             }
-            cursor = runs.last().map(|run| run.id.clone());
+            if examined >= RUNS_PAGE_MAX_EXAMINED {
+                return Ok(page(runs, true, cursor));
+            }
         }
     }
 
@@ -670,12 +848,14 @@ impl Services {
         ))
     }
 
+    /// A backend reports on a run (Admins and organization credentials).
     pub async fn patch_run(
         &self,
         caller: &Caller,
         id: &str,
         patch: RunPatch,
     ) -> Result<Run, PortError> {
+        caller.require_admin("update runs")?;
         Ok(self
             .apply(
                 &caller.org_id,
@@ -695,6 +875,7 @@ impl Services {
         termination_status: Option<FinalStatus>,
         status_label: Option<String>,
     ) -> Result<RunLog, PortError> {
+        caller.require_admin("write run logs")?;
         let command = RunCommand::AddLog {
             message,
             termination_status,
@@ -722,36 +903,26 @@ impl Services {
             .await?)
     }
 
+    /// The caller approves a run waiting for approval (see [`Self::decide`]).
     pub async fn approve(
         &self,
         caller: &Caller,
         id: &str,
         description: Option<String>,
     ) -> Result<Run, PortError> {
-        let command = RunCommand::Approve {
-            user_id: caller.user_id().to_owned(),
-            description,
-        };
-        Ok(self
-            .apply(&caller.org_id, id, command, caller.user_id())
-            .await?
-            .0)
+        self.decide(caller, id, crate::run::Decision::Approved, description)
+            .await
     }
 
+    /// The caller declines a run waiting for approval (see [`Self::decide`]).
     pub async fn decline(
         &self,
         caller: &Caller,
         id: &str,
         description: Option<String>,
     ) -> Result<Run, PortError> {
-        let command = RunCommand::Decline {
-            user_id: caller.user_id().to_owned(),
-            description,
-        };
-        Ok(self
-            .apply(&caller.org_id, id, command, caller.user_id())
-            .await?
-            .0)
+        self.decide(caller, id, crate::run::Decision::Declined, description)
+            .await
     }
 
     /// Checks that an entity change may be bound to a run: the run exists in the
@@ -792,9 +963,10 @@ impl Services {
     }
 }
 
-/// The designated approvers of an `ALL` approval: the action's `approvers` list (our
-/// extension; Port takes them from the action's permissions).
-fn approvers_of(action: &Action) -> Vec<String> {
+/// The action's `approvers` list, our older extension: since approvers come from the
+/// action's `approve` permission (as in Port), these are added to those an `ALL`
+/// approval resolves to, for the actions that still carry one.
+fn legacy_approvers(action: &Action) -> Vec<String> {
     action
         .definition
         .extra

@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{Caller, ExecuteRequest, Services};
+use crate::access::AuditResource;
 use crate::action::{Action, ActionDefinition, ActionMeta, Operation, Trigger};
 use crate::catalog::Blueprint;
 use crate::error::{ErrorKind, PortError, StoreError};
@@ -118,13 +119,15 @@ fn parse_v1_many(body: &Value, blueprint: &Blueprint) -> Result<Vec<ActionDefini
 }
 
 impl Services {
-    /// Refuses a malformed `userInputs` (422 `user_inputs_schema_invalid`) and a
-    /// trigger naming a blueprint that does not exist (404).
+    /// Refuses a malformed `userInputs` (422 `user_inputs_schema_invalid`), a malformed
+    /// `approvalNotification` (422) and a trigger naming a blueprint that does not
+    /// exist (404).
     async fn check_action_definition(
         &self,
         caller: &Caller,
         definition: &ActionDefinition,
     ) -> Result<(), PortError> {
+        super::approvals::check_approval_notification(definition.approval_notification.as_ref())?;
         if let Some(inputs) = definition.user_inputs() {
             check_user_inputs_definition(&Value::Object(inputs.clone()))
                 .map_err(|e| PortError::new(ErrorKind::UserInputsSchemaInvalid, e.to_string()))?;
@@ -166,6 +169,14 @@ impl Services {
                 StoreError::AlreadyExists(_) => taken(&action.definition.identifier),
                 other => other.into(),
             })?;
+        self.record_audit(self.audit_entry(
+            caller,
+            AuditResource::Action,
+            action.definition.identifier.as_str(),
+            "CREATE",
+            json!({ "after": action.to_v2_json() }),
+        ))
+        .await?;
         Ok(action)
     }
 
@@ -176,11 +187,39 @@ impl Services {
         mut action: Action,
         definition: ActionDefinition,
     ) -> Result<Action, PortError> {
+        let before = action.to_v2_json();
         action.definition = definition;
         action.meta.updated_at = self.now();
         action.meta.updated_by = caller.user_id().to_owned();
         self.store.update_action(&caller.org_id, &action).await?;
+        self.record_audit(self.audit_entry(
+            caller,
+            AuditResource::Action,
+            action.definition.identifier.as_str(),
+            "UPDATE",
+            json!({ "before": before, "after": action.to_v2_json() }),
+        ))
+        .await?;
         Ok(action)
+    }
+
+    /// Deletes an action (its permissions go with it) and records it.
+    async fn store_action_deletion(
+        &self,
+        caller: &Caller,
+        action: &Action,
+    ) -> Result<(), PortError> {
+        self.store
+            .delete_action(&caller.org_id, &action.definition.identifier)
+            .await?;
+        self.record_audit(self.audit_entry(
+            caller,
+            AuditResource::Action,
+            action.definition.identifier.as_str(),
+            "DELETE",
+            json!({ "before": action.to_v2_json() }),
+        ))
+        .await
     }
 
     // -----------------------------------------------------------------------------------
@@ -189,6 +228,7 @@ impl Services {
 
     /// Creates an action from its v2 definition (`POST /v1/actions`).
     pub async fn create_action(&self, caller: &Caller, body: &Value) -> Result<Action, PortError> {
+        caller.require_admin("create actions")?;
         let definition = ActionDefinition::from_v2(body)?;
         self.check_action_definition(caller, &definition).await?;
         self.store_new_action(caller, definition).await
@@ -212,6 +252,7 @@ impl Services {
         identifier: &str,
         body: &Value,
     ) -> Result<Action, PortError> {
+        caller.require_admin("change actions")?;
         let action = self.get_action(caller, identifier).await?;
         let definition = ActionDefinition::from_v2(body)?;
         path_identifier_matches(&definition, identifier)?;
@@ -221,11 +262,9 @@ impl Services {
 
     /// Deletes one of the caller's actions (404 when there is none).
     pub async fn delete_action(&self, caller: &Caller, identifier: &str) -> Result<(), PortError> {
+        caller.require_admin("delete actions")?;
         let action = self.get_action(caller, identifier).await?;
-        self.store
-            .delete_action(&caller.org_id, &action.definition.identifier)
-            .await?;
-        Ok(())
+        self.store_action_deletion(caller, &action).await
     }
 
     // -----------------------------------------------------------------------------------
@@ -289,6 +328,7 @@ impl Services {
         blueprint: &str,
         body: &Value,
     ) -> Result<Vec<Action>, PortError> {
+        caller.require_admin("create actions")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         let definitions = parse_v1_many(body, &blueprint)?;
         for definition in &definitions {
@@ -318,6 +358,7 @@ impl Services {
         blueprint: &str,
         body: &Value,
     ) -> Result<Vec<Action>, PortError> {
+        caller.require_admin("change actions")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         if !body.is_array() {
             return Err(PortError::invalid("body: must be an array of actions"));
@@ -339,9 +380,7 @@ impl Services {
             definitions.iter().map(|d| d.identifier.clone()).collect();
         for action in &existing {
             if !wanted.contains(&action.definition.identifier) {
-                self.store
-                    .delete_action(&caller.org_id, &action.definition.identifier)
-                    .await?;
+                self.store_action_deletion(caller, action).await?;
             }
         }
         let mut result = Vec::with_capacity(definitions.len());
@@ -367,6 +406,7 @@ impl Services {
         identifier: &str,
         body: &Value,
     ) -> Result<Action, PortError> {
+        caller.require_admin("change actions")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         let action = self.action_of(caller, &blueprint, identifier).await?;
         let definition = parse_v1(body, &blueprint, None)?;
@@ -382,11 +422,9 @@ impl Services {
         blueprint: &str,
         identifier: &str,
     ) -> Result<(), PortError> {
+        caller.require_admin("delete actions")?;
         let action = self.blueprint_action(caller, blueprint, identifier).await?;
-        self.store
-            .delete_action(&caller.org_id, &action.definition.identifier)
-            .await?;
-        Ok(())
+        self.store_action_deletion(caller, &action).await
     }
 
     /// `POST /v1/blueprints/{bp}/actions/{action}/runs`: executes an action of the

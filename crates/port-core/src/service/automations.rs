@@ -294,6 +294,7 @@ impl Services {
                     e.synchronized() && e.delivery.mode == crate::ports::DeliveryMode::Webhook
                 }),
                 created_by: change.by.clone(),
+                impersonated_by: None,
                 chain_depth: depth,
             },
             now,

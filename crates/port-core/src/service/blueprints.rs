@@ -35,6 +35,7 @@ impl Services {
         caller: &Caller,
         body: &Value,
     ) -> Result<Blueprint, PortError> {
+        caller.require_admin("create blueprints")?;
         let parsed = parse_blueprint(body)?;
         let now = self.now();
         let blueprint = Blueprint {
@@ -72,6 +73,7 @@ impl Services {
         identifier: &str,
         body: Value,
     ) -> Result<Blueprint, PortError> {
+        caller.require_admin("change blueprints")?;
         let mut blueprint = self.blueprint_of(caller, identifier).await?;
         check_path_identifier(&body, &blueprint.identifier)?;
         let mut with_identifier = body;
@@ -91,6 +93,7 @@ impl Services {
         identifier: &str,
         body: Value,
     ) -> Result<Blueprint, PortError> {
+        caller.require_admin("change blueprints")?;
         let mut blueprint = self.blueprint_of(caller, identifier).await?;
         check_path_identifier(&body, &blueprint.identifier)?;
         let Value::Object(changes) = body else {
@@ -108,6 +111,7 @@ impl Services {
         caller: &Caller,
         identifier: &str,
     ) -> Result<(), PortError> {
+        caller.require_admin("delete blueprints")?;
         let blueprint = self.blueprint_of(caller, identifier).await?;
         self.store
             .delete_blueprint(

@@ -27,6 +27,7 @@ impl Services {
     /// is 422 `invalid_request` (it was never delivered), an ended one 422
     /// `run_exhausted`; a run without a delivery is 404.
     pub async fn redeliver(&self, caller: &Caller, run_id: &str) -> Result<(), PortError> {
+        caller.require_admin("redeliver runs")?;
         let run = self.get_run(caller, run_id).await?;
         match run.state {
             RunState::InProgress => {}
@@ -66,6 +67,7 @@ impl Services {
         run_id: &str,
         extend_ms: i64,
     ) -> Result<Timestamp, PortError> {
+        caller.require_admin("claim runs")?;
         let run = self.get_run(caller, run_id).await?;
         let now = self.now();
         if !self

@@ -112,6 +112,7 @@ impl Services {
         path_identifier: Option<&str>,
         options: &EntityWriteOptions,
     ) -> Result<EntityWritten, PortError> {
+        caller.require_admin("write entities")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         let run = self.bound_run(caller, options.run_id.as_deref()).await?;
         let body = parse_entity_body(body, &blueprint.identifier)?;
@@ -135,6 +136,7 @@ impl Services {
         bodies: &[Value],
         options: &EntityWriteOptions,
     ) -> Result<Vec<Result<EntityWritten, PortError>>, PortError> {
+        caller.require_admin("write entities")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         if bodies.is_empty() || bodies.len() > MAX_BULK_ENTITIES {
             return Err(PortError::invalid(format!(
@@ -419,6 +421,7 @@ impl Services {
         delete_dependents: bool,
         run_id: Option<&str>,
     ) -> Result<(), PortError> {
+        caller.require_admin("delete entities")?;
         let blueprint = self.blueprint_of(caller, blueprint).await?;
         let run = self.bound_run(caller, run_id).await?;
         let not_found = || entity_not_found(&blueprint.identifier, identifier);

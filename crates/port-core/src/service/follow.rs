@@ -19,8 +19,9 @@ use crate::time::Timestamp;
 
 impl Services {
     /// Up to `limit` log lines of one of the caller's runs with a sequence number above
-    /// `after_seq`, in sequence order. The run is not looked up: a run of another
-    /// organization, or none, simply has no lines.
+    /// `after_seq`, in sequence order. For callers who see every run the run is not
+    /// looked up: a run of another organization, or none, simply has no lines; others
+    /// get 404 for a run hidden from them, as [`Services::get_run`] answers.
     pub async fn logs_after(
         &self,
         caller: &Caller,
@@ -28,6 +29,9 @@ impl Services {
         after_seq: u64,
         limit: u64,
     ) -> Result<Vec<RunLog>, PortError> {
+        if !caller.principal.is_admin() {
+            self.get_run(caller, run_id.as_str()).await?;
+        }
         Ok(self
             .store
             .logs_after(&caller.org_id, run_id, after_seq, limit)
@@ -35,7 +39,8 @@ impl Services {
     }
 
     /// The caller's runs, read-only, for a follower that reads them through the
-    /// [`RunStore`] port.
+    /// [`RunStore`] port. Whether the caller may see a run is checked before it is
+    /// followed ([`Services::run_version`], [`Services::logs_after`]), not here.
     pub fn org_runs(&self, caller: &Caller) -> OrgRuns {
         OrgRuns {
             store: self.store.clone(),

@@ -44,6 +44,7 @@ impl Services {
         caller: &Caller,
         patch: &OrganizationPatch,
     ) -> Result<(), PortError> {
+        caller.require_admin("change the organization")?;
         let org = &caller.org_id;
         let missing = || PortError::not_found(format!("organization {org}"));
         let stored = self
@@ -67,6 +68,7 @@ impl Services {
         caller: &Caller,
         id: &str,
     ) -> Result<Integration, PortError> {
+        caller.require_admin("read integrations")?;
         let identifier = path_identifier(id)?;
         self.store
             .get_integration(&caller.org_id, &identifier)
@@ -82,6 +84,7 @@ impl Services {
         caller: &Caller,
         mut body: Map<String, Value>,
     ) -> Result<Integration, PortError> {
+        caller.require_admin("create integrations")?;
         // `shift_remove` keeps the other keys in the order the client sent them.
         let identifier = match body.shift_remove("installationId") {
             Some(Value::String(id)) => IntegrationIdentifier::parse(&id)
@@ -125,6 +128,7 @@ impl Services {
         id: &str,
         patch: Map<String, Value>,
     ) -> Result<Integration, PortError> {
+        caller.require_admin("change integrations")?;
         let mut integration = self.get_integration(caller, id).await?;
         integration.merge(patch)?;
         integration.updated_at = self.clock.now();
@@ -136,6 +140,7 @@ impl Services {
     }
 
     pub async fn delete_integration(&self, caller: &Caller, id: &str) -> Result<(), PortError> {
+        caller.require_admin("delete integrations")?;
         let identifier = path_identifier(id)?;
         if !self
             .store

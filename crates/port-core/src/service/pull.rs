@@ -61,6 +61,7 @@ impl Services {
         caller: &Caller,
         request: &ClaimRequest,
     ) -> Result<Vec<ClaimedRun>, PortError> {
+        caller.require_admin("claim runs")?;
         if request.exclude.len() > MAX_EXCLUDED_ACTIONS {
             return Err(PortError::invalid(format!(
                 "body.exclude: at most {MAX_EXCLUDED_ACTIONS} action identifiers"
@@ -138,6 +139,7 @@ impl Services {
     /// again; returns how many were still waiting (Port's agent skips a run it did not
     /// newly acknowledge). Ids that cannot be runs match none.
     pub async fn ack_runs(&self, caller: &Caller, run_ids: &[String]) -> Result<u64, PortError> {
+        caller.require_admin("acknowledge runs")?;
         let runs: Vec<RunId> = run_ids
             .iter()
             .filter_map(|id| RunId::parse(id).ok())
@@ -153,6 +155,7 @@ impl Services {
     /// the claim); any later one is 409 `conflict`, which Ocean takes as "someone else
     /// has it". 404 when the run does not exist.
     pub async fn ack_run(&self, caller: &Caller, run_id: &str) -> Result<(), PortError> {
+        caller.require_admin("acknowledge runs")?;
         if self.ack_runs(caller, &[run_id.to_owned()]).await? > 0 {
             return Ok(());
         }
@@ -187,6 +190,7 @@ impl Services {
         run_id: &str,
         response: Value,
     ) -> Result<Run, PortError> {
+        caller.require_admin("report run responses")?;
         Ok(self
             .apply(
                 &caller.org_id,

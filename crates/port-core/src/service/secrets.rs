@@ -143,10 +143,12 @@ pub fn unrenderable(error: &PortError) -> String {
 
 impl Services {
     pub async fn list_secrets(&self, caller: &Caller) -> Result<Vec<OrgSecret>, PortError> {
+        caller.require_admin("read organization secrets")?;
         Ok(self.store.list_secrets(&caller.org_id).await?)
     }
 
     pub async fn get_secret(&self, caller: &Caller, name: &str) -> Result<OrgSecret, PortError> {
+        caller.require_admin("read organization secrets")?;
         let name = path_name(name)?;
         self.store
             .get_secret(&caller.org_id, &name)
@@ -163,6 +165,7 @@ impl Services {
         value: String,
         description: Option<String>,
     ) -> Result<OrgSecret, PortError> {
+        caller.require_admin("create organization secrets")?;
         let name = SecretName::parse(name)
             .map_err(|e| PortError::invalid(format!("body.secretName: {e}")))?;
         let value = checked_value(value)?;
@@ -202,6 +205,7 @@ impl Services {
         value: Option<String>,
         description: Option<String>,
     ) -> Result<OrgSecret, PortError> {
+        caller.require_admin("change organization secrets")?;
         let name = path_name(name)?;
         let value = value.map(checked_value).transpose()?;
         checked_description(description.as_deref())?;
@@ -247,6 +251,7 @@ impl Services {
     }
 
     pub async fn delete_secret(&self, caller: &Caller, name: &str) -> Result<(), PortError> {
+        caller.require_admin("delete organization secrets")?;
         let name = path_name(name)?;
         if !self.store.delete_secret(&caller.org_id, &name).await? {
             return Err(secret_not_found(name.as_str()));
@@ -277,11 +282,8 @@ impl Services {
     /// The client secret that signs the organization's webhooks and keys its secret
     /// inputs: its oldest credential's.
     async fn signing_secret(&self, org: &OrgId) -> Result<String, PortError> {
-        self.store
-            .credentials(org)
+        self.organization_credential(org)
             .await?
-            .into_iter()
-            .next()
             .map(|credential| credential.client_secret.expose().to_owned())
             .ok_or_else(|| {
                 PortError::invalid(format!(
