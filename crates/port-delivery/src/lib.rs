@@ -11,7 +11,10 @@
 //!   evaluated invocation, compact JSON body, `X-Port-Timestamp` and
 //!   `X-Port-Signature` over the exact bytes sent), plus a `webhook-id` header that
 //!   stays the same on every attempt; the [`AgentTransport`] pushes nothing: agent
-//!   deliveries wait in the outbox for a runner's claim. Failed attempts are retried
+//!   deliveries wait in the outbox for a runner's claim; the
+//!   [`ApprovalNotificationTransport`] posts a waiting run's approval notification,
+//!   signed the same way, and its outcome never changes the run (a final failure
+//!   leaves one line in the run's log). Failed attempts are retried
 //!   on a jittered schedule, honouring `Retry-After`. Each attempt is recorded, each
 //!   failure leaves a line in the run's log, and a delivery that is refused or runs
 //!   out of attempts fails its run. Synchronized runs end with their receiver's
@@ -74,7 +77,7 @@ pub use reaper::{reap_stale_runs, spawn_reaper};
 pub use resolve::{RefusedDestination, VettingResolver};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{
-    AgentTransport, Job, LEASE_GUARD, Transport, Transports, USER_AGENT_VALUE, WEBHOOK_ID_HEADER,
-    WebhookTransport,
+    AgentTransport, ApprovalNotificationTransport, Job, LEASE_GUARD, Transport, Transports,
+    USER_AGENT_VALUE, WEBHOOK_ID_HEADER, WebhookTransport,
 };
 pub use worker::{DeliveryWorker, SYSTEM_ACTOR};

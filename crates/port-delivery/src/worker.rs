@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use port_core::claim::{ClaimLimits, InFlight};
 use port_core::destination::Destination;
-use port_core::ports::{Delivery, DeliveryAttempt, DeliveryState};
+use port_core::ports::{Delivery, DeliveryAttempt, DeliveryMode, DeliveryState};
 use port_core::run::{RunCommand, RunState};
 use port_core::service::Services;
 use port_core::service::secrets::unrenderable;
 use port_core::{ErrorKind, OrgId, Timestamp};
+use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use crate::config::{DeliveryConfig, DeliveryError};
 use crate::hub::Hub;
@@ -33,6 +35,40 @@ pub use port_core::run::SYSTEM_ACTOR;
 
 /// How long a delivery waits when the template sandbox cannot render it now.
 const RENDER_RETRY_MS: i64 = 2_000;
+
+/// What a delivery is to its run. A run may have several deliveries at once (a
+/// notice while it waits for approval, then its invocation once approved); each is
+/// claimed, attempted and retried on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The run's invocation: each failed attempt is logged on the run, the run fails
+    /// when the delivery does, and a synchronized run ends with its answer.
+    Invocation,
+    /// A notice about the run (an approval notification): its outcome never changes the
+    /// run; only a final failure leaves one line in the run's log.
+    Notice,
+}
+
+impl Purpose {
+    fn of(mode: DeliveryMode) -> Self {
+        match mode {
+            DeliveryMode::ApprovalNotification => Self::Notice,
+            DeliveryMode::Webhook | DeliveryMode::Agent | DeliveryMode::UpsertEntity => {
+                Self::Invocation
+            }
+        }
+    }
+
+    /// Whether a run in `state` still wants the delivery: an invocation while the run is
+    /// in progress, an approval notification while the run waits for a decision (once
+    /// it is approved, declined or withdrawn there is nothing left to ask).
+    fn wanted_by(self, state: RunState) -> bool {
+        match self {
+            Self::Invocation => state == RunState::InProgress,
+            Self::Notice => state == RunState::WaitingForApproval,
+        }
+    }
+}
 
 /// The delivery worker. Start it with [`DeliveryWorker::spawn`].
 #[derive(Debug)]
@@ -277,13 +313,12 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         return Ok(());
     };
     let number = delivery.attempts.saturating_add(1);
+    let purpose = Purpose::of(delivery.mode);
     let run = ctx.services.run_of_delivery(delivery).await?;
-    if run
-        .as_ref()
-        .is_none_or(|run| run.state != RunState::InProgress)
-    {
-        // The run ended (or was approved away) before this attempt: nobody waits for it.
-        tracing::debug!(delivery = %delivery.id, run = %delivery.run_id, "run no longer in progress; delivery dropped");
+    if run.as_ref().is_none_or(|run| !purpose.wanted_by(run.state)) {
+        // The run moved on (ended, or was decided) before this attempt: nobody waits
+        // for it.
+        tracing::debug!(delivery = %delivery.id, run = %delivery.run_id, mode = delivery.mode.as_str(), "the run no longer wants this delivery; dropped");
         store
             .finish(&delivery.id, DeliveryState::Failed, ctx.now())
             .await?;
@@ -354,8 +389,10 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         })
         .await?;
 
+    // Only a run's own invocation can be answered for it.
+    let synchronized = delivery.synchronized && purpose == Purpose::Invocation;
     if let Some(answer) = answer.filter(|a| a.is_success()) {
-        if delivery.synchronized {
+        if synchronized {
             let command = RunCommand::SynchronizedResponse {
                 status_code: answer.status.as_u16(),
                 response: sendable.mask_json(&answer.response_value()),
@@ -371,11 +408,22 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
     let what = sendable.mask(&outcome.describe());
     let max = ctx.config.max_attempts();
     let next = ctx.config.retry_schedule.get(number as usize).copied();
-    if let (true, Some(scheduled)) = (outcome.retryable(delivery.synchronized), next) {
+    if let (true, Some(scheduled)) = (outcome.retryable(synchronized), next) {
         let retry_after = answer
             .and_then(|a| a.retry_after.as_deref())
             .and_then(|v| retry::parse_retry_after(v, ctx.now()));
         let delay = retry::next_delay(scheduled, retry_after, ctx.config.retry_after_cap);
+        if purpose == Purpose::Notice {
+            // A notice's retries are its own business; the run hears only of its end.
+            store
+                .reschedule(
+                    &delivery.id,
+                    ctx.owner(),
+                    ctx.now().plus_millis(millis(delay)),
+                )
+                .await?;
+            return Ok(());
+        }
         let message = format!(
             "Webhook delivery attempt {number} of {max} failed: {what}; retrying in {}",
             human(delay)
@@ -399,7 +447,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
 
     match answer {
         // A synchronized run ends with its receiver's answer, whatever it was.
-        Some(answer) if delivery.synchronized => {
+        Some(answer) if synchronized => {
             let message = if outcome.retryable(true) {
                 format!(
                     "Webhook delivery attempt {number} of {max} failed: {what}; no attempts left"
@@ -419,7 +467,7 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
             Ok(())
         }
         _ => {
-            let reason = if outcome.retryable(delivery.synchronized) {
+            let reason = if outcome.retryable(synchronized) {
                 format!("no successful answer after {number} attempts; the last one: {what}")
             } else {
                 format!("{what} (not retried)")
@@ -429,11 +477,22 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
     }
 }
 
-/// Fails the run with "Webhook delivery failed: `reason`" (the transition logs it),
-/// then the delivery. In that order, so a crash between the two only repeats work.
+/// Ends a delivery that cannot succeed. An invocation fails its run with "Webhook
+/// delivery failed: `reason`" (the transition logs it); a notice leaves one line in the
+/// run's log and the run as it is. Then the delivery is failed: in that order, so a
+/// crash between the two only repeats work.
 async fn give_up(ctx: &Ctx, delivery: &Delivery, reason: String) -> Result<(), Abandoned> {
-    tracing::warn!(delivery = %delivery.id, run = %delivery.run_id, %reason, "webhook delivery failed");
-    apply_unless_ended(ctx, delivery, RunCommand::DeliveryExhausted { reason }).await?;
+    match Purpose::of(delivery.mode) {
+        Purpose::Invocation => {
+            tracing::warn!(delivery = %delivery.id, run = %delivery.run_id, %reason, "webhook delivery failed");
+            apply_unless_ended(ctx, delivery, RunCommand::DeliveryExhausted { reason }).await?;
+        }
+        Purpose::Notice => {
+            tracing::warn!(delivery = %delivery.id, run = %delivery.run_id, mode = delivery.mode.as_str(), %reason, "notice delivery failed");
+            // A run that ended meanwhile has no log to add to; that is fine.
+            append_system_log(ctx, delivery, &notice_failed(delivery, &reason)).await?;
+        }
+    }
     ctx.services
         .outbox()
         .finish(&delivery.id, DeliveryState::Failed, ctx.now())
@@ -466,4 +525,94 @@ async fn append_system_log(
         .services
         .log_for_delivery(&delivery.org_id, &delivery.run_id, message)
         .await?)
+}
+
+/// The line a notice's final failure leaves in its run's log, naming the receiver by
+/// its host only (a notification URL, Slack's among them, often holds a secret).
+fn notice_failed(delivery: &Delivery, reason: &str) -> String {
+    let what = match delivery.mode {
+        DeliveryMode::ApprovalNotification => "Approval notification",
+        DeliveryMode::Webhook | DeliveryMode::Agent | DeliveryMode::UpsertEntity => "Delivery",
+    };
+    let host = delivery
+        .request
+        .get("url")
+        .and_then(Value::as_str)
+        .and_then(|url| Url::parse(url).ok())
+        .and_then(|url| url.host_str().map(str::to_owned));
+    match host {
+        Some(host) => format!("{what} to {host} failed: {reason}"),
+        None => format!("{what} failed: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use port_core::run::Outcome;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn each_delivery_is_wanted_while_its_run_waits_for_it() {
+        let ended = RunState::Ended {
+            outcome: Outcome::Success,
+            at: Timestamp::from_unix_millis(0),
+        };
+        let declined = RunState::Ended {
+            outcome: Outcome::Declined,
+            at: Timestamp::from_unix_millis(0),
+        };
+        let invocation = Purpose::of(DeliveryMode::Webhook);
+        assert_eq!(invocation, Purpose::of(DeliveryMode::UpsertEntity));
+        assert!(invocation.wanted_by(RunState::InProgress));
+        assert!(!invocation.wanted_by(RunState::WaitingForApproval));
+        assert!(!invocation.wanted_by(ended));
+        let notice = Purpose::of(DeliveryMode::ApprovalNotification);
+        assert_eq!(notice, Purpose::Notice);
+        assert!(notice.wanted_by(RunState::WaitingForApproval));
+        assert!(!notice.wanted_by(RunState::InProgress));
+        assert!(!notice.wanted_by(declined));
+    }
+
+    const SUFFIX: &str = "0123456789abcdef";
+
+    fn notification(request: Value) -> Delivery {
+        let at = Timestamp::from_unix_millis(0);
+        Delivery {
+            id: port_core::DeliveryId::from_suffix(SUFFIX).unwrap(),
+            org_id: OrgId::from_suffix(SUFFIX).unwrap(),
+            run_id: port_core::RunId::from_suffix(SUFFIX).unwrap(),
+            mode: DeliveryMode::ApprovalNotification,
+            request,
+            synchronized: false,
+            installation_id: None,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: at,
+            lease_owner: None,
+            lease_until: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn a_failed_notice_names_only_the_host() {
+        let slack = notification(json!({
+            "url": "https://hooks.slack.com:8443/services/T0/B0/s3cret",
+            "format": "slack",
+            "body": {},
+        }));
+        let line = notice_failed(&slack, "HTTP 404 Not Found (not retried)");
+        assert_eq!(
+            line,
+            "Approval notification to hooks.slack.com failed: HTTP 404 Not Found (not retried)"
+        );
+        let broken = notification(json!({"format": "json"}));
+        assert_eq!(
+            notice_failed(&broken, "it has no url"),
+            "Approval notification failed: it has no url"
+        );
+    }
 }

@@ -6,7 +6,11 @@
 //! - `agent.rs`, [`AgentTransport`]: a pull-mode runner claims the run from the
 //!   outbox (`DeliveryMode::Agent`); the worker never pushes these;
 //! - `upsert_entity.rs`, [`UpsertEntityTransport`]: portd writes the entity of Port's
-//!   `UPSERT_ENTITY` itself, bound to the run (`DeliveryMode::UpsertEntity`).
+//!   `UPSERT_ENTITY` itself, bound to the run (`DeliveryMode::UpsertEntity`);
+//! - `approval_notification.rs`, [`ApprovalNotificationTransport`]: portd tells a run's
+//!   approvers that it waits for them (`DeliveryMode::ApprovalNotification`);
+//! - `signed.rs`: the signed HTTP attempt (and the vetted client) the webhook and
+//!   approval notification transports share.
 //!
 //! The worker looks a delivery's transport up by its [`DeliveryMode`] in
 //! [`Transports`], hands it a [`Job`] and records the [`Carried`] it gets back. A new
@@ -27,12 +31,16 @@ use port_core::service::{Sendable, Services};
 use crate::config::{DeliveryConfig, DeliveryError};
 use crate::outcome::{Abandoned, Carried, millis};
 use crate::resolve::VettingResolver;
+use signed::SignedSender;
 
 mod agent;
+mod approval_notification;
+mod signed;
 mod upsert_entity;
 mod webhook;
 
 pub use agent::AgentTransport;
+pub use approval_notification::ApprovalNotificationTransport;
 pub use upsert_entity::UpsertEntityTransport;
 pub use webhook::{USER_AGENT_VALUE, WEBHOOK_ID_HEADER, WebhookTransport};
 
@@ -91,14 +99,22 @@ impl Transports {
         config: &DeliveryConfig,
         resolver: VettingResolver,
     ) -> Result<Self, DeliveryError> {
-        let webhook = WebhookTransport::new(services.clone(), config.timeout, resolver)
+        // One client (and connection pool) for every transport that posts.
+        let sender = SignedSender::new(services.clone(), config.timeout, resolver)
             .map_err(DeliveryError::HttpClient)?;
         Ok(Self::default()
-            .with(DeliveryMode::Webhook, webhook)
+            .with(
+                DeliveryMode::Webhook,
+                WebhookTransport::with_sender(sender.clone()),
+            )
             .with(DeliveryMode::Agent, AgentTransport)
             .with(
                 DeliveryMode::UpsertEntity,
                 UpsertEntityTransport::new(services.clone()),
+            )
+            .with(
+                DeliveryMode::ApprovalNotification,
+                ApprovalNotificationTransport::with_sender(sender),
             ))
     }
 

@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use port_core::invocation::Actor;
 use port_core::run::SYSTEM_ACTOR;
 use port_core::service::{Caller, EntityWriteKind, EntityWriteOptions, Services};
 use port_core::{ErrorKind, PortError};
@@ -53,10 +52,7 @@ impl UpsertEntityTransport {
             }
         };
         // The change is the run's, made by portd on its behalf.
-        let caller = Caller {
-            org_id: job.delivery.org_id.clone(),
-            actor: Actor::machine(SYSTEM_ACTOR),
-        };
+        let caller = Caller::machine(job.delivery.org_id.clone(), SYSTEM_ACTOR);
         let options = EntityWriteOptions {
             kind: EntityWriteKind::Create {
                 upsert: true,

@@ -1,12 +1,10 @@
 //! The webhook transport (`DeliveryMode::Webhook`): portd sends the request itself.
 //! Each attempt rebuilds the request from the evaluated method (method, URL, headers,
-//! compact JSON body), signs it over the exact bytes sent (`X-Port-Timestamp`,
-//! `X-Port-Signature`, with the organization's client secret), adds `webhook-id`
-//! (the delivery's id, the same on every attempt), connects only to addresses the
-//! destination policy vetted, and reads what came back (`Retry-After` included).
+//! compact JSON body) and sends it signed through the [`SignedSender`] it shares with
+//! the other transports that post (`X-Port-Timestamp`, `X-Port-Signature` over the
+//! exact bytes sent, `webhook-id`, vetted addresses only, `Retry-After` read).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use port_core::service::Services;
@@ -15,26 +13,15 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGE
 use reqwest::{Method, Url};
 use serde_json::Value;
 
+use super::signed::SignedSender;
 use super::{Job, Transport};
-use crate::outcome::{
-    Abandoned, Answer, Attempt, Carried, EXCERPT_BYTES, MAX_RESPONSE_BYTES, NoAnswer, Outcome,
-};
-use crate::resolve::{VettingResolver, refusal_in, refused_literal};
+use crate::outcome::{Abandoned, Carried};
+use crate::resolve::VettingResolver;
 
 /// Carries webhook deliveries: one signed HTTP request per attempt.
+#[derive(Debug)]
 pub struct WebhookTransport {
-    services: Services,
-    client: reqwest::Client,
-    /// How long one attempt may take, answer included.
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for WebhookTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookTransport")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    sender: SignedSender,
 }
 
 impl WebhookTransport {
@@ -45,78 +32,25 @@ impl WebhookTransport {
         timeout: Duration,
         resolver: VettingResolver,
     ) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            client: client(timeout, Arc::new(resolver))?,
-            services,
-            timeout,
-        })
+        Ok(Self::with_sender(SignedSender::new(
+            services, timeout, resolver,
+        )?))
+    }
+
+    pub(crate) fn with_sender(sender: SignedSender) -> Self {
+        Self { sender }
     }
 }
 
 #[async_trait]
 impl Transport for WebhookTransport {
     async fn carry(&self, job: Job<'_>) -> Result<Carried, Abandoned> {
-        let delivery = job.delivery;
-        let request = match WebhookRequest::from_method(&job.invocation.request) {
-            Ok(request) => request,
-            Err(e) => {
-                return Ok(Carried::Unsendable(format!(
-                    "the evaluated request is unusable: {e}"
-                )));
-            }
-        };
-        let Some(credential) = self.services.signing_credential(&delivery.org_id).await? else {
-            return Ok(Carried::Unsendable(
-                "the organization has no client credential to sign it with".to_owned(),
-            ));
-        };
-        let clock = &self.services.clock;
-        if !job.fits_in_lease(clock.now(), self.timeout) {
-            // The steps before were slow: the lease might end mid-attempt and let a
-            // second worker send too. Hand the delivery back instead.
-            return Ok(Carried::Later(clock.now()));
+        match WebhookRequest::from_method(&job.invocation.request) {
+            Ok(request) => self.sender.attempt(&job, &request, "webhook").await,
+            Err(e) => Ok(Carried::Unsendable(format!(
+                "the evaluated request is unusable: {e}"
+            ))),
         }
-
-        let started_at = clock.now();
-        let started = Instant::now();
-        // Names are vetted by the client's resolver as it connects; addresses here.
-        let outcome = match refused_literal(&request.url, &*self.services.destinations) {
-            Some(refusal) => Outcome::refused(&refusal),
-            None => {
-                let headers = request.signed_headers(
-                    credential.client_secret.expose().as_bytes(),
-                    started_at.unix_seconds(),
-                    delivery.id.as_str(),
-                );
-                let limit = if delivery.synchronized {
-                    MAX_RESPONSE_BYTES
-                } else {
-                    EXCERPT_BYTES
-                };
-                match send(&self.client, &request, headers, self.timeout, limit).await {
-                    Ok(answer) => Outcome::Answered(answer),
-                    Err(NoAnswer::Refused(refusal)) => Outcome::refused(&refusal),
-                    Err(no) => Outcome::NoAnswer(no),
-                }
-            }
-        };
-        let duration = started.elapsed();
-        let ended_at = clock.now();
-        tracing::info!(
-            delivery = %delivery.id,
-            run = %delivery.run_id,
-            host = request.host(),
-            attempt = job.attempt,
-            status = outcome.answer().map(|a| a.status.as_u16()),
-            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            "webhook attempt"
-        );
-        Ok(Carried::Attempted(Attempt {
-            outcome,
-            started_at,
-            ended_at,
-            duration,
-        }))
     }
 }
 
@@ -180,14 +114,7 @@ impl std::fmt::Debug for WebhookRequest {
 
 impl WebhookRequest {
     pub fn from_method(request: &Value) -> Result<Self, InvalidRequest> {
-        let url = request
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or(InvalidRequest::MissingUrl)?;
-        let url = Url::parse(url).map_err(|_| InvalidRequest::BadUrl)?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(InvalidRequest::BadUrl);
-        }
+        let url = http_url(request)?;
         let method = match request.get("method").and_then(Value::as_str) {
             None => Method::POST,
             Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -215,13 +142,22 @@ impl WebhookRequest {
             value.set_sensitive(true);
             headers.append(header, value);
         }
-        let body = serde_json::to_vec(request.get("body").unwrap_or(&Value::Null))
-            .map_err(|e| InvalidRequest::Body(e.to_string()))?;
         Ok(Self {
             url,
             method,
             headers,
-            body,
+            body: compact(request.get("body").unwrap_or(&Value::Null))?,
+        })
+    }
+
+    /// A POST of `body` as compact JSON to the `url` of `request`, with no headers but
+    /// portd's (what other transports than webhooks send).
+    pub fn post_json(request: &Value, body: &Value) -> Result<Self, InvalidRequest> {
+        Ok(Self {
+            url: http_url(request)?,
+            method: Method::POST,
+            headers: HeaderMap::new(),
+            body: compact(body)?,
         })
     }
 
@@ -250,91 +186,22 @@ impl WebhookRequest {
     }
 }
 
-/// The HTTP client deliveries use: names resolved once by `resolver`, which passes on
-/// only addresses the destination policy allows; no redirects (a 3xx is the receiver's
-/// answer, and following it could reach hosts the policy never saw); no proxy (the
-/// address vetted must be the address connected to).
-pub fn client(
-    timeout: Duration,
-    resolver: Arc<VettingResolver>,
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(resolver)
-        .connect_timeout(timeout)
-        .build()
+/// The `url` of `request`, which must be an http(s) URL.
+fn http_url(request: &Value) -> Result<Url, InvalidRequest> {
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or(InvalidRequest::MissingUrl)?;
+    let url = Url::parse(url).map_err(|_| InvalidRequest::BadUrl)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(InvalidRequest::BadUrl);
+    }
+    Ok(url)
 }
 
-/// Sends one attempt and reads up to `body_limit` bytes of the answer, all within
-/// `timeout`.
-pub async fn send(
-    client: &reqwest::Client,
-    request: &WebhookRequest,
-    headers: HeaderMap,
-    timeout: Duration,
-    body_limit: usize,
-) -> Result<Answer, NoAnswer> {
-    let attempt = async {
-        let mut response = client
-            .request(request.method.clone(), request.url.clone())
-            .headers(headers)
-            .body(request.body.clone())
-            .send()
-            .await
-            .map_err(no_answer)?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = response.chunk().await.map_err(no_answer)? {
-            let room = body_limit - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                truncated = true;
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Answer {
-            status,
-            body,
-            truncated,
-            retry_after,
-        })
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(NoAnswer::TimedOut(timeout)),
-    }
-}
-
-/// What a failed request (or body read) comes to: the destination policy's refusal,
-/// or the error.
-fn no_answer(error: reqwest::Error) -> NoAnswer {
-    match refusal_in(&error) {
-        Some(refused) => NoAnswer::Refused(refused.0.clone()),
-        None => NoAnswer::Transport(describe_error(error)),
-    }
-}
-
-/// The error and its causes, without the URL (templates may put secrets in it).
-fn describe_error(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut parts = vec![error.to_string()];
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
+/// The compact JSON of `body`: exactly what is signed and sent.
+fn compact(body: &Value) -> Result<Vec<u8>, InvalidRequest> {
+    serde_json::to_vec(body).map_err(|e| InvalidRequest::Body(e.to_string()))
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use port_core::action::{Action, ActionDefinition, ActionMeta};
-use port_core::invocation::Actor;
 use port_core::ports::{
     ClientSecret, Clock, Credential, Delivery, DeliveryAttempt, DeliveryState, Entropy,
     IdGenerator, Organization, Store,
@@ -474,12 +473,10 @@ impl Harness {
                 client_id: CLIENT_ID.into(),
                 client_secret: ClientSecret::new(SECRET),
                 created_at: now,
+                user: None,
             })
             .await?;
-        let caller = Caller {
-            org_id: org.id,
-            actor: Actor::machine(CLIENT_ID),
-        };
+        let caller = Caller::machine(org.id, CLIENT_ID);
         Ok(Self {
             services,
             store,
@@ -565,12 +562,10 @@ impl Harness {
                 client_id: client_id.clone(),
                 client_secret: ClientSecret::new(SECRET),
                 created_at: now,
+                user: None,
             })
             .await?;
-        Ok(Caller {
-            org_id: org.id,
-            actor: Actor::machine(&client_id),
-        })
+        Ok(Caller::machine(org.id, &client_id))
     }
 
     /// Stores a v2 action definition.
