@@ -1,12 +1,23 @@
-// The API client: the access token (in this browser tab's session storage only), JSON
-// requests, and the run log stream read with fetch() so the token travels in the
-// Authorization header, never in a URL.
+// The API client. Two ways of being signed in:
+//
+// - a person, by e-mail and password or single sign-on: the server keeps the session
+//   in an HttpOnly cookie that scripts never see; the page holds only the session's
+//   CSRF token (in memory), which every request that changes something carries in
+//   `X-CSRF-Token`;
+// - a machine, by client id and secret: the access token lives in this tab's session
+//   storage and travels in the Authorization header, never in a URL.
+//
+// JSON requests and the run log stream (read with fetch(), so either kind of
+// credential goes with it) go through the same helpers.
 
 import { sleep } from './dom.js';
 
 const TOKEN_KEY = 'portd.session';
 /** Forget a token this long before it expires, so no request races its expiry. */
 const EXPIRY_MARGIN_MS = 60_000;
+
+/** The signed-in person (`{user, csrfToken}`), or null. */
+let person = null;
 
 /** An API refusal: the HTTP status and Port's error envelope (`error`, `message`). */
 export class ApiError extends Error {
@@ -20,17 +31,18 @@ export class ApiError extends Error {
 
 const signedOutListeners = new Set();
 
-/** Calls `listener` whenever the session ends (sign-out, or a refused token). */
+/** Calls `listener` whenever the session ends (sign-out, or a refused credential). */
 export function onSignedOut(listener) {
   signedOutListeners.add(listener);
 }
 
 function endSession(reason) {
   sessionStorage.removeItem(TOKEN_KEY);
+  person = null;
   for (const listener of signedOutListeners) listener(reason);
 }
 
-/** The current access token, or null when signed out or expired. */
+/** The current access token, or null when signed out, expired, or signed in as a person. */
 export function accessToken() {
   let session;
   try {
@@ -47,7 +59,86 @@ export function accessToken() {
 }
 
 export function isSignedIn() {
-  return accessToken() !== null;
+  return person !== null || accessToken() !== null;
+}
+
+/**
+ * Who is signed in: `{kind: 'person', user}` (Port's user shape: `email`, `roles`,
+ * `teams`), `{kind: 'machine'}`, or null.
+ */
+export function whoAmI() {
+  if (person) return { kind: 'person', user: person.user };
+  if (accessToken() !== null) return { kind: 'machine' };
+  return null;
+}
+
+/** The signed-in person's role name (`Admin` or `Member`), or null for a machine. */
+export function personRole() {
+  const roles = person && Array.isArray(person.user.roles) ? person.user.roles : [];
+  return roles.length > 0 && roles[0] && roles[0].name ? roles[0].name : null;
+}
+
+/** Whether the signed-in caller may manage the organization: Admins and machines. */
+export function isAdmin() {
+  const who = whoAmI();
+  return who !== null && (who.kind === 'machine' || personRole() === 'Admin');
+}
+
+async function sessionRequest(method, body) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && person) headers['x-csrf-token'] = person.csrfToken;
+  const response = await fetch('/ui/session', {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: 'no-store',
+    credentials: 'same-origin',
+  });
+  const data = await response.json().catch(() => null);
+  return { response, data };
+}
+
+function keepPerson(data) {
+  if (!data || typeof data.csrfToken !== 'string' || !data.user) return false;
+  person = { user: data.user, csrfToken: data.csrfToken };
+  return true;
+}
+
+/** Signs a person in with their e-mail address and password (a session cookie). */
+export async function signInWithPassword(email, password) {
+  const { response, data } = await sessionRequest('POST', { email, password });
+  if (!response.ok || !keepPerson(data)) throw new ApiError(response.status, data);
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/**
+ * Picks up a person's session the browser already has (after a reload, or single
+ * sign-on): true when there is one.
+ */
+export async function restoreSession() {
+  if (accessToken() !== null) return true;
+  try {
+    const { response, data } = await sessionRequest('GET');
+    return response.ok && keepPerson(data);
+  } catch {
+    return false;
+  }
+}
+
+/** Which ways of signing in the server offers: `{password, sso}`. */
+export async function signInOptions() {
+  try {
+    const response = await fetch('/ui/sign-in-options', {
+      headers: { accept: 'application/json' },
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+    const data = await response.json();
+    return { password: data.password !== false, sso: data.sso === true };
+  } catch {
+    return { password: true, sso: false };
+  }
 }
 
 /** Trades a client id and secret for a token and keeps it for this tab's session. */
@@ -64,6 +155,7 @@ export async function signIn(clientId, clientSecret) {
     throw new ApiError(response.status, body);
   }
   const lifetime = (Number(body.expiresIn) || 3 * 60 * 60) * 1000;
+  person = null;
   sessionStorage.setItem(
     TOKEN_KEY,
     JSON.stringify({
@@ -74,22 +166,37 @@ export async function signIn(clientId, clientSecret) {
   );
 }
 
-export function signOut() {
+export async function signOut() {
+  if (person) {
+    // The server forgets the session and clears the cookie; the page forgets it even
+    // if the server cannot be reached.
+    await sessionRequest('DELETE').catch(() => null);
+  }
   endSession('signed-out');
 }
 
-function authorization() {
+/**
+ * The credentials of one request: the Authorization header for a machine, the cookie
+ * (and the CSRF token when `method` may change something) for a person.
+ */
+function credentialsFor(method, headers) {
+  if (person) {
+    if (method !== 'GET' && method !== 'HEAD') headers['x-csrf-token'] = person.csrfToken;
+    return 'same-origin';
+  }
   const token = accessToken();
   if (token === null) {
     endSession('expired');
     throw new ApiError(401, { error: 'unauthorized', message: 'Please sign in again.' });
   }
-  return `Bearer ${token}`;
+  headers.authorization = `Bearer ${token}`;
+  return 'omit';
 }
 
 /** Sends a request to `/v1{path}`; resolves with the JSON body, throws `ApiError`. */
 export async function api(method, path, body, { signal } = {}) {
-  const headers = { authorization: authorization(), accept: 'application/json' };
+  const headers = { accept: 'application/json' };
+  const credentials = credentialsFor(method, headers);
   if (body !== undefined) headers['content-type'] = 'application/json';
   const response = await fetch(`/v1${path}`, {
     method,
@@ -97,7 +204,7 @@ export async function api(method, path, body, { signal } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
     signal,
     cache: 'no-store',
-    credentials: 'omit',
+    credentials,
   });
   const data = await response.json().catch(() => null);
   if (response.status === 401) endSession('expired');
@@ -180,13 +287,14 @@ export function followRunLog(runId, handlers) {
   };
 
   async function connectOnce() {
-    const headers = { authorization: authorization(), accept: 'text/event-stream' };
+    const headers = { accept: 'text/event-stream' };
+    const credentials = credentialsFor('GET', headers);
     if (lastEventId !== null) headers['last-event-id'] = lastEventId;
     const response = await fetch(`/v1/actions/runs/${enc(runId)}/logs/stream`, {
       headers,
       signal: controller.signal,
       cache: 'no-store',
-      credentials: 'omit',
+      credentials,
     });
     if (response.status === 401) endSession('expired');
     if (!response.ok) {

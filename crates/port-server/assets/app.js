@@ -6,9 +6,12 @@
 //   /actions/{id}  an action's form
 //   /automations       automations: what each watches, its condition
 //   /automations/{id}  an automation's trigger and its runs
+//   /users, /teams     the organization's people and teams (managed by Admins)
+//   /actions/{id}/permissions  who may run and approve an action (Admins)
 
-import { isSignedIn, onSignedOut, signOut } from './api.js';
+import { isAdmin, isSignedIn, onSignedOut, restoreSession, signOut, whoAmI } from './api.js';
 import { h } from './dom.js';
+import { permissionsView, teamsView, usersView } from './views/admin.js';
 import { actionFormView, actionsView } from './views/actions.js';
 import { automationView, automationsView } from './views/automations.js';
 import { runView } from './views/run.js';
@@ -20,6 +23,9 @@ const ROUTES = [
   { pattern: /^\/runs\/([^/]+)\/?$/, view: runView, nav: 'runs' },
   { pattern: /^\/actions\/?$/, view: actionsView, nav: 'actions' },
   { pattern: /^\/actions\/([^/]+)\/?$/, view: actionFormView, nav: 'actions' },
+  { pattern: /^\/actions\/([^/]+)\/permissions\/?$/, view: permissionsView, nav: 'actions' },
+  { pattern: /^\/users\/?$/, view: usersView, nav: 'users' },
+  { pattern: /^\/teams\/?$/, view: teamsView, nav: 'teams' },
   { pattern: /^\/automations\/?$/, view: automationsView, nav: 'automations' },
   { pattern: /^\/automations\/([^/]+)\/?$/, view: automationView, nav: 'automations' },
 ];
@@ -38,6 +44,14 @@ export function navigate(url, { replace = false, state = null } = {}) {
 function setNav(signedIn, current) {
   document.getElementById('nav').hidden = !signedIn;
   document.getElementById('sign-out').hidden = !signedIn;
+  const who = signedIn ? whoAmI() : null;
+  const identity = document.getElementById('identity');
+  identity.hidden = who === null;
+  identity.textContent =
+    who === null ? '' : who.kind === 'person' ? who.user.email : 'Organization credentials';
+  for (const link of document.querySelectorAll('#nav [data-admin]')) {
+    link.hidden = !signedIn || !isAdmin();
+  }
   for (const link of document.querySelectorAll('#nav a')) {
     if (link.dataset.nav === current) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
@@ -56,8 +70,13 @@ function render() {
     setNav(false, null);
     cleanup = signInView(main, {
       reason: signedOutReason,
+      search: new URLSearchParams(location.search),
       onSignedIn: () => {
         signedOutReason = null;
+        // A failed single sign-on's reason has been read; do not show it again.
+        if (new URLSearchParams(location.search).has('sso_error')) {
+          history.replaceState(null, '', location.pathname);
+        }
         render();
       },
     });
@@ -129,4 +148,6 @@ onSignedOut((reason) => {
   render();
 });
 
-render();
+// A person's session lives in a cookie the page cannot read: ask the server whether
+// there is one (after a reload, or coming back from single sign-on) before drawing.
+restoreSession().finally(render);

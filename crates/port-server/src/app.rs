@@ -42,6 +42,8 @@ pub fn app_with(state: AppState, extra: &[Endpoint]) -> Router {
     }
     router
         .merge(crate::ui::router())
+        .merge(crate::session::router())
+        .merge(crate::oidc::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -350,7 +350,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// The authenticated caller of a route: its organization and client id.
+/// The authenticated caller of a route: an `Authorization: Bearer` token (an
+/// organization's or a person's credential), else the web UI's session cookie, with
+/// its CSRF token on every request that may change something (see
+/// [`crate::session`]). 401 without either; 403 `csrf_failed` for a cookie request
+/// without its CSRF token.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Caller);
 
@@ -361,8 +365,17 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        state.authenticator().verify(token).await.map(Authenticated)
+        if let Some(token) = bearer_token(&parts.headers) {
+            return state
+                .authenticator()
+                .verify(token, state.services())
+                .await
+                .map(Authenticated);
+        }
+        crate::session::cookie_caller(state, &parts.method, &parts.headers)
+            .await?
+            .map(Authenticated)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The state every handler shares: the domain services over the store, the token
-//! authenticator, metrics, the readiness check, the notification hub and the
-//! server's stop signal. Cheap to clone.
+//! authenticator, the web sign-in's settings, throttle and single sign-on client,
+//! metrics, the readiness check, the notification hub and the server's stop signal.
+//! Cheap to clone.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use axum::extract::FromRef;
@@ -17,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::{OsEntropy, SystemClock};
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
+use crate::oidc::Oidc;
 use crate::search_gate::SearchGate;
+use crate::session::WebSettings;
+use crate::throttle::LoginThrottle;
 
 /// Whether the server's dependencies (the database) answer: `GET /readyz`.
 #[async_trait]
@@ -48,6 +52,12 @@ struct Inner {
     hub: Arc<Hub>,
     stopping: CancellationToken,
     searches: SearchGate,
+    /// The web sign-in's settings; replaceable at run time (tests learn their server's
+    /// address only once it listens).
+    web: RwLock<Arc<WebSettings>>,
+    /// Failed password sign-ins, by e-mail address and source (like the token route's).
+    sign_ins: LoginThrottle,
+    oidc: Oidc,
 }
 
 /// The services' notifier: the hub, plus whatever other listener was given.
@@ -91,6 +101,7 @@ impl AppState {
             destinations: Arc::new(AllowAllDestinations),
             templates: Arc::new(InProcessTemplates::default()),
             health: Arc::new(AlwaysReady),
+            web: WebSettings::default(),
         }
     }
 
@@ -134,6 +145,34 @@ impl AppState {
         &self.inner.searches
     }
 
+    /// The web sign-in's settings (public URL, single sign-on).
+    pub fn web(&self) -> Arc<WebSettings> {
+        self.inner
+            .web
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the web sign-in's settings (for sessions and sign-ins that start after).
+    pub fn set_web(&self, settings: WebSettings) {
+        *self
+            .inner
+            .web
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
+    }
+
+    /// The throttle of failed password sign-ins.
+    pub fn sign_ins(&self) -> &LoginThrottle {
+        &self.inner.sign_ins
+    }
+
+    /// The single sign-on client (its provider's discovery document and keys cached).
+    pub fn oidc(&self) -> &Oidc {
+        &self.inner.oidc
+    }
+
     /// Cancelled when the server begins shutting down: the delivery worker, the reaper
     /// and open log streams stop on it.
     pub fn stopping(&self) -> &CancellationToken {
@@ -158,6 +197,7 @@ pub struct AppStateBuilder {
     destinations: Arc<dyn DestinationPolicy>,
     templates: Arc<dyn TemplateEngine>,
     health: Arc<dyn HealthCheck>,
+    web: WebSettings,
 }
 
 impl AppStateBuilder {
@@ -200,6 +240,12 @@ impl AppStateBuilder {
         self
     }
 
+    /// The web sign-in's settings (default: no public URL, no single sign-on).
+    pub fn web(mut self, web: WebSettings) -> Self {
+        self.web = web;
+        self
+    }
+
     pub fn build(self) -> AppState {
         let hub = self.hub.unwrap_or_else(|| Arc::new(Hub::new()));
         let notifier: Arc<dyn Notifier> = Arc::new(Fanout {
@@ -224,6 +270,9 @@ impl AppStateBuilder {
                 hub,
                 stopping: CancellationToken::new(),
                 searches: SearchGate::default(),
+                web: RwLock::new(Arc::new(self.web)),
+                sign_ins: LoginThrottle::default(),
+                oidc: Oidc::new(),
             }),
         }
     }

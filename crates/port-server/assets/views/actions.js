@@ -1,8 +1,9 @@
 // Actions: the list of self-service actions, and one action's form, generated from its
 // `userInputs`, that executes it and opens the new run's page.
 
-import { api, enc } from '../api.js';
+import { api, enc, isAdmin } from '../api.js';
 import { errorBox, h, setChildren, showError } from '../dom.js';
+import { NO, executableActions, mayExecute, permissionsOf } from './access.js';
 
 function operationTag(operation) {
   return h('span', { class: `tag tag-op-${String(operation).toLowerCase()}`, text: operation });
@@ -20,16 +21,21 @@ export function actionsView(main) {
   );
 
   api('GET', '/actions', undefined, { signal: controller.signal })
-    .then((data) => {
-      const actions = (data.actions || [])
+    .then(async (data) => {
+      const all = (data.actions || [])
         .filter((a) => a.trigger && a.trigger.type === 'self-service')
         .sort((a, b) => (a.title || a.identifier).localeCompare(b.title || b.identifier));
+      // Only what the signed-in person may run is offered.
+      const actions = await executableActions(all, controller.signal);
       if (actions.length === 0) {
         setChildren(
           body,
           h('p', {
             class: 'empty',
-            text: 'No self-service actions yet. Create one with POST /v1/actions (see the README).',
+            text:
+              all.length === 0
+                ? 'No self-service actions yet. Create one with POST /v1/actions (see the README).'
+                : 'There is no action you may run. Ask an admin for permission.',
           }),
         );
         return;
@@ -248,7 +254,7 @@ export function actionFormView(main, { params, navigate }) {
   );
 
   api('GET', `/actions/${enc(identifier)}`, undefined, { signal: controller.signal })
-    .then((data) => {
+    .then(async (data) => {
       const action = data.action;
       title.textContent = action.title || action.identifier;
       document.title = `${title.textContent} · portd`;
@@ -272,6 +278,19 @@ export function actionFormView(main, { params, navigate }) {
       }
       if (trigger.type !== 'self-service') {
         showError(loadError, new Error('This action cannot be executed from a form.'));
+        return;
+      }
+      if (isAdmin()) {
+        intro.append(
+          h('p', {}, h('a', { id: 'permissions-link', href: `/actions/${enc(action.identifier)}/permissions`, text: 'Permissions' })),
+        );
+      }
+      const permissions = await permissionsOf(action.identifier, controller.signal);
+      if (permissions !== null && mayExecute(permissions, action) === NO) {
+        setChildren(
+          holder,
+          h('p', { id: 'not-permitted', class: 'notice', text: 'You may not run this action. Ask an admin for permission.' }),
+        );
         return;
       }
       setChildren(holder, buildForm(action, trigger, controller.signal, navigate));

@@ -19,6 +19,7 @@ import {
   timeElement,
 } from '../dom.js';
 import { markdownFragment } from '../markdown.js';
+import { NO, mayDecide, permissionsOf } from './access.js';
 
 /** How often entities and deliveries are read again while the run is active. */
 const SIDE_POLL_MS = 4000;
@@ -130,6 +131,31 @@ export function runView(main, { params }) {
   }
   approve.addEventListener('click', () => decide('APPROVE'));
   decline.addEventListener('click', () => decide('DECLINE'));
+
+  // Approve and decline are offered only to whom may decide: read the action's
+  // permissions and the run's approvers (designated ones still pending) each time the
+  // waiting run changes.
+  let approvalCheckedFor = null;
+  async function checkApprover(waitingRun) {
+    approvalSection.dataset.checked = 'false';
+    try {
+      const [permissions, approvers] = await Promise.all([
+        permissionsOf(waitingRun.action && waitingRun.action.identifier, signal),
+        api('GET', `/actions/runs/${enc(runId)}/approvers${query({ include_pending_approvers: 'true' })}`, undefined, { signal })
+          .then((data) => data.approvers || [])
+          .catch((e) => {
+            if (e.name === 'AbortError') throw e;
+            return [];
+          }),
+      ]);
+      if (run === null || run.status !== 'WAITING_FOR_APPROVAL') return;
+      // Unreadable permissions: offer the buttons and let the server answer.
+      approvalSection.hidden = permissions !== null && mayDecide(permissions, waitingRun, approvers) === NO;
+    } catch (e) {
+      if (e.name !== 'AbortError') approvalSection.hidden = false;
+    }
+    approvalSection.dataset.checked = 'true';
+  }
 
   // --- Summary, links, details, inputs -------------------------------------------------
   const summary = h('div', { id: 'run-summary', class: 'markdown' });
@@ -475,7 +501,12 @@ export function runView(main, { params }) {
     tick();
 
     const waiting = run.status === 'WAITING_FOR_APPROVAL';
-    approvalSection.hidden = !waiting;
+    if (!waiting) {
+      approvalSection.hidden = true;
+    } else if (approvalCheckedFor !== run.updatedAt) {
+      approvalCheckedFor = run.updatedAt;
+      checkApprover(run);
+    }
 
     const summaryText = typeof run.summary === 'string' ? run.summary : '';
     if (shown.summary !== summaryText) {

@@ -1,15 +1,18 @@
 //! The web UI: a small single-page app (hand-written HTML, CSS and JavaScript modules,
-//! embedded in the binary) that signs in with a client id and secret and then talks
-//! to the same API as every other client.
+//! embedded in the binary) that talks to the same API as every other client. People
+//! sign in with their e-mail address and password or by single sign-on (a session
+//! cookie and its CSRF token: [`crate::session`], [`crate::oidc`]); operators may
+//! still sign in with a client id and secret (a token in the tab's session storage).
 //!
-//! - `/`, `/runs/{id}`, `/actions`, `/actions/{id}`, `/automations` and
-//!   `/automations/{id}` serve the app shell; the page's own router draws the view from
-//!   the path.
+//! - `/`, `/runs/{id}`, `/actions`, `/actions/{id}`, `/actions/{id}/permissions`,
+//!   `/automations`, `/automations/{id}`, `/users` and `/teams` serve the app shell;
+//!   the page's own router draws the view from the path. The page offers only what
+//!   the signed-in person may do (the actions they may run, approve and decline to
+//!   approvers); the API decides.
 //! - `/assets/{*path}` serves the embedded files, with their content types and an
 //!   `ETag` so browsers revalidate cheaply.
 //!
-//! None of these routes takes a bearer token: the page signs in by itself and keeps
-//! its token in the browser session. Every response carries a strict
+//! None of these routes needs to be signed in. Every response carries a strict
 //! `Content-Security-Policy` (same origin only, no inline scripts or styles), so the
 //! page can neither run injected code nor reach anything but this server.
 
@@ -39,8 +42,11 @@ pub const PAGE_ROUTES: &[&str] = &[
     "/runs/{run_id}",
     "/actions",
     "/actions/{action_id}",
+    "/actions/{action_id}/permissions",
     "/automations",
     "/automations/{action_id}",
+    "/users",
+    "/teams",
 ];
 
 /// The prefix of the embedded files.
@@ -77,7 +83,9 @@ pub const ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("dom.js", JS),
     asset!("markdown.js", JS),
+    asset!("views/access.js", JS),
     asset!("views/actions.js", JS),
+    asset!("views/admin.js", JS),
     asset!("views/automations.js", JS),
     asset!("views/run.js", JS),
     asset!("views/run_rows.js", JS),

@@ -28,7 +28,7 @@ pub fn visible(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
@@ -36,7 +36,7 @@ fn executable(path: &Path) -> bool {
     path.is_file()
 }
 
-fn find_program(names: &[&str], extra: &[&str]) -> Option<PathBuf> {
+pub fn find_program(names: &[&str], extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let from_path = names
         .iter()
@@ -246,7 +246,11 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 let text = self
-                    .js("return document.querySelector('main').innerText", vec![])
+                    .js(
+                        "const m = document.querySelector('main') || document.body; \
+                         return m ? m.innerText : ''",
+                        vec![],
+                    )
                     .await;
                 panic!(
                     "timed out waiting for {what} on {}; the page says:\n{}",
@@ -351,8 +355,13 @@ impl Browser {
 
 /// `target/ui-screenshots/`: CI keeps what is under `target/` as artifacts.
 pub fn screenshot_dir() -> PathBuf {
+    target_dir().join("ui-screenshots")
+}
+
+/// The workspace's `target/` (or `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir).join("ui-screenshots");
+        return PathBuf::from(dir);
     }
     // This binary is target/<profile>/deps/ui-<hash>.
     let exe = std::env::current_exe().expect("the test binary's path");
@@ -363,5 +372,4 @@ pub fn screenshot_dir() -> PathBuf {
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
             Path::to_path_buf,
         )
-        .join("ui-screenshots")
 }

@@ -2,11 +2,15 @@
 //! portd, with the test playing the team's backend (see `runner`).
 //!
 //! Without Chromium these tests print `skipped: chromium not installed` and pass,
-//! unless `CI` is set. Screenshots go to `target/ui-screenshots/`.
+//! unless `CI` is set. Screenshots go to `target/ui-screenshots/`. `people` signs
+//! people in with passwords (and checks the CSRF protection over plain HTTP); `sso`
+//! by single sign-on against a real OpenID Provider under node.
 
 mod automations;
 mod browser;
+mod people;
 mod runner;
+mod sso;
 mod summary;
 
 use std::panic::AssertUnwindSafe;
