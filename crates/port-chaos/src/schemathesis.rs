@@ -46,6 +46,11 @@ const EXCLUDED_OPERATIONS: &[&str] = &["streamRunLogs"];
 /// - 422 once an organization keeps 100 integrations, or its settings or an integration
 ///   would grow past their bounds with what earlier requests stored; likewise once its
 ///   secrets number 500 or their values 1 MiB together.
+/// - 422 when a user or team names a team or member that does not exist, when a change
+///   would leave the organization without an Admin, when a permission's policy holds a
+///   search query or jq condition that does not parse (JSON Schema cannot parse them),
+///   when a run to withdraw no longer waits for approval, and when the audit log is asked
+///   for entity changes without a run (`resources=entity` needs `run_id`).
 const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("patchRun", &[422]),
     ("approveRun", &[422]),
@@ -72,6 +77,15 @@ const STATE_DEPENDENT: &[(&str, &[u16])] = &[
     ("patchOrganization", &[422]),
     ("createOrganizationSecret", &[422]),
     ("patchOrganizationSecret", &[422]),
+    ("inviteUser", &[422]),
+    ("patchUser", &[422]),
+    ("deleteUser", &[422]),
+    ("createTeam", &[422]),
+    ("patchTeam", &[422]),
+    ("replaceTeam", &[422]),
+    ("patchActionPermissions", &[422]),
+    ("withdrawRun", &[422]),
+    ("getAuditLog", &[422]),
 ];
 
 /// `schemathesis.toml` with [`STATE_DEPENDENT`].

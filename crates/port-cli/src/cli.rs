@@ -154,6 +154,146 @@ pub enum Command {
     /// Set, list and delete the organization's secrets (values are never shown)
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// List, invite, update and delete the organization's users
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// List, create, update and delete teams
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+    /// Show who did what: runs, actions, permissions, users, teams (the audit log)
+    Audit(AuditArgs),
+}
+
+/// A role: Admin or Member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Manages users, teams, actions and permissions
+    Admin,
+    /// Uses what the permissions grant
+    Member,
+}
+
+impl RoleArg {
+    /// Port's name of the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "Admin",
+            Self::Member => "Member",
+        }
+    }
+}
+
+/// `port users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users
+    List,
+    /// Add a user (Admins); they sign in once their password or single sign-on is set
+    Invite {
+        /// Their e-mail address
+        email: String,
+        /// Their role [default: member]
+        #[arg(long, value_enum, ignore_case = true, value_name = "ROLE")]
+        role: Option<RoleArg>,
+        /// A team they belong to (repeatable)
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
+    },
+    /// Show a user
+    Get {
+        /// Their e-mail address
+        email: String,
+    },
+    /// Change a user's role or teams (Admins)
+    #[command(group(ArgGroup::new("change").args(["role", "teams", "no_teams"]).multiple(true).required(true)))]
+    Update {
+        /// Their e-mail address
+        email: String,
+        /// Their new role
+        #[arg(long, value_enum, ignore_case = true, value_name = "ROLE")]
+        role: Option<RoleArg>,
+        /// A team (repeatable): the list replaces their teams
+        #[arg(long = "team", value_name = "TEAM", conflicts_with = "no_teams")]
+        teams: Vec<String>,
+        /// Remove them from every team
+        #[arg(long)]
+        no_teams: bool,
+    },
+    /// Delete a user (Admins)
+    Delete {
+        /// Their e-mail address
+        email: String,
+    },
+}
+
+/// `port teams …`.
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// List teams
+    List,
+    /// Show a team and its members
+    Get {
+        /// Team name
+        name: String,
+    },
+    /// Create a team (Admins)
+    Create {
+        /// Team name
+        name: String,
+        /// A member's e-mail address (repeatable)
+        #[arg(long = "user", value_name = "EMAIL")]
+        users: Vec<String>,
+        /// What the team is
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// Rename a team, or replace its members or description (Admins)
+    #[command(group(ArgGroup::new("change").args(["rename", "users", "no_users", "description"]).multiple(true).required(true)))]
+    Update {
+        /// Team name
+        name: String,
+        /// Its new name
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+        /// A member (repeatable): the list replaces its members
+        #[arg(long = "user", value_name = "EMAIL", conflicts_with = "no_users")]
+        users: Vec<String>,
+        /// Remove every member
+        #[arg(long)]
+        no_users: bool,
+        /// Its new description
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// Delete a team (its members stay users; Admins)
+    Delete {
+        /// Team name
+        name: String,
+    },
+}
+
+/// `port audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records of this kind (repeatable): entity (a run's entity changes, with
+    /// --run-id), run, action, permissions, user, team
+    #[arg(long = "resource", value_name = "KIND", value_parser = ["entity", "run", "action", "permissions", "user", "team"])]
+    pub resources: Vec<String>,
+    /// Only records about this identifier (a run id, action, e-mail, team, entity)
+    #[arg(long, value_name = "ID")]
+    pub identifier: Option<String>,
+    /// Only records about this run
+    #[arg(long, value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Only records from this time on (ISO-8601, e.g. 2025-01-31T00:00:00Z)
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only records up to this time (ISO-8601)
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// At most this many trail records (1-1000)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
 }
 
 /// `port blueprints …`.
@@ -205,6 +345,30 @@ pub enum ActionsCommand {
         /// Action identifier
         id: String,
     },
+    /// Show or change who may execute and approve an action
+    #[command(subcommand)]
+    Permissions(PermissionsCommand),
+}
+
+/// `port actions permissions …`.
+#[derive(Debug, Subcommand)]
+pub enum PermissionsCommand {
+    /// Show who may execute and approve an action
+    Get {
+        /// Action identifier
+        id: String,
+    },
+    /// Change them from a JSON or YAML file in Port's shape (Admins)
+    #[command(
+        after_help = "The file holds Port's permissions patch; the keys given replace those of each\ngrant, for example:\n  execute:\n    roles: [Member]\n    teams: [Platform]\n  approve:\n    users: [lead@example.com]"
+    )]
+    Set {
+        /// Action identifier
+        id: String,
+        /// File with the patch ('-' reads stdin)
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `port run ACTION …`.
@@ -234,6 +398,9 @@ pub struct RunArgs {
     /// Idempotency-Key: executing again with the same key returns the same run
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Execute as this user (their e-mail; organization credentials only)
+    #[arg(long, value_name = "EMAIL")]
+    pub run_as: Option<String>,
 }
 
 /// `port runs …`.
@@ -322,6 +489,14 @@ pub enum RunsCommand {
     },
     /// Decline a run waiting for approval
     Decline {
+        /// Run id
+        id: String,
+        /// Why
+        #[arg(long, value_name = "REASON")]
+        reason: Option<String>,
+    },
+    /// Withdraw a run waiting for approval (its requester, or an Admin)
+    Withdraw {
         /// Run id
         id: String,
         /// Why
@@ -547,6 +722,42 @@ mod tests {
             parse(&["port", "secrets", "set", "--value", "-v", "N"]).2,
             Some("-v".into())
         );
+    }
+
+    #[test]
+    fn people_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "port", "users", "invite", "ada@x.io", "--role", "ADMIN", "--team", "Platform",
+        ])
+        .unwrap();
+        let Command::Users(UsersCommand::Invite { role, teams, .. }) = cli.command else {
+            panic!("not an invite");
+        };
+        assert_eq!(
+            (role, teams),
+            (Some(RoleArg::Admin), vec!["Platform".into()])
+        );
+        assert!(
+            Cli::try_parse_from(["port", "users", "update", "ada@x.io"]).is_err(),
+            "an update changes something"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "port",
+                "users",
+                "update",
+                "ada@x.io",
+                "--team",
+                "A",
+                "--no-teams"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["port", "audit", "--resource", "entities"]).is_err(),
+            "resources are checked"
+        );
+        assert!(Cli::try_parse_from(["port", "run", "deploy", "--run-as", "ada@x.io"]).is_ok());
     }
 
     #[test]

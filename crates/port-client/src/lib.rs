@@ -57,15 +57,16 @@ pub use client::{
 };
 pub use error::ClientError;
 pub use requests::{
-    ActionQuery, EntityDeleteOptions, EntitySearch, EntityUpdateOptions, EntityWriteOptions,
-    ExecuteRequest, RunQuery, RunUpdate,
+    ActionQuery, AuditQuery, EntityDeleteOptions, EntitySearch, EntityUpdateOptions,
+    EntityWriteOptions, ExecuteRequest, RunQuery, RunUpdate, TeamRequest, UserUpdate,
 };
 pub use reqwest::Method;
 pub use retry::RetryPolicy;
 pub use time::OffsetDateTime;
 pub use types::{
-    AccessToken, Action, Approval, Approver, AuditEntry, Blueprint, BulkEntitiesResult,
-    BulkEntityError, BulkEntityWritten, Delivery, DeliveryAttempt, Entity, EntityPage,
-    EntitySearchResult, FinalStatus, LogEvent, Reference, Run, RunLog, RunPage, RunStatus, Secret,
+    AccessToken, Action, ActionPermissions, Approval, Approver, AuditEntry, Blueprint,
+    BulkEntitiesResult, BulkEntityError, BulkEntityWritten, Delivery, DeliveryAttempt, Entity,
+    EntityPage, EntitySearchResult, FinalStatus, Grant, LogEvent, NameRef, PersonalCredentials,
+    Reference, Run, RunLog, RunPage, RunStatus, Secret, Team, TeamMember, User,
 };
 pub use url::Url;

@@ -37,7 +37,9 @@ pub struct ExecuteRequest {
     /// way the same key goes with every retry of this call, so a retried execute never
     /// creates a second run on a server that honours the header (portd does).
     pub idempotency_key: Option<String>,
-    /// `run_as`: execute on behalf of this user (Port's cloud; portd ignores it).
+    /// `run_as`: execute as this user (their e-mail). Organization credentials only:
+    /// the run is theirs (`createdBy`), their permissions are checked, and it records
+    /// the credential as `impersonatedBy`.
     pub run_as: Option<String>,
 }
 
@@ -62,6 +64,12 @@ impl ExecuteRequest {
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Executes as this user (organization credentials only).
+    pub fn run_as(mut self, email: impl Into<String>) -> Self {
+        self.run_as = Some(email.into());
         self
     }
 
@@ -375,4 +383,73 @@ mod tests {
         );
         assert!(EntityWriteOptions::default().query().is_empty());
     }
+}
+
+/// Filters of `GET /v1/audit-log`; all given ones must hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditQuery {
+    /// Kinds of records: `entity` (a run's entity changes, with `run_id`), `run`,
+    /// `action`, `permissions`, `user`, `team`. Empty: the whole trail, or with
+    /// `run_id` the run's entity changes.
+    pub resources: Vec<String>,
+    /// The resource's identifier.
+    pub identifier: Option<String>,
+    /// Records about this run.
+    pub run_id: Option<String>,
+    /// From this time on (ISO-8601).
+    pub from: Option<String>,
+    /// Up to this time (ISO-8601).
+    pub to: Option<String>,
+    /// The most trail entries (1–1000; portd defaults to 100).
+    pub limit: Option<u32>,
+}
+
+impl AuditQuery {
+    pub(crate) fn query(&self) -> Query {
+        let mut query = Query::new();
+        for resource in &self.resources {
+            push(&mut query, "resources", resource);
+        }
+        push_opt(&mut query, "identifier", self.identifier.as_deref());
+        push_opt(&mut query, "run_id", self.run_id.as_deref());
+        push_opt(&mut query, "from", self.from.as_deref());
+        push_opt(&mut query, "to", self.to.as_deref());
+        if let Some(limit) = self.limit {
+            push(&mut query, "limit", limit);
+        }
+        query
+    }
+}
+
+/// A change of a user (`PATCH /v1/users/{email}`): `None` keeps what is there.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct UserUpdate {
+    /// Their role: `Admin` or `Member` (sent as Port's one-role list).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "one_role")]
+    pub roles: Option<String>,
+    /// Their teams: the whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Vec<String>>,
+}
+
+fn one_role<S: serde::Serializer>(role: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match role {
+        Some(role) => s.collect_seq(std::iter::once(role)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A team as written (`POST /v1/teams`, `PUT` and `PATCH /v1/teams/{name}`): with
+/// PATCH, `None` keeps what is there.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct TeamRequest {
+    /// Its name (a new one renames it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its members' addresses: the whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// What it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }

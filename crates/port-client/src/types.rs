@@ -227,6 +227,10 @@ pub struct Run {
     /// Who changed it last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_by: Option<String>,
+    /// The organization credential (client id) that executed it as `created_by`
+    /// (`run_as`; portd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated_by: Option<String>,
     /// Keys this client does not know (`rawProperties`, `claimedUntil`, …).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -385,7 +389,9 @@ pub struct Approver {
     pub extra: Map<String, Value>,
 }
 
-/// An audit-log record: an entity change bound to a run.
+/// An audit-log record: an entity change bound to a run (`resourceType` `entity`), or
+/// an entry of portd's trail: a run executed, approved, declined or withdrawn, an
+/// action, its permissions, a user or a team changed (`trigger.by` says who).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
@@ -723,6 +729,148 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("token", &"***")
             .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// A `{name}` reference (a user's role or team).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NameRef {
+    /// The role's or team's name.
+    pub name: String,
+}
+
+/// A person of the organization (`/v1/users`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Their address, which identifies them.
+    pub email: String,
+    /// First name (empty when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name (empty when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// `Invited` until they first sign in, then `Active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Their role (`Admin` or `Member`), as Port lists roles.
+    #[serde(default)]
+    pub roles: Vec<NameRef>,
+    /// The teams they belong to.
+    #[serde(default)]
+    pub teams: Vec<NameRef>,
+    /// Creation time.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<OffsetDateTime>,
+    /// Last change.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Keys this client does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl User {
+    /// Their role: the first listed.
+    pub fn role(&self) -> Option<&str> {
+        self.roles.first().map(|r| r.name.as_str())
+    }
+
+    /// The names of their teams.
+    pub fn team_names(&self) -> Vec<&str> {
+        self.teams.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+/// A member of a [`Team`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TeamMember {
+    /// Their address.
+    pub email: String,
+}
+
+/// A team of the organization (`/v1/teams`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Team {
+    /// Its name, which identifies it.
+    pub name: String,
+    /// What it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its members.
+    #[serde(default)]
+    pub users: Vec<TeamMember>,
+    /// Creation time.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<OffsetDateTime>,
+    /// Last change.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Keys this client does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who a permission names: users, roles, teams, and a policy (catalog queries and jq
+/// conditions) that admits others.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// Addresses of users.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// `Admin`, `Member`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Team names.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// `execute` only: members of the entity's teams may execute too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by_team: Option<bool>,
+    /// `{queries, conditions}`, or null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
+    /// Keys this client does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An action's permissions (`/v1/actions/{id}/permissions`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ActionPermissions {
+    /// Who may execute it.
+    #[serde(default)]
+    pub execute: Grant,
+    /// Who may approve its runs.
+    #[serde(default)]
+    pub approve: Grant,
+}
+
+/// A personal client id and secret (`POST /v1/auth/credentials`): its tokens act as
+/// the person who created it. The secret is shown once.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The secret: keep it, it is never shown again. Do not log it.
+    #[serde(default)]
+    pub client_secret: String,
+    /// Creation time.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<OffsetDateTime>,
+}
+
+impl fmt::Debug for PersonalCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersonalCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("created_at", &self.created_at)
             .finish()
     }
 }

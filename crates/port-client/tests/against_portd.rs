@@ -516,3 +516,169 @@ async fn organization_secrets_go_in_and_never_come_out() {
 
     server.shutdown().await.unwrap();
 }
+
+/// A client of a person: a personal credential of `email` written to the server's
+/// store (as `POST /v1/auth/credentials` makes one; a person's first token has to come
+/// from somewhere).
+async fn person(server: &TestServer, email: &str) -> PortClient {
+    use port_core::ports::{ClientSecret, Credential};
+    let credential = Credential {
+        org_id: port_core::id::OrgId::parse(&server.org_id).unwrap(),
+        client_id: format!("personal-{}", email.replace(['@', '.'], "-")),
+        client_secret: ClientSecret::new(
+            "a-personal-secret-of-sixty-four-characters-0123456789abcdefghijk",
+        ),
+        created_at: server.state().clock().now(),
+        user: Some(port_core::access::Email::parse(email).unwrap()),
+    };
+    server
+        .state()
+        .store()
+        .add_credential(&credential)
+        .await
+        .unwrap();
+    PortClient::builder()
+        .base_url(&server.api_url)
+        .credentials(&credential.client_id, credential.client_secret.expose())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_permissions_run_as_withdraw_and_the_audit_log() {
+    use port_client::{AuditQuery, TeamRequest, UserUpdate};
+    let server = TestServer::start().await.unwrap();
+    let machine = client(&server);
+
+    machine
+        .invite_user("ada@example.io", Some("Admin"), &[])
+        .await
+        .unwrap();
+    machine
+        .invite_user("bob@example.io", None, &[])
+        .await
+        .unwrap();
+    let team = machine
+        .create_team(&TeamRequest {
+            name: Some("Leads".into()),
+            users: Some(vec!["ada@example.io".into()]),
+            description: Some("They approve".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(team.users.len(), 1);
+    let users = machine.list_users().await.unwrap();
+    assert_eq!(users.len(), 2);
+    let ada = machine.get_user("ada@example.io").await.unwrap();
+    assert_eq!(
+        (ada.role(), ada.team_names()),
+        (Some("Admin"), vec!["Leads"])
+    );
+    let bob = machine
+        .update_user(
+            "bob@example.io",
+            &UserUpdate {
+                roles: None,
+                teams: Some(vec!["Leads".into()]),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (bob.role(), bob.team_names()),
+        (Some("Member"), vec!["Leads"])
+    );
+    let renamed = machine
+        .update_team(
+            "Leads",
+            &TeamRequest {
+                name: Some("Approvers".into()),
+                ..TeamRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Approvers");
+    assert_eq!(machine.list_teams().await.unwrap().len(), 1);
+
+    machine
+        .create_action(&json!({
+            "identifier": "guarded",
+            "title": "Guarded",
+            "trigger": { "type": "self-service", "operation": "CREATE",
+                         "userInputs": { "properties": {}, "required": [] } },
+            "requiredApproval": true,
+            "invocationMethod": { "type": "WEBHOOK", "url": "http://127.0.0.1:9/hook" },
+        }))
+        .await
+        .unwrap();
+    let permissions = machine
+        .patch_action_permissions(
+            "guarded",
+            &json!({ "execute": { "roles": ["Member"] }, "approve": { "teams": ["Approvers"] } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(permissions.execute.roles, ["Member"]);
+    assert_eq!(permissions.execute.owned_by_team, Some(false));
+    assert_eq!(
+        machine.action_permissions("guarded").await.unwrap(),
+        permissions
+    );
+
+    let run = machine
+        .execute("guarded", &ExecuteRequest::new().run_as("bob@example.io"))
+        .await
+        .unwrap();
+    assert_eq!(run.created_by.as_deref(), Some("bob@example.io"));
+    assert_eq!(
+        run.impersonated_by.as_deref(),
+        Some(server.client_id.as_str())
+    );
+    assert_eq!(run.status, RunStatus::WaitingForApproval);
+    let bob = person(&server, "bob@example.io").await;
+    let withdrawn = bob.withdraw(&run.id, Some("not now")).await.unwrap();
+    assert_eq!(withdrawn.status, RunStatus::Failure);
+    let refused = bob.withdraw(&run.id, None).await.unwrap_err();
+    assert_eq!(refused.status(), Some(422));
+
+    // A person's own credentials; the organization's are not a person's.
+    let own = bob.create_personal_credentials().await.unwrap();
+    assert!(!format!("{own:?}").contains(&own.client_secret));
+    let again = PortClient::builder()
+        .base_url(&server.api_url)
+        .credentials(&own.client_id, &own.client_secret)
+        .build()
+        .unwrap();
+    assert_eq!(
+        again.list_users().await.unwrap().len(),
+        2,
+        "the new credential works"
+    );
+    let refused = machine.create_personal_credentials().await.unwrap_err();
+    assert_eq!(refused.status(), Some(403));
+    let refused = bob.delete_team("Approvers").await.unwrap_err();
+    assert_eq!(refused.status(), Some(403));
+
+    let trail = machine
+        .audit(&AuditQuery {
+            resources: vec!["run".into()],
+            run_id: Some(run.id.clone()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = trail.iter().filter_map(|a| a.action.as_deref()).collect();
+    assert_eq!(actions, ["WITHDRAW", "CREATE"], "newest first");
+    machine.delete_team("Approvers").await.unwrap();
+    machine.delete_user("bob@example.io").await.unwrap();
+    assert_eq!(
+        machine
+            .get_user("bob@example.io")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    server.shutdown().await.unwrap();
+}

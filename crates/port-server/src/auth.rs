@@ -7,6 +7,14 @@
 //! tokens once the cache entry expires. Issuing a token keeps no state, so a new token
 //! never revokes an earlier one (Port's agent asks for one before every call, Ocean
 //! keeps one for its lifetime, both with the same credentials).
+//!
+//! Two kinds of credentials trade the same way. An organization credential is a
+//! machine's: its tokens say `isMachine: true` and act for the whole organization. A
+//! personal credential (`Credential.user`, created by a person through
+//! `POST /v1/auth/credentials`) is a person's: its tokens say `isMachine: false`,
+//! `personalToken: true` and carry their `email`, and each request made with one acts
+//! as that person as they are at the time of the request (role and teams read again;
+//! a deleted user's tokens stop working at once, whatever the credential cache holds).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,9 +22,8 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use port_core::invocation::Actor;
 use port_core::ports::{ClientSecret, Clock, Credential, Store};
-use port_core::service::Caller;
+use port_core::service::{Caller, Services};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -45,11 +52,22 @@ struct Claims {
     org: String,
     iat: i64,
     exp: i64,
-    /// Port's claim for machine credentials, which every portd credential is: Ocean
-    /// reads it (unverified) and processes action runs only for machine tokens. Tokens
-    /// issued before it existed lack it and stay valid.
+    /// Port's claim for machine credentials (organization credentials): Ocean reads it
+    /// (unverified) and processes action runs only for machine tokens. Tokens issued
+    /// before it existed lack it and stay valid. What a token may do is decided by its
+    /// credential, never by this claim.
     #[serde(rename = "isMachine", default)]
     is_machine: bool,
+    /// Port's claim for a person's own token (a personal credential's).
+    #[serde(rename = "personalToken", default, skip_serializing_if = "is_false")]
+    personal_token: bool,
+    /// The person a personal token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// A freshly issued token.
@@ -132,7 +150,9 @@ impl Authenticator {
             org: credential.org_id.to_string(),
             iat: now,
             exp: now + ACCESS_TOKEN_TTL_SECONDS,
-            is_machine: true,
+            is_machine: credential.user.is_none(),
+            personal_token: credential.user.is_some(),
+            email: credential.user.as_ref().map(|email| email.to_string()),
         };
         let key = EncodingKey::from_secret(&signing_key(&credential.client_secret));
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
@@ -143,9 +163,12 @@ impl Authenticator {
         }
     }
 
-    /// Verifies a token and returns its caller; 401 for anything missing, forged,
-    /// expired or belonging to a deleted credential.
-    pub async fn verify(&self, token: &str) -> ApiResult<Caller> {
+    /// Verifies a token and returns its caller: the organization for an organization
+    /// credential's token, the person as they are now (through
+    /// [`Services::person_caller`]) for a personal one. 401 for anything missing,
+    /// forged, expired, belonging to a deleted credential or to a person who is no
+    /// longer a user.
+    pub async fn verify(&self, token: &str, services: &Services) -> ApiResult<Caller> {
         // The signature can only be checked with the credential's key, so the subject is
         // read first, unverified, and trusted only after the check below.
         let mut peek = Validation::new(Algorithm::HS256);
@@ -177,10 +200,23 @@ impl Authenticator {
         {
             return Err(ApiError::unauthorized());
         }
-        Ok(Caller {
-            org_id: credential.org_id,
-            actor: Actor::machine(&credential.client_id),
-        })
+        match &credential.user {
+            None => Ok(Caller::machine(credential.org_id, &credential.client_id)),
+            Some(email) => {
+                // The claim is signed, but the credential decides: a token minted as a
+                // machine's for what is now a person's credential (or for another
+                // person) is refused.
+                if claims.email.as_deref() != Some(email.as_str()) {
+                    return Err(ApiError::unauthorized());
+                }
+                // Read on every request, not cached: a role change applies at once and a
+                // deleted user's token stops at once.
+                services
+                    .person_caller(&credential.org_id, email)
+                    .await?
+                    .ok_or_else(ApiError::unauthorized)
+            }
+        }
     }
 
     async fn credential(&self, client_id: &str) -> ApiResult<Option<Credential>> {

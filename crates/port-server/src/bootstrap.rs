@@ -96,6 +96,7 @@ pub async fn create_credential(
             client_secret.unwrap_or_else(|| random_alphanumeric(CLIENT_SECRET_LEN)),
         ),
         created_at: clock.now(),
+        user: None,
     };
     store.add_credential(&credential).await?;
     Ok(credential)

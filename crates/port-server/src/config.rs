@@ -60,6 +60,47 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Manage the people of the bootstrap organization (the first Admin comes from here).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user of the bootstrap organization (from <data-dir>/credentials.json):
+    /// a Member, or an Admin with --admin. With --password-stdin, the first line of
+    /// stdin is their password for the web UI's sign-in.
+    Create {
+        /// Their e-mail address, which they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Make them an Admin (they manage users, teams, actions and permissions).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// A team they belong to (repeatable); the team must exist.
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        /// Read their password from the first line of stdin (never from an argument,
+        /// which the process list shows).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set the password of a user of the bootstrap organization, read from the first
+    /// line of stdin.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of stdin (required: passwords are
+        /// never arguments).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +413,42 @@ mod tests {
             cli.command,
             Some(Command::Credentials { command: CredentialsCommand::Create { org: Some(ref o) } }) if o == "acme"
         ));
+    }
+
+    #[test]
+    fn users_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "portd",
+            "users",
+            "create",
+            "--email",
+            "ada@example.io",
+            "--admin",
+            "--first-name",
+            "Ada",
+            "--password-stdin",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Users { command: UsersCommand::Create { ref email, admin: true, password_stdin: true, ref first_name, .. } })
+                if email == "ada@example.io" && first_name.as_deref() == Some("Ada")
+        ));
+        assert!(
+            Cli::try_parse_from(["portd", "users", "set-password", "--email", "a@x.io"]).is_err(),
+            "a password comes from stdin only"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "portd",
+                "users",
+                "set-password",
+                "--email",
+                "a@x.io",
+                "--password-stdin"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

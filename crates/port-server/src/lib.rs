@@ -10,6 +10,7 @@
 //! - [`ui`] serves the web UI at `/` (runs, run pages, action forms).
 //! - With the `testing` feature, [`testing::TestServer`] runs one on a free port.
 
+pub mod accounts;
 pub mod adapters;
 pub mod app;
 pub mod auth;
@@ -22,12 +23,15 @@ pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
+pub mod password;
 pub mod routes;
 pub mod search_gate;
 pub mod secret_key;
 pub mod serve_error;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod throttle;
 pub mod ui;

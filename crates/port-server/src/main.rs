@@ -2,7 +2,10 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use port_server::config::{Command, CredentialsCommand, SecretsCommand, init_tracing};
+use port_server::accounts::{self, NewAccount};
+use port_server::config::{
+    Command, CredentialsCommand, SecretsCommand, UsersCommand, init_tracing,
+};
 use port_server::{Cli, Config};
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,64 @@ async fn serve() -> anyhow::Result<()> {
             for line in rotation.report() {
                 println!("portd: {line}");
             }
+            Ok(())
+        }
+        Some(Command::Users { command }) => users(&config, command).await,
+    }
+}
+
+/// `portd users create|set-password`.
+async fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Create {
+            email,
+            admin,
+            first_name,
+            last_name,
+            teams,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                Some(accounts::password_from_stdin().context("reading the password")?)
+            } else {
+                None
+            };
+            let has_password = password.is_some();
+            let user = accounts::create_user(
+                config,
+                NewAccount {
+                    email,
+                    admin,
+                    first_name,
+                    last_name,
+                    teams,
+                    password,
+                },
+            )
+            .await
+            .context("could not create the user")?;
+            println!(
+                "portd: created {} ({}) in organization {}{}",
+                user.email,
+                user.role.as_str(),
+                user.org_id,
+                if has_password {
+                    ", with a password"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        UsersCommand::SetPassword {
+            email,
+            password_stdin: _,
+        } => {
+            let password = accounts::password_from_stdin().context("reading the password")?;
+            accounts::set_password(config, &email, password)
+                .await
+                .context("could not set the password")?;
+            println!("portd: set the password of {email}");
             Ok(())
         }
     }

@@ -18,15 +18,21 @@ use port_core::service::secrets::MAX_SECRET_DESCRIPTION_CHARS;
 
 use crate::routes::{Endpoint, ParamKind, QueryParam, RUN_ID_PATTERN};
 
-/// Error statuses every authenticated route may answer.
-const AUTHENTICATED_ERRORS: [(u16, &str); 3] = [
+/// Error statuses every authenticated route may answer. A person (a personal token or
+/// a signed-in browser) gets 403 for what their role or the action's permissions do not
+/// allow; an organization credential never does for that reason.
+const AUTHENTICATED_ERRORS: [(u16, &str); 4] = [
     (401, "Missing, invalid or expired access token"),
+    (
+        403,
+        "missing_permissions: the caller is a person whose role or the action's permissions do not allow this",
+    ),
     (404, "A resource with the provided identifier was not found"),
     (500, "Internal error"),
 ];
 
 /// Operations whose request body may be left out.
-const OPTIONAL_BODY: [&str; 1] = ["heartbeatRun"];
+const OPTIONAL_BODY: [&str; 2] = ["heartbeatRun", "withdrawRun"];
 
 /// Error statuses of routes that take a body.
 const BODY_ERRORS: [(u16, &str); 2] = [
@@ -77,6 +83,7 @@ fn path_parameter_schema(name: &str) -> Value {
         "action_identifier" => action_identifier(),
         "identifier" => integration_identifier(),
         "run_id" => json!({ "type": "string", "pattern": RUN_ID_PATTERN }),
+        "name" => team_name(),
         _ => json!({ "type": "string" }),
     }
 }
@@ -105,10 +112,15 @@ fn query_parameter(param: &QueryParam) -> Value {
     if let Some(maximum) = param.maximum {
         scalar.insert("maximum".into(), json!(maximum));
     }
+    if let Some(format) = param.format {
+        scalar.insert("format".into(), json!(format));
+    }
     match param.pattern {
         Some(pattern) => {
             scalar.insert("pattern".into(), json!(pattern));
         }
+        // A formatted value (a date-time) holds no NUL already.
+        None if param.format.is_some() => {}
         // Every query value is refused with NUL in it (see `extract`), as body text is.
         None if matches!(param.kind, ParamKind::String) && param.values.is_empty() => {
             scalar.insert("pattern".into(), json!(NUL_FREE_PATTERN));
@@ -376,6 +388,7 @@ fn unchecked_schemas() -> Value {
         legacy_action_schemas(),
         definition_schemas(),
         client_schemas(),
+        people_schemas(),
     ] {
         if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
             all.extend(more);
@@ -415,6 +428,7 @@ fn core_schemas() -> Value {
             "updatedAt": { "type": "string", "format": "date-time" },
             "createdBy": { "type": "string" },
             "updatedBy": { "type": "string" },
+            "impersonatedBy": { "type": "string", "description": "The organization credential (client id) that executed the run as createdBy (`run_as`)." },
         },
     });
     let run_log = json!({
@@ -1090,5 +1104,199 @@ fn invocation_kind(kind: &str, required: &[(&str, &str)], extra: Value) -> Value
             "required": required.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
             "properties": properties,
         },
+    })
+}
+
+/// A user's e-mail address as the server reads one: surrounding whitespace is
+/// trimmed, then one `@` between a local part and a domain, none of `;#/?`, no
+/// whitespace at either end (Port's invitee pattern).
+const EMAIL_PATTERN: &str = "^\\s*[^;#/?\\s@][^;#/?@]*@[^;#/?@]*[^;#/?\\s@]\\s*$";
+
+/// A role as the server reads one: Admin or Member, in any case.
+const ROLE_PATTERN: &str = "^([Aa][Dd][Mm][Ii][Nn]|[Mm][Ee][Mm][Bb][Ee][Rr])$";
+
+/// A team's name: Port's pattern, at most 100 characters.
+fn team_name() -> Value {
+    json!({ "type": "string", "minLength": 2, "maxLength": 100, "pattern": "^[^;#/?\\s][^;#/?]*[^;#/?\\s]$" })
+}
+
+fn email() -> Value {
+    json!({ "type": "string", "pattern": EMAIL_PATTERN })
+}
+
+/// The users, teams, permissions, audit and personal credentials schemas.
+fn people_schemas() -> Value {
+    use port_core::access::{MAX_CONDITION_BYTES, MAX_NAMES_PER_LIST, MAX_POLICY_PARTS};
+    use port_core::service::access::MAX_TEAM_DESCRIPTION_CHARS;
+    let emails = json!({ "type": "array", "maxItems": MAX_NAMES_PER_LIST, "items": email() });
+    let roles = json!({ "type": "array", "maxItems": MAX_NAMES_PER_LIST, "items": { "type": "string", "pattern": ROLE_PATTERN } });
+    let team_names =
+        json!({ "type": "array", "maxItems": MAX_NAMES_PER_LIST, "items": team_name() });
+    let policy = json!({
+        "description": "Who else is admitted: the named catalog queries (search queries) are run, then any jq condition that gives true over {user, action, inputs, entity, results} admits.",
+        "anyOf": [
+            { "type": "null" },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["queries", "conditions"],
+                "properties": {
+                    "queries": { "type": "object", "minProperties": 1, "maxProperties": MAX_POLICY_PARTS, "additionalProperties": schema_ref("SearchQuery") },
+                    "conditions": { "type": "array", "minItems": 1, "maxItems": MAX_POLICY_PARTS, "items": { "type": "string", "pattern": "\\S", "maxLength": MAX_CONDITION_BYTES } },
+                },
+            },
+        ],
+    });
+    let grant = |extra: Value| {
+        let mut properties = json!({
+            "users": emails.clone(),
+            "roles": roles.clone(),
+            "teams": team_names.clone(),
+            "policy": policy.clone(),
+        });
+        if let (Value::Object(properties), Value::Object(extra)) = (&mut properties, extra) {
+            properties.extend(extra);
+        }
+        json!({ "type": "object", "additionalProperties": false, "properties": properties })
+    };
+    let grant_answer = json!({
+        "type": "object",
+        "required": ["users", "roles", "teams", "policy"],
+        "properties": {
+            "users": { "type": "array", "items": { "type": "string" } },
+            "roles": { "type": "array", "items": { "type": "string", "enum": ["Admin", "Member"] } },
+            "teams": { "type": "array", "items": { "type": "string" } },
+            "ownedByTeam": { "type": "boolean" },
+            "policy": { "type": ["object", "null"] },
+        },
+    });
+    let user = json!({
+        "type": "object",
+        "required": ["email", "status", "roles", "teams", "createdAt", "updatedAt"],
+        "properties": {
+            "email": { "type": "string" },
+            "firstName": { "type": "string" },
+            "lastName": { "type": "string" },
+            "status": { "type": "string", "enum": ["Invited", "Active"] },
+            "type": { "type": "string" },
+            "providers": { "type": "array", "items": { "type": "string" } },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "updatedAt": { "type": "string", "format": "date-time" },
+            "orgs": { "type": "array", "items": { "type": "object", "required": ["id"], "properties": { "id": { "type": "string" } } } },
+            "roles": { "type": "array", "items": { "type": "object", "required": ["name"], "properties": { "name": { "type": "string", "enum": ["Admin", "Member"] } } } },
+            "teams": { "type": "array", "items": { "type": "object", "required": ["name"], "properties": { "name": { "type": "string" } } } },
+        },
+    });
+    let mut user_patch_response = user.clone();
+    user_patch_response["properties"]["ok"] = json!({ "const": true });
+    user_patch_response["required"] = json!(["ok", "email", "roles", "teams"]);
+    json!({
+        "User": user,
+        "UserResponse": envelope("user", schema_ref("User")),
+        "UsersResponse": envelope("users", json!({ "type": "array", "items": schema_ref("User") })),
+        "UserPatchResponse": user_patch_response,
+        "InviteRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["invitee"],
+            "properties": {
+                "invitee": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["email"],
+                    "properties": {
+                        "email": email(),
+                        "roles": roles.clone(),
+                        "teams": team_names.clone(),
+                    },
+                },
+            },
+        },
+        "UserPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "roles": { "type": "array", "minItems": 1, "maxItems": MAX_NAMES_PER_LIST, "items": { "type": "string", "pattern": ROLE_PATTERN }, "description": "The first is the user's role." },
+                "teams": team_names.clone(),
+            },
+        },
+        "Team": {
+            "type": "object",
+            "required": ["name", "users", "createdAt", "updatedAt"],
+            "properties": {
+                "name": { "type": "string" },
+                "provider": { "type": "string" },
+                "description": { "type": "string" },
+                "users": { "type": "array", "items": { "type": "object", "required": ["email"], "properties": { "email": { "type": "string" } } } },
+                "createdAt": { "type": "string", "format": "date-time" },
+                "updatedAt": { "type": "string", "format": "date-time" },
+            },
+        },
+        "TeamResponse": envelope("team", schema_ref("Team")),
+        "TeamsResponse": envelope("teams", json!({ "type": "array", "items": schema_ref("Team") })),
+        "TeamRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name"],
+            "properties": {
+                "name": team_name(),
+                "users": emails.clone(),
+                "description": { "type": ["string", "null"], "maxLength": MAX_TEAM_DESCRIPTION_CHARS },
+            },
+        },
+        "TeamPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "PATCH: the keys given replace, the others stay. PUT: the team becomes the body (a missing name keeps it; a missing description or member list empties it).",
+            "properties": {
+                "name": team_name(),
+                "users": emails.clone(),
+                "description": { "type": ["string", "null"], "maxLength": MAX_TEAM_DESCRIPTION_CHARS },
+            },
+        },
+        "ActionPermissions": {
+            "type": "object",
+            "required": ["execute", "approve"],
+            "properties": {
+                "execute": grant_answer.clone(),
+                "approve": grant_answer,
+            },
+        },
+        "ActionPermissionsResponse": envelope("permissions", schema_ref("ActionPermissions")),
+        "ActionPermissionsPatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "execute": grant(json!({ "ownedByTeam": { "type": "boolean", "description": "For actions run on an entity: members of one of the entity's teams may execute too." } })),
+                "approve": grant(json!({})),
+            },
+        },
+        "WithdrawRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "reason": { "type": "string", "maxLength": MAX_APPROVAL_DESCRIPTION_CHARS },
+            },
+        },
+        "PersonalCredentialsResponse": envelope("credentials", json!({
+            "type": "object",
+            "required": ["clientId", "clientSecret"],
+            "properties": {
+                "clientId": { "type": "string" },
+                "clientSecret": { "type": "string", "description": "Shown this once." },
+                "createdAt": { "type": "string", "format": "date-time" },
+            },
+        })),
+        "PersonalCredentialsListResponse": envelope("credentials", json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["clientId", "createdAt"],
+                "properties": {
+                    "clientId": { "type": "string" },
+                    "createdAt": { "type": "string", "format": "date-time" },
+                },
+            },
+        })),
     })
 }

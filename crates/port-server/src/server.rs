@@ -277,6 +277,7 @@ pub async fn start_with(
         builder = builder.notifier(notifier);
     }
     builder = builder.templates(template_engine(&config.templates).await?);
+    builder = builder.web(crate::session::WebSettings::from_env().map_err(ServeError::Config)?);
     let state = builder.build();
 
     let bootstrapped = bootstrap::bootstrap(

@@ -8,8 +8,10 @@ use axum::Router;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full};
-use port_core::ports::Store;
-use port_server::bootstrap::{create_credential, create_organization};
+use port_core::access::Email;
+use port_core::id::OrgId;
+use port_core::ports::{ClientSecret, Credential, Store};
+use port_server::bootstrap::{create_credential, create_organization, random_alphanumeric};
 use port_server::{AppState, app};
 use port_store::{ScratchSchema, StoreAdmin};
 use serde_json::{Value, json};
@@ -22,6 +24,15 @@ pub struct Org {
     pub client_id: String,
     pub client_secret: String,
     pub token: String,
+}
+
+/// A person of an organization and their personal credential's token.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub email: String,
+    pub token: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// An answer: status, headers and body (`Null` for event streams, whose body never
@@ -103,6 +114,38 @@ impl InProcess {
         }
     }
 
+    /// A person of `org`: invited with `role` by the organization's credential, with a
+    /// personal credential (as `POST /v1/auth/credentials` makes one) and its token.
+    pub async fn person(&self, org: &Org, email: &str, role: &str) -> Person {
+        let invited = self
+            .send(
+                Method::POST,
+                "/v1/users/invite",
+                Some(&org.token),
+                Some(json!({ "invitee": { "email": email, "roles": [role] } })),
+            )
+            .await;
+        assert_eq!(invited.status, 200, "inviting {email}: {:#}", invited.body);
+        let credential = Credential {
+            org_id: OrgId::parse(&org.org_id).unwrap(),
+            client_id: random_alphanumeric(32),
+            client_secret: ClientSecret::new(random_alphanumeric(64)),
+            created_at: self.state.clock().now(),
+            user: Some(Email::parse(email).unwrap()),
+        };
+        self.state
+            .store()
+            .add_credential(&credential)
+            .await
+            .unwrap();
+        Person {
+            email: email.to_owned(),
+            token: self.state.authenticator().token_for(&credential).token,
+            client_id: credential.client_id,
+            client_secret: credential.client_secret.expose().to_owned(),
+        }
+    }
+
     /// Sends a request; `None` when `uri` is not a valid request target.
     pub async fn raw(
         &self,
@@ -165,6 +208,10 @@ pub struct Known {
     pub integration: String,
     /// An organization secret's name.
     pub secret: String,
+    /// A user (a Member) of the organization.
+    pub user: String,
+    /// A team of the organization, with that user in it.
+    pub team: String,
 }
 
 /// A blueprint, a v2 action and a legacy one (webhooks to a closed loopback port:
@@ -298,6 +345,26 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         .await,
         201,
     );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/users/invite",
+            token,
+            Some(json!({ "invitee": { "email": "known@example.io", "roles": ["Member"] } })),
+        )
+        .await,
+        200,
+    );
+    ok(
+        h.send(
+            Method::POST,
+            "/v1/teams",
+            token,
+            Some(json!({ "name": "Known Team", "users": ["known@example.io"] })),
+        )
+        .await,
+        200,
+    );
     Known {
         blueprint: "service".into(),
         action: "deploy".into(),
@@ -307,6 +374,8 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         ended_run,
         integration: "my-integration".into(),
         secret: "API_TOKEN".into(),
+        user: "known@example.io".into(),
+        team: "Known Team".into(),
     }
 }
 
@@ -333,6 +402,9 @@ pub fn known_value(known: &Known, param: &str) -> String {
         "run_id" => known.run.clone(),
         "identifier" => known.integration.clone(),
         "secret_name" => known.secret.clone(),
+        "user_email" => known.user.clone(),
+        // Percent-encoded: the team's name has a space.
+        "name" => known.team.replace(' ', "%20"),
         other => panic!("a path parameter the tests do not know: {other}"),
     }
 }

@@ -194,6 +194,21 @@ pub(crate) fn template(schema: &str, known: &Known) -> Value {
             "secretName": "FUZZED_SECRET", "secretValue": "fuzzed-value", "description": "d"
         }),
         "SecretPatch" => json!({ "secretValue": "another-value", "description": "d2" }),
+        "InviteRequest" => json!({
+            "invitee": { "email": "fuzzed@example.io", "roles": ["Admin"], "teams": [known.team] }
+        }),
+        "UserPatch" => json!({ "roles": ["Admin"], "teams": [known.team] }),
+        "TeamRequest" => {
+            json!({ "name": "Fuzzed Team", "users": [known.user], "description": "d" })
+        }
+        "TeamPatch" => {
+            json!({ "name": "Fuzzed Team 2", "users": [known.user], "description": null })
+        }
+        "ActionPermissionsPatch" => json!({
+            "execute": { "users": [known.user], "roles": ["Member"], "teams": [known.team], "ownedByTeam": true },
+            "approve": { "roles": ["Member"], "policy": null }
+        }),
+        "WithdrawRequest" => json!({ "reason": "changed my mind" }),
         _ => json!({
             "identifier": "fuzzed_legacy", "title": "L", "trigger": "CREATE",
             "userInputs": { "properties": {}, "required": [] },

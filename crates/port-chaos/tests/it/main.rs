@@ -7,6 +7,7 @@ use std::io::Write as _;
 mod automations;
 mod common;
 mod crash;
+mod escalation;
 mod fuzz_corpus;
 mod hostile;
 mod outage;

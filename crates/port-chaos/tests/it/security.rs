@@ -24,7 +24,7 @@ use crate::common::{InProcess, Known, fill_path, known_value, seed};
 /// key; the sanity check below proves this copy right).
 const TOKEN_KEY_CONTEXT: &[u8] = b"portd-access-token";
 
-fn token_key(client_secret: &str) -> Vec<u8> {
+pub(crate) fn token_key(client_secret: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(client_secret.as_bytes()).unwrap();
     mac.update(TOKEN_KEY_CONTEXT);
     mac.finalize().into_bytes().to_vec()

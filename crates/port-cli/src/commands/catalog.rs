@@ -229,6 +229,9 @@ pub(crate) async fn actions(ctx: &Ctx, command: &ActionsCommand) -> Result<u8, C
                 ctx.ui.line(&format!("action {id} deleted"))?;
             }
         }
+        ActionsCommand::Permissions(command) => {
+            return super::people::permissions(ctx, command).await;
+        }
     }
     Ok(exit::OK)
 }

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod login;
+mod people;
 mod runs;
 mod secrets;
 
@@ -121,6 +122,9 @@ pub(crate) async fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Run(args) => runs::run(&ctx()?, args).await,
         Command::Runs(command) => runs::runs(&ctx()?, command).await,
         Command::Secrets(command) => secrets::secrets(ctx, command).await,
+        Command::Users(command) => people::users(&ctx()?, command).await,
+        Command::Teams(command) => people::teams(&ctx()?, command).await,
+        Command::Audit(args) => people::audit(&ctx()?, args).await,
     }
 }
 

@@ -73,7 +73,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8, CliError> {
         properties,
         entity: args.entity.clone(),
         idempotency_key: args.idempotency_key.clone(),
-        ..ExecuteRequest::default()
+        run_as: args.run_as.clone(),
     };
     let run = ctx.client.execute(&args.action, &request).await?;
     if !args.wait && !args.follow {
@@ -408,6 +408,10 @@ pub(crate) async fn runs(ctx: &Ctx, command: &RunsCommand) -> Result<u8, CliErro
         }
         RunsCommand::Decline { id, reason } => {
             let run = ctx.client.decline(id, reason.as_deref()).await?;
+            show_run(ctx, &run).await?;
+        }
+        RunsCommand::Withdraw { id, reason } => {
+            let run = ctx.client.withdraw(id, reason.as_deref()).await?;
             show_run(ctx, &run).await?;
         }
         RunsCommand::Deliveries { id } => {

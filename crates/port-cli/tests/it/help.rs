@@ -37,6 +37,9 @@ async fn command_group_help() {
         "runs",
         "entities",
         "secrets",
+        "users",
+        "teams",
+        "audit",
     ] {
         insta::assert_snapshot!(format!("help_{group}"), help(&[group]).await);
     }
@@ -51,6 +54,8 @@ async fn run_command_help() {
         ["actions", "apply"],
         ["entities", "upsert"],
         ["secrets", "set"],
+        ["users", "invite"],
+        ["actions", "permissions"],
     ] {
         insta::assert_snapshot!(
             format!("help_{}_{}", command[0], command[1]),

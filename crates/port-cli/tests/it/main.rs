@@ -4,6 +4,7 @@
 mod exit_codes;
 mod help;
 mod output;
+mod people;
 mod profiles;
 #[cfg(unix)]
 mod quickstart;

@@ -77,34 +77,6 @@ impl PortClient {
         self.send(&call).await.map(drop)
     }
 
-    /// `GET /v1/actions/{identifier}/permissions` (Port's cloud), as JSON.
-    pub async fn action_permissions(&self, identifier: &str) -> Result<Value, ClientError> {
-        let call = self.call(
-            Method::GET,
-            &["actions", identifier, "permissions"],
-            &Query::new(),
-            None,
-            Repeat::Safe,
-        );
-        self.send(&call).await?.take("permissions")
-    }
-
-    /// `PATCH /v1/actions/{identifier}/permissions` (Port's cloud), as JSON.
-    pub async fn patch_action_permissions(
-        &self,
-        identifier: &str,
-        permissions: &Value,
-    ) -> Result<Value, ClientError> {
-        let call = self.call(
-            Method::PATCH,
-            &["actions", identifier, "permissions"],
-            &Query::new(),
-            Some(permissions),
-            Repeat::Safe,
-        );
-        self.send(&call).await?.take("permissions")
-    }
-
     /// `POST /v1/actions/{action}/runs`: executes an action and returns its run (v2).
     ///
     /// Sends an `Idempotency-Key` (the request's, or a new UUID v4) that stays the same

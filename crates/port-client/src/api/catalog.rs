@@ -292,9 +292,13 @@ impl PortClient {
         self.send(&call).await?.decode()
     }
 
-    /// `GET /v1/audit-log?run_id=`: the entity changes bound to a run.
+    /// `GET /v1/audit-log?resources=entity&run_id=`: the entity changes bound to a run,
+    /// oldest first. [`Self::audit`] asks for anything else.
     pub async fn audit_log(&self, run_id: &str) -> Result<Vec<AuditEntry>, ClientError> {
-        let query = vec![("run_id".to_owned(), run_id.to_owned())];
+        let query = vec![
+            ("resources".to_owned(), "entity".to_owned()),
+            ("run_id".to_owned(), run_id.to_owned()),
+        ];
         let call = self.call(Method::GET, &["audit-log"], &query, None, Repeat::Safe);
         self.send(&call).await?.take_or_default("audits")
     }

@@ -2,5 +2,6 @@
 
 mod actions;
 mod catalog;
+mod people;
 mod runs;
 mod secrets;

@@ -1,19 +1,19 @@
 //! `POST /v1/auth/access_token`, with failed attempts throttled (see
-//! [`crate::throttle`]).
+//! [`crate::throttle`]), and people's own credentials (`/v1/auth/credentials`).
 
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderValue;
 use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use port_core::ErrorKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
-use crate::extract::{ApiJson, PeerAddr};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, Authenticated, PeerAddr};
 use crate::state::AppState;
 use crate::throttle::Source;
 
@@ -71,4 +71,54 @@ fn too_many_failures(wait: Duration) -> Response {
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     response
+}
+
+/// `POST /v1/auth/credentials` → 201 `{ok, credentials: {clientId, clientSecret}}`: a
+/// client id and secret of the calling person's own. The secret is in this answer
+/// only. Organization credentials are refused (403): they are the organization's.
+pub(crate) async fn create_credentials(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let credential = state.services().create_personal_credential(&caller).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "ok": true,
+            "credentials": {
+                "clientId": credential.client_id,
+                "clientSecret": credential.client_secret.expose(),
+                "createdAt": credential.created_at,
+            },
+        })),
+    ))
+}
+
+/// `DELETE /v1/auth/credentials/{client_id}` → `{ok}`: one of the calling person's
+/// personal credentials; someone else's is `not_found`.
+pub(crate) async fn delete_credentials(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(client_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    state
+        .services()
+        .delete_personal_credential(&caller, &client_id)
+        .await?;
+    state.authenticator().clear_cache();
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `GET /v1/auth/credentials` → `{ok, credentials: [{clientId, createdAt}]}`: the
+/// calling person's personal credentials, never their secrets.
+pub(crate) async fn list_credentials(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<Value>> {
+    let credentials = state.services().list_personal_credentials(&caller).await?;
+    let listed: Vec<Value> = credentials
+        .iter()
+        .map(|c| json!({ "clientId": c.client_id, "createdAt": c.created_at }))
+        .collect();
+    Ok(Json(json!({ "ok": true, "credentials": listed })))
 }

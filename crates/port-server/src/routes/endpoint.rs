@@ -64,6 +64,8 @@ pub struct QueryParam {
     pub maximum: Option<u64>,
     /// The pattern a string value must match.
     pub pattern: Option<&'static str>,
+    /// The JSON Schema format a string value must have (`date-time`).
+    pub format: Option<&'static str>,
     pub description: &'static str,
 }
 
@@ -90,6 +92,14 @@ impl QueryParam {
         }
     }
 
+    /// A string of this JSON Schema format (`date-time`).
+    pub const fn formatted(self, format: &'static str) -> Self {
+        Self {
+            format: Some(format),
+            ..self
+        }
+    }
+
     pub const fn required(self) -> Self {
         Self {
             required: true,
@@ -104,6 +114,7 @@ impl QueryParam {
             || self.minimum.is_some()
             || self.maximum.is_some()
             || self.pattern.is_some()
+            || self.format.is_some()
             || !matches!(self.kind, ParamKind::String)
     }
 }
@@ -122,6 +133,7 @@ pub(super) const fn param(
         minimum: None,
         maximum: None,
         pattern: None,
+        format: None,
         description,
     }
 }

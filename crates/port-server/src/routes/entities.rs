@@ -1,11 +1,12 @@
 //! Entities: `/v1/blueprints/{blueprint}/entities…` (port-api.md §3.3), with changes
-//! bound to a run through `run_id` (§3.4), and `GET /v1/audit-log?run_id=`.
+//! bound to a run through `run_id` (§3.4), which `GET /v1/audit-log?run_id=` lists
+//! (`routes::audit`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use port_core::ErrorKind;
-use port_core::catalog::{AffectedEntity, PathStyle, Projection};
+use port_core::catalog::{PathStyle, Projection};
 use port_core::id::EntityIdentifier;
 use port_core::ports::EntityKey;
 use port_core::search::{EntityQuery, Scope, SearchLimits, SearchPage, too_broad};
@@ -398,20 +399,4 @@ pub(crate) async fn search_all(
             .map(|e| projection.apply(e.to_json()))
             .collect::<Vec<_>>(),
     })))
-}
-
-/// `GET /v1/audit-log?run_id=`: the entity changes bound to a run, oldest first.
-pub(crate) async fn audit_log(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    query: QueryParams,
-) -> ApiResult<Json<Value>> {
-    let run_id = query.first("run_id").ok_or_else(|| {
-        ApiError::invalid("querystring.run_id: is required (only run audit logs are kept)")
-    })?;
-    let audits = state.services().run_audit(&caller, run_id).await?;
-    Ok(ok(
-        "audits",
-        Value::Array(audits.iter().map(AffectedEntity::to_json).collect()),
-    ))
 }

@@ -10,14 +10,18 @@ mod render;
 mod table;
 
 pub(crate) mod actions;
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod blueprints;
 pub(crate) mod deliveries;
 pub(crate) mod entities;
 pub(crate) mod organization;
+pub(crate) mod permissions;
 pub(crate) mod runs;
 pub(crate) mod secrets;
 pub(crate) mod stream;
+pub(crate) mod teams;
+pub(crate) mod users;
 pub(crate) mod workflows;
 
 pub use endpoint::{Endpoint, HttpMethod, ParamKind, QueryParam, RUN_ID_PATTERN};

@@ -2,6 +2,7 @@
 //! `/v1/actions/runs…` routes (port-api.md §5).
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use port_core::id::RunId;
@@ -14,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::ok;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, present};
+use crate::extract::{ApiJson, ApiPath, Authenticated, QueryParams, parse_json_object, present};
 use crate::state::AppState;
 
 /// The header that makes execute requests idempotent.
@@ -57,12 +58,21 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-fn execute_request(headers: &HeaderMap, body: ExecuteBody) -> ApiResult<ExecuteRequest> {
+fn execute_request(
+    headers: &HeaderMap,
+    query: &QueryParams,
+    body: ExecuteBody,
+) -> ApiResult<ExecuteRequest> {
     Ok(ExecuteRequest {
         properties: Value::Object(body.properties.unwrap_or_default()),
         entity: body.entity,
         idempotency_key: idempotency_key(headers)?,
         source: Some(RunSource::Api),
+        // An empty `run_as=` names nobody.
+        run_as: query
+            .first("run_as")
+            .filter(|email| !email.is_empty())
+            .map(str::to_owned),
     })
 }
 
@@ -80,16 +90,18 @@ fn executed(
     (StatusCode::ACCEPTED, ok("run", run.to_v2_json()))
 }
 
-/// `POST /v1/actions/{action}/runs` → 202 `{ok, run}` (v2 shape). `run_as` is accepted
-/// and ignored: portd has no users to act for.
+/// `POST /v1/actions/{action}/runs` → 202 `{ok, run}` (v2 shape). `run_as=<email>`
+/// (organization credentials only) creates the run as that user, recording the
+/// credential as `impersonatedBy`.
 pub(crate) async fn execute(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiPath(action): ApiPath<String>,
     headers: HeaderMap,
+    query: QueryParams,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request = execute_request(&headers, body)?;
+    let request = execute_request(&headers, &query, body)?;
     let (started, keyed) = (state.clock().now(), request.idempotency_key.is_some());
     let run = state.services().execute(&caller, &action, request).await?;
     Ok(executed(&state, started, keyed, &run))
@@ -102,9 +114,10 @@ pub(crate) async fn execute_v1(
     Authenticated(caller): Authenticated,
     ApiPath((blueprint, action)): ApiPath<(String, String)>,
     headers: HeaderMap,
+    query: QueryParams,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request = match execute_request(&headers, body) {
+    let request = match execute_request(&headers, &query, body) {
         Ok(request) => request,
         Err(refused) => {
             // A blueprint or action that does not exist is the answer before the header.
@@ -171,9 +184,10 @@ fn run_filter(query: &QueryParams) -> ApiResult<RunFilter> {
     })
 }
 
-/// `GET /v1/actions/runs`: newest first. Our cursor (Port documents none): when more
-/// runs may follow, the response carries `next`, the last run's id; pass it back as
-/// `?before=<id>` for the next page. A page also ends after about 8 MiB of runs.
+/// `GET /v1/actions/runs`: newest first, only the runs the caller may see. Our cursor
+/// (Port documents none): when more runs may follow, the response carries `next`, the
+/// id of the last run read; pass it back as `?before=<id>` for the next page. A page
+/// also ends after about 8 MiB of runs.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -181,15 +195,16 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<Value>> {
     let version = query.version()?;
     let filter = run_filter(&query)?;
-    let RunsPage { runs, more } = state.services().list_runs_page(&caller, &filter).await?;
+    let RunsPage { runs, more, next } = state.services().list_runs_page(&caller, &filter).await?;
     let mut response = Map::new();
     response.insert("ok".into(), Value::Bool(true));
     response.insert(
         "runs".into(),
         Value::Array(runs.iter().map(|r| r.to_json(version)).collect()),
     );
-    if more && let Some(last) = runs.last() {
-        response.insert("next".into(), json!(last.id));
+    // The cursor is the last run read, which may be one hidden from the caller.
+    if more && let Some(next) = next.or_else(|| runs.last().map(|r| r.id.clone())) {
+        response.insert("next".into(), json!(next));
     }
     Ok(Json(Value::Object(response)))
 }
@@ -336,6 +351,37 @@ pub(crate) async fn approval(
         .decide(&caller, &run_id, body.status.into(), body.description)
         .await?;
     Ok((StatusCode::CREATED, ok("run", run.to_json(version))))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WithdrawBody {
+    #[serde(default, deserialize_with = "present")]
+    reason: Option<String>,
+}
+
+/// `POST /v1/actions/runs/{run_id}/withdraw` `{reason?}` (the body is optional) →
+/// `{ok, run}` (v2 unless `version=v1`): a run still waiting for approval ends
+/// `FAILURE`, labelled "Withdrawn by <who>". Its requester, an Admin or an organization
+/// credential may.
+pub(crate) async fn withdraw(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiPath(run_id): ApiPath<String>,
+    query: QueryParams,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let version = query.version_or_v2()?;
+    let body: WithdrawBody = if body.iter().all(u8::is_ascii_whitespace) {
+        WithdrawBody::default()
+    } else {
+        parse_json_object(&body)?
+    };
+    let run = state
+        .services()
+        .withdraw(&caller, &run_id, body.reason)
+        .await?;
+    Ok(ok("run", run.to_json(version)))
 }
 
 fn approver_json(approver: &Approver) -> Value {

@@ -34,12 +34,15 @@ pub(crate) struct NodeClaimBody {
 
 /// `POST /v1/workflows/runs/claim-pending` `{installationId?, limit?,
 /// visibilityTimeoutMs?, exclude?}` → `{ok, nodeRuns: []}`: portd has no workflow runs
-/// yet. The body is checked as the action-run claim's is.
+/// yet. The body is checked as the action-run claim's is, and the caller as theirs
+/// (Admins and organization credentials).
 pub(crate) async fn claim_pending(
     State(_state): State<AppState>,
-    Authenticated(_caller): Authenticated,
+    Authenticated(caller): Authenticated,
     ApiJson(body): ApiJson<NodeClaimBody>,
 ) -> ApiResult<Json<Value>> {
+    // Claiming is a runner's, as for action runs: a Member claims nothing.
+    caller.require_admin("claim runs")?;
     if body
         .limit
         .is_some_and(|limit| !(1..=MAX_CLAIM_LIMIT).contains(&limit))

@@ -478,7 +478,8 @@ async fn run_id_binds_changes_while_the_run_is_in_progress() {
     )
     .await
     .expect_error(404, "not_found");
-    h.get("/v1/audit-log")
+    // Entity changes are kept per run: asking for them without one is refused.
+    h.get("/v1/audit-log?resources=entity")
         .await
         .expect_error(422, "invalid_request");
     h.get("/v1/audit-log?run_id=r_AAAAAAAAAAAAAAAA")

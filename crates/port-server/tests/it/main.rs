@@ -16,6 +16,8 @@ mod github_action_bundle;
 mod hooks;
 mod log_stream;
 mod openapi_doc;
+mod people;
+mod permissions;
 mod port_schemas;
 mod runs;
 mod secret_key;

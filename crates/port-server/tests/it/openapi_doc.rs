@@ -124,6 +124,18 @@ async fn seeded() -> (Harness, String) {
     .await
     .expect(201);
     let run = h.create_run().await;
+    h.post(
+        "/v1/users/invite",
+        serde_json::json!({ "invitee": { "email": "ada@example.io", "roles": ["Admin"] } }),
+    )
+    .await
+    .expect(200);
+    h.post(
+        "/v1/teams",
+        serde_json::json!({ "name": "Platform", "users": ["ada@example.io"] }),
+    )
+    .await
+    .expect(200);
     (h, run)
 }
 
@@ -134,6 +146,8 @@ fn filled(path: &str, run: &str) -> String {
         .replace("{run_id}", run)
         .replace("{identifier}", "my-ocean-integration")
         .replace("{secret_name}", "API_TOKEN")
+        .replace("{user_email}", "ada@example.io")
+        .replace("{name}", "Platform")
 }
 
 fn documented_query_schema<'a>(doc: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {
@@ -184,7 +198,8 @@ async fn validated_query_parameters_document_their_constraints() {
                     checked += 1;
                     let constrained = scalar["type"] != "string"
                         || scalar.get("enum").is_some()
-                        || scalar.get("pattern").is_some();
+                        || scalar.get("pattern").is_some()
+                        || scalar.get("format").is_some();
                     assert!(
                         constrained,
                         "{endpoint:?}: ?{}={bad} is refused but the document allows it: {schema}",
@@ -272,7 +287,16 @@ async fn every_status_a_route_answers_is_documented() {
             "post",
             &[422],
         ),
-        ("/v1/audit-log", "get", &[422]),
+        ("/v1/audit-log", "get", &[403, 422]),
+        ("/v1/users/invite", "post", &[403, 409, 422]),
+        ("/v1/users/{user_email}", "delete", &[403, 422]),
+        ("/v1/teams", "post", &[403, 409, 422]),
+        (
+            "/v1/actions/runs/{run_id}/withdraw",
+            "post",
+            &[403, 409, 422],
+        ),
+        ("/v1/auth/credentials", "post", &[403, 422]),
         ("/v1/blueprints", "post", &[409, 422]),
         (
             "/v1/blueprints/{blueprint_identifier}/entities",
@@ -333,10 +357,13 @@ async fn legacy_and_current_responses_match_their_documented_schemas() {
         .send(Method::GET, "/openapi.json", None, None)
         .await
         .expect(200);
+    // A person's own credentials are listed to people only (an organization credential
+    // gets 403).
     for endpoint in ENDPOINTS.iter().filter(|e| {
         e.method == port_server::HttpMethod::Get
             && e.authenticated
             && e.operation_id != "streamRunLogs"
+            && e.operation_id != "listPersonalCredentials"
     }) {
         let mut uri = filled(endpoint.path, &run);
         if endpoint.operation_id == "getAuditLog" {

@@ -1,11 +1,11 @@
 //! The route table's actions: the v2 routes (`/v1/actions…`) and the legacy
 //! blueprint-scoped v1 ones (`/v1/blueprints/{bp}/actions…`).
 
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 
 use super::{TAKEN_409, VERSION_V2};
-use crate::routes::endpoint::{Endpoint, HttpMethod, ParamKind, param, repeated};
-use crate::routes::{actions, runs};
+use crate::routes::endpoint::{Endpoint, HttpMethod, ParamKind, QueryParam, param, repeated};
+use crate::routes::{actions, permissions, runs};
 
 const DESTINATION_403: (u16, &str) = (
     403,
@@ -15,6 +15,18 @@ const DESTINATION_403: (u16, &str) = (
 const TEMPLATES_BUSY_429: (u16, &str) = (
     429,
     "too_many_requests: the organization has as many template renders waiting as it may; retry after Retry-After seconds",
+);
+
+/// `run_as`: an organization credential executes for a person of the organization.
+const RUN_AS: QueryParam = param(
+    "run_as",
+    ParamKind::String,
+    "Organization credentials only: execute as this user (their e-mail); the run's createdBy is theirs, their permissions are checked, and the run records impersonatedBy (the client id). 404 when there is no such user.",
+);
+
+const RUN_AS_403: (u16, &str) = (
+    403,
+    "missing_permissions: run_as from a person's token, or the action's execute permission does not admit the caller (or the run_as user)",
 );
 
 pub(super) const ACTIONS: &[Endpoint] = &[
@@ -117,13 +129,38 @@ pub(super) const ACTIONS: &[Endpoint] = &[
         success: 202,
         body: Some("ExecuteRequest"),
         response: "RunResponse",
-        query: &[param(
-            "run_as",
-            ParamKind::String,
-            "Accepted and ignored: portd has no users.",
-        )],
-        errors: &[DESTINATION_403, TEMPLATES_BUSY_429],
+        query: &[RUN_AS],
+        errors: &[DESTINATION_403, RUN_AS_403, TEMPLATES_BUSY_429],
         route: || post(runs::execute),
+    },
+    // Action permissions.
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/actions/{action_identifier}/permissions",
+        operation_id: "getActionPermissions",
+        summary: "Who may execute and approve an action (Admins only until set)",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "ActionPermissionsResponse",
+        query: &[],
+        errors: &[],
+        route: || get(permissions::get),
+    },
+    Endpoint {
+        method: HttpMethod::Patch,
+        path: "/v1/actions/{action_identifier}/permissions",
+        operation_id: "patchActionPermissions",
+        summary: "Admins: change who may execute and approve an action; the keys given replace those of each grant",
+        tag: "Actions",
+        authenticated: true,
+        success: 200,
+        body: Some("ActionPermissionsPatch"),
+        response: "ActionPermissionsResponse",
+        query: &[],
+        errors: &[],
+        route: || patch(permissions::patch),
     },
     // Actions (legacy v1, blueprint-scoped).
     Endpoint {
@@ -220,8 +257,8 @@ pub(super) const ACTIONS: &[Endpoint] = &[
         success: 202,
         body: Some("ExecuteRequest"),
         response: "RunResponse",
-        query: &[],
-        errors: &[DESTINATION_403],
+        query: &[RUN_AS],
+        errors: &[DESTINATION_403, RUN_AS_403],
         route: || post(runs::execute_v1),
     },
 ];

@@ -316,24 +316,4 @@ pub(super) const CATALOG: &[Endpoint] = &[
         errors: &[RUN_ENDED_400, HAS_DEPENDENTS_403],
         route: || delete(entities::delete),
     },
-    Endpoint {
-        method: HttpMethod::Get,
-        path: "/v1/audit-log",
-        operation_id: "getAuditLog",
-        summary: "Entity changes bound to a run",
-        tag: "Audit",
-        authenticated: true,
-        success: 200,
-        body: None,
-        response: "AuditsResponse",
-        query: &[param(
-            "run_id",
-            ParamKind::String,
-            "The run whose entity changes to list.",
-        )
-        .matching(RUN_ID_PATTERN)
-        .required()],
-        errors: &[],
-        route: || get(entities::audit_log),
-    },
 ];

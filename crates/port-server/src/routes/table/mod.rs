@@ -9,6 +9,7 @@ mod actions;
 mod catalog;
 mod operations;
 mod organization;
+mod people;
 mod runs;
 
 const VERSIONS: &[&str] = &["v1", "v2"];
@@ -31,6 +32,7 @@ const AREAS: &[&[Endpoint]] = &[
     catalog::CATALOG,
     actions::ACTIONS,
     runs::RUNS,
+    people::PEOPLE,
     organization::ORGANIZATION,
 ];
 

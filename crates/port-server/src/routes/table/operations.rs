@@ -2,7 +2,7 @@
 //! token route.
 
 use axum::Json;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::routes::auth;
@@ -85,5 +85,50 @@ pub(super) const OPERATIONS: &[Endpoint] = &[
             "Too many failed attempts for this client id or from this address (see Retry-After)",
         )],
         route: || post(auth::access_token),
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/auth/credentials",
+        operation_id: "createPersonalCredentials",
+        summary: "People: create your own client id and secret (the secret is shown this once); their tokens act as you, with your role and teams as they are when used (isMachine false, personalToken true)",
+        tag: "Auth",
+        authenticated: true,
+        success: 201,
+        body: None,
+        response: "PersonalCredentialsResponse",
+        query: &[],
+        errors: &[(
+            422,
+            "invalid_request: the person holds as many personal credentials as one may",
+        )],
+        route: || post(auth::create_credentials),
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v1/auth/credentials",
+        operation_id: "listPersonalCredentials",
+        summary: "People: your personal credentials' client ids and creation times (never their secrets)",
+        tag: "Auth",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "PersonalCredentialsListResponse",
+        query: &[],
+        errors: &[],
+        route: || get(auth::list_credentials),
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v1/auth/credentials/{client_id}",
+        operation_id: "deletePersonalCredentials",
+        summary: "People: delete one of your personal credentials; its tokens stop working within seconds",
+        tag: "Auth",
+        authenticated: true,
+        success: 200,
+        body: None,
+        response: "Ok",
+        query: &[],
+        errors: &[(404, "not_found: you have no personal credential by that id")],
+        route: || delete(auth::delete_credentials),
     },
 ];

@@ -173,6 +173,27 @@ pub(super) const RUNS: &[Endpoint] = &[
         route: || patch(runs::approval),
     },
     Endpoint {
+        method: HttpMethod::Post,
+        path: "/v1/actions/runs/{run_id}/withdraw",
+        operation_id: "withdrawRun",
+        summary: "Withdraw a run still waiting for approval (its requester, an Admin or an organization credential): it ends FAILURE with the status label \"Withdrawn by <who>\"; the body `{reason?}` is optional",
+        tag: "Action Runs",
+        authenticated: true,
+        success: 200,
+        body: Some("WithdrawRequest"),
+        response: "RunResponse",
+        query: &[VERSION_V2],
+        errors: &[
+            (
+                403,
+                "missing_permissions: only the run's requester, an Admin or an organization credential withdraws it",
+            ),
+            NOT_WAITING_422,
+            RUN_REFUSALS_409,
+        ],
+        route: || post(runs::withdraw),
+    },
+    Endpoint {
         method: HttpMethod::Patch,
         path: "/v1/actions/runs/{run_id}/response",
         operation_id: "reportRunResponse",
