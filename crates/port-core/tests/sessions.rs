@@ -338,18 +338,26 @@ fn personal_credentials_belong_to_people_and_are_bounded() {
     let err = block_on(w.services.create_personal_credential(&as_ada)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
 
-    // Deleting one frees a place; nobody deletes another's.
-    let as_bob = Caller::person(&bob);
+    // Deleting one frees a place; a Member deletes only their own, Admins and machines
+    // anyone's of their organization.
+    let cyd = w.user(ACME, "cyd@acme.io", Role::Member);
     let err = block_on(
         w.services
-            .delete_personal_credential(&as_bob, &first.client_id),
+            .delete_personal_credential(&Caller::person(&cyd), &first.client_id),
     )
     .unwrap_err();
-    assert_eq!(
-        err.kind,
-        ErrorKind::NotFound,
-        "not Bob's, though he is an Admin"
-    );
+    assert_eq!(err.kind, ErrorKind::NotFound, "not Cyd's");
+    let err = block_on(
+        w.services
+            .delete_personal_credential(&Caller::machine(org(GLOBEX), "other"), &first.client_id),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "another organization's");
+    block_on(
+        w.services
+            .delete_personal_credential(&Caller::person(&bob), &second.client_id),
+    )
+    .unwrap();
     block_on(
         w.services
             .delete_personal_credential(&as_ada, &first.client_id),
@@ -366,7 +374,12 @@ fn personal_credentials_belong_to_people_and_are_bounded() {
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "gone");
-    block_on(w.services.create_personal_credential(&as_ada)).unwrap();
+    let fresh = block_on(w.services.create_personal_credential(&as_ada)).unwrap();
+    block_on(
+        w.services
+            .delete_personal_credential(&machine(), &fresh.client_id),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -212,6 +212,8 @@ pub struct Known {
     pub user: String,
     /// A team of the organization, with that user in it.
     pub team: String,
+    /// The client id of that user's personal credential.
+    pub credential: String,
 }
 
 /// A blueprint, a v2 action and a legacy one (webhooks to a closed loopback port:
@@ -345,16 +347,7 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         .await,
         201,
     );
-    ok(
-        h.send(
-            Method::POST,
-            "/v1/users/invite",
-            token,
-            Some(json!({ "invitee": { "email": "known@example.io", "roles": ["Member"] } })),
-        )
-        .await,
-        200,
-    );
+    let known_user = h.person(org, "known@example.io", "Member").await;
     ok(
         h.send(
             Method::POST,
@@ -376,6 +369,7 @@ pub async fn seed(h: &InProcess, org: &Org) -> Known {
         secret: "API_TOKEN".into(),
         user: "known@example.io".into(),
         team: "Known Team".into(),
+        credential: known_user.client_id,
     }
 }
 
@@ -405,6 +399,7 @@ pub fn known_value(known: &Known, param: &str) -> String {
         "user_email" => known.user.clone(),
         // Percent-encoded: the team's name has a space.
         "name" => known.team.replace(' ', "%20"),
+        "client_id" => known.credential.clone(),
         other => panic!("a path parameter the tests do not know: {other}"),
     }
 }

@@ -230,21 +230,29 @@ impl Services {
             .await
     }
 
-    /// Deletes one of the calling person's personal credentials; its tokens stop
-    /// working once verifiers' short credential caches expire. Another person's
-    /// credential, or an organization credential, is `not_found`.
+    /// Deletes a personal credential of the organization: the caller's own, or, for
+    /// Admins and organization credentials, anyone's (revoking a lost one, offboarding).
+    /// Its tokens stop working once verifiers' short credential caches expire. Anything
+    /// else (another person's for a Member, an organization credential, another
+    /// organization's) is `not_found`.
     pub async fn delete_personal_credential(
         &self,
         caller: &Caller,
         client_id: &str,
     ) -> Result<(), PortError> {
-        let person = personal(caller)?;
-        let theirs = self
-            .personal_credentials_of(&caller.org_id, &person.email)
+        let deletable = self
+            .store
+            .credentials(&caller.org_id)
             .await?
             .into_iter()
-            .any(|credential| credential.client_id == client_id);
-        if !theirs
+            .any(|credential| {
+                credential.client_id == client_id
+                    && credential.user.as_ref().is_some_and(|owner| {
+                        caller.principal.is_admin()
+                            || caller.principal.person().is_some_and(|p| &p.email == owner)
+                    })
+            });
+        if !deletable
             || !self
                 .store
                 .delete_credential(&caller.org_id, client_id)
@@ -252,7 +260,7 @@ impl Services {
         {
             return Err(PortError::new(
                 ErrorKind::NotFound,
-                format!("you have no personal credential {client_id}"),
+                format!("no personal credential {client_id} that you may delete"),
             ));
         }
         Ok(())
