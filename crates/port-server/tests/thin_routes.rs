@@ -195,7 +195,7 @@ async fn approvers_keep_their_shape() {
 
 #[test]
 fn the_table_lists_every_route_once_in_its_order() {
-    assert_eq!(ENDPOINTS.len(), 80);
+    assert_eq!(ENDPOINTS.len(), 81);
     let mut seen = HashSet::new();
     for endpoint in ENDPOINTS {
         assert!(

@@ -452,3 +452,83 @@ async fn an_approver_approves_from_the_run_page_and_the_requester_is_not_offered
     .await;
     server.shutdown().await.expect("portd stops");
 }
+
+/// A page of another origin (here another port of the same host: the same *site*, so
+/// `SameSite=Strict` still sends the cookie) makes the signed-in browser post to
+/// portd. Without the session's CSRF token the change is refused, so nothing is made.
+#[tokio::test]
+async fn a_forged_request_from_another_origin_changes_nothing() {
+    let (server, api, _runner) = seeded().await;
+    add_person(&server, "ada@acme.io", Role::Admin, true).await;
+    let attacker = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let attacker_url = format!("http://{}/", attacker.local_addr().expect("its address"));
+    let page = format!(
+        "<!doctype html><title>attacker</title><script>\
+         fetch({portd:?} + '/v1/teams', {{method: 'POST', mode: 'no-cors', credentials: 'include', \
+         headers: {{'Content-Type': 'text/plain'}}, body: JSON.stringify({{name: 'Pwned'}})}})\
+         .then(() => {{ document.title = 'sent'; }}, () => {{ document.title = 'sent'; }});\
+         </script>",
+        portd = server.base_url,
+    );
+    let serving = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        loop {
+            let Ok((mut socket, _)) = attacker.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    with_browser(&server, async |b: &Browser| {
+        b.goto("/").await;
+        sign_in_as(b, "ada@acme.io").await;
+        b.js("location.href = arguments[0]", vec![json!(attacker_url)])
+            .await;
+        b.wait_for(
+            "the forged request",
+            "return document.title === 'sent'",
+            vec![],
+        )
+        .await;
+        let teams = api.send(reqwest::Method::GET, "/teams", None).await;
+        assert!(
+            !teams.to_string().contains("Pwned"),
+            "a forged request made a team: {teams}"
+        );
+        // Back on portd's own page, the same change with the session's token is made:
+        // the cookie was live all along, only the token was missing.
+        b.goto("/").await;
+        b.js(
+            "window.madeStatus = null; \
+             fetch('/ui/session').then(r => r.json()).then(s => fetch('/v1/teams', {method: 'POST', \
+               headers: {'Content-Type': 'text/plain', 'X-CSRF-Token': s.csrfToken}, \
+               body: JSON.stringify({name: 'Made here'})})).then(r => { window.madeStatus = r.status; });",
+            vec![],
+        )
+        .await;
+        let status = b
+            .wait_for("the same-origin change", "return window.madeStatus", vec![])
+            .await;
+        assert_eq!(status, json!(200));
+        let teams = api.send(reqwest::Method::GET, "/teams", None).await;
+        assert!(teams.to_string().contains("Made here"), "{teams}");
+        assert!(!teams.to_string().contains("Pwned"), "{teams}");
+    })
+    .await;
+    serving.abort();
+    server.shutdown().await.expect("portd stops");
+}
