@@ -225,6 +225,36 @@ async fn insert_members(
 }
 
 impl SqlStore {
+    /// The organization's rows of `table` whose `key` is one of `wanted` (sorted and
+    /// distinct), `columns` of each, a chunk at a time, kept from deletion until the
+    /// transaction ends; locked in key order, so concurrent writers never wait on each
+    /// other in a cycle.
+    async fn locked_by_key(
+        &self,
+        conn: &mut Conn<'_>,
+        org: &OrgId,
+        (table, columns, key): (&'static str, &'static str, &'static str),
+        wanted: &[&str],
+    ) -> StoreResult<Vec<Row>> {
+        let mut found = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(CHUNK) {
+            let mut sql = Sql::new(format!(
+                "SELECT {columns} FROM {table} WHERE org_id = $1 AND {key} IN ("
+            ))
+            .bind(org);
+            for (i, value) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(*value);
+            }
+            sql.push(&format!(") ORDER BY {key}"))
+                .push(self.key_share());
+            found.extend(conn.fetch_all(&sql).await?);
+        }
+        Ok(found)
+    }
+
     /// The ids of the organization's teams called `names` (duplicates ignored), kept
     /// from deletion until the transaction ends; [`StoreError::InvalidInput`] naming a
     /// team that does not exist.
@@ -234,27 +264,13 @@ impl SqlStore {
         org: &OrgId,
         names: &[TeamName],
     ) -> StoreResult<Vec<i64>> {
-        let wanted: Vec<&str> = names
-            .iter()
-            .map(TeamName::as_str)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let wanted = distinct(names.iter().map(TeamName::as_str));
         let mut found = BTreeMap::new();
-        for chunk in wanted.chunks(CHUNK) {
-            let mut sql =
-                Sql::new("SELECT id, name FROM teams WHERE org_id = $1 AND name IN (").bind(org);
-            for (i, name) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push_bind(*name);
-            }
-            // Locked in name order, so concurrent writers never wait on each other in a cycle.
-            sql.push(") ORDER BY name").push(self.key_share());
-            for row in conn.fetch_all(&sql).await? {
-                found.insert(row.text("name")?, row.i64("id")?);
-            }
+        for row in self
+            .locked_by_key(conn, org, ("teams", "id, name", "name"), &wanted)
+            .await?
+        {
+            found.insert(row.text("name")?, row.i64("id")?);
         }
         if let Some(missing) = wanted.iter().find(|name| !found.contains_key(**name)) {
             return Err(StoreError::InvalidInput(format!(
@@ -273,26 +289,13 @@ impl SqlStore {
         org: &OrgId,
         emails: &'e [Email],
     ) -> StoreResult<Vec<&'e str>> {
-        let wanted: Vec<&str> = emails
-            .iter()
-            .map(Email::as_str)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let wanted = distinct(emails.iter().map(Email::as_str));
         let mut found = BTreeSet::new();
-        for chunk in wanted.chunks(CHUNK) {
-            let mut sql =
-                Sql::new("SELECT email FROM users WHERE org_id = $1 AND email IN (").bind(org);
-            for (i, email) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push_bind(*email);
-            }
-            sql.push(") ORDER BY email").push(self.key_share());
-            for row in conn.fetch_all(&sql).await? {
-                found.insert(row.text("email")?);
-            }
+        for row in self
+            .locked_by_key(conn, org, ("users", "email", "email"), &wanted)
+            .await?
+        {
+            found.insert(row.text("email")?);
         }
         if let Some(missing) = wanted.iter().find(|email| !found.contains(**email)) {
             return Err(StoreError::InvalidInput(format!(
@@ -680,4 +683,9 @@ impl AccessStore for SqlStore {
             .push_bind(i64::from(filter.limit));
         rows(self.read_all(&sql).await?, audit_from_row)
     }
+}
+
+/// The distinct values, sorted.
+fn distinct<'v>(values: impl Iterator<Item = &'v str>) -> Vec<&'v str> {
+    values.collect::<BTreeSet<_>>().into_iter().collect()
 }
