@@ -668,7 +668,9 @@ impl Services {
     }
 
     /// One of the caller's runs; 404 when there is none, or when the caller may not
-    /// see it (existence is not leaked): see [`Self::may_see_run`].
+    /// see it (existence is not leaked). Organization credentials and Admins see every
+    /// run; a person the runs they requested, those they may approve, and every run of
+    /// an action with `allowAnyoneToViewRuns: true`.
     pub async fn get_run(&self, caller: &Caller, id: &str) -> Result<Run, PortError> {
         let run = self.get_run_in(&caller.org_id, id).await?;
         if self
@@ -679,14 +681,6 @@ impl Services {
         } else {
             Err(run_not_found(id))
         }
-    }
-
-    /// Whether the caller may see `run`: organization credentials and Admins see every
-    /// run; a person the runs they requested, those they may approve, and every run of
-    /// an action with `allowAnyoneToViewRuns: true`.
-    pub async fn may_see_run(&self, caller: &Caller, run: &Run) -> Result<bool, PortError> {
-        self.may_view(caller, run, &mut access::AccessCache::default())
-            .await
     }
 
     /// The version of one of the caller's runs (404 like [`Self::get_run`]); read

@@ -1260,7 +1260,7 @@ impl AccessStore for MemoryStore {
 }
 
 /// Whether an audit entry passes every present filter.
-pub fn audit_matches(entry: &AuditEntry, filter: &AuditFilter) -> bool {
+fn audit_matches(entry: &AuditEntry, filter: &AuditFilter) -> bool {
     (filter.resources.is_empty() || filter.resources.contains(&entry.resource))
         && filter
             .identifier
