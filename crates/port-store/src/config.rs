@@ -194,6 +194,8 @@ pub enum OpenError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("cannot open the writer of database {target}: {reason}")]
+    Writer { target: String, reason: String },
 }
 
 #[cfg(test)]

@@ -5,13 +5,18 @@
 //! uses (integers, text, booleans), which keeps the two drivers interchangeable without
 //! sqlx's `Any` driver and its URL-only configuration.
 
+use std::sync::Arc;
+
 use port_core::error::StoreError;
 use port_core::ports::StoreResult;
 use port_core::time::Timestamp;
+use rusqlite::types::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{PgConnection, Postgres, Row as _, Sqlite, SqliteConnection};
+
+use crate::writer::{self, Session};
 
 /// A bound value.
 #[derive(Debug, Clone)]
@@ -124,6 +129,14 @@ impl Sql {
         self
     }
 
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub(crate) fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
     /// How many arguments are bound: the next placeholder is `$` this plus one.
     pub(crate) fn arg_count(&self) -> usize {
         self.args.len()
@@ -145,6 +158,49 @@ impl Sql {
     }
 }
 
+/// Joins statements into one for PostgreSQL, `WITH s0 AS (…), s1 AS (…) last`, each
+/// one's placeholders renumbered after the previous ones': one round trip and, outside a
+/// transaction, one atomic statement. PostgreSQL checks foreign keys at the end of the
+/// statement, so a part may refer to a row an earlier part inserts. The parts' text must
+/// hold no `$` but their placeholders.
+pub(crate) fn chained(parts: Vec<Sql>) -> Sql {
+    let count = parts.len();
+    let mut joined = Sql::new("");
+    for (i, part) in parts.into_iter().enumerate() {
+        let offset = joined.args.len();
+        let text = renumbered(&part.text, offset);
+        joined.args.extend(part.args);
+        match (i, i + 1 == count) {
+            (0, true) => joined.text = text,
+            (0, false) => joined.text = format!("WITH s0 AS ({text})"),
+            (_, false) => joined.text.push_str(&format!(", s{i} AS ({text})")),
+            (_, true) => joined.text.push_str(&format!(" {text}")),
+        }
+    }
+    joined
+}
+
+/// `text` with every `$N` placeholder moved up by `offset`.
+fn renumbered(text: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+            digits.push(d);
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
 /// Binds every argument onto a `sqlx::query` of either driver.
 macro_rules! bound {
     ($db:ty, $sql:expr) => {{
@@ -163,14 +219,22 @@ macro_rules! bound {
 
 /// A connection of either driver, borrowed from a pool or a transaction.
 pub(crate) enum Conn<'c> {
+    /// A pooled SQLite reader.
     Sqlite(&'c mut SqliteConnection),
     Pg(&'c mut PgConnection),
+    /// A write transaction the SQLite writer thread serves statement by statement.
+    Session(&'c Session),
+    /// The SQLite writer's own connection, on its own thread: every call answers at
+    /// once (see [`crate::writer::now`]).
+    Local(&'c mut rusqlite::Connection),
 }
 
 impl Conn<'_> {
     /// Runs a statement; returns the number of rows it changed.
     pub(crate) async fn execute(&mut self, sql: &Sql) -> StoreResult<u64> {
         match self {
+            Self::Session(s) => return s.execute(sql).await,
+            Self::Local(c) => return writer::execute(c, sql),
             Self::Sqlite(c) => bound!(Sqlite, sql)
                 .execute(&mut **c)
                 .await
@@ -185,6 +249,8 @@ impl Conn<'_> {
 
     pub(crate) async fn fetch_all(&mut self, sql: &Sql) -> StoreResult<Vec<Row>> {
         match self {
+            Self::Session(s) => return s.fetch_all(sql).await,
+            Self::Local(c) => return writer::fetch_all(c, sql),
             Self::Sqlite(c) => bound!(Sqlite, sql)
                 .fetch_all(&mut **c)
                 .await
@@ -199,6 +265,9 @@ impl Conn<'_> {
 
     pub(crate) async fn fetch_optional(&mut self, sql: &Sql) -> StoreResult<Option<Row>> {
         match self {
+            Self::Session(_) | Self::Local(_) => {
+                return Ok(self.fetch_all(sql).await?.into_iter().next());
+            }
             Self::Sqlite(c) => bound!(Sqlite, sql)
                 .fetch_optional(&mut **c)
                 .await
@@ -214,42 +283,43 @@ impl Conn<'_> {
 
 /// A write transaction of either driver.
 pub(crate) enum Tx {
-    /// With group commit, the commit is acknowledged once the WAL sync covers it.
-    Sqlite(
-        sqlx::Transaction<'static, Sqlite>,
-        Option<std::sync::Arc<crate::group_commit::GroupCommit>>,
-    ),
+    /// Served by the SQLite writer thread; committed once durable.
+    Sqlite(Session),
     Pg(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlite(tx, _) => Conn::Sqlite(tx),
+            Self::Sqlite(session) => Conn::Session(session),
             Self::Pg(tx) => Conn::Pg(tx),
         }
     }
 
     pub(crate) async fn commit(self) -> StoreResult<()> {
         match self {
-            Self::Sqlite(tx, group_commit) => {
-                // The commit releases the writer first, then waits for the disk.
-                tx.commit().await.map_err(map_err)?;
-                match group_commit {
-                    Some(group_commit) => group_commit.committed().await,
-                    None => Ok(()),
-                }
-            }
+            Self::Sqlite(session) => session.commit().await,
             Self::Pg(tx) => tx.commit().await.map_err(map_err),
         }
     }
 
     pub(crate) async fn rollback(self) -> StoreResult<()> {
         match self {
-            Self::Sqlite(tx, _) => tx.rollback().await,
-            Self::Pg(tx) => tx.rollback().await,
+            Self::Sqlite(session) => session.rollback().await,
+            Self::Pg(tx) => tx.rollback().await.map_err(map_err),
         }
-        .map_err(map_err)
+    }
+
+    /// Commits after `Ok`, rolls back after `Err`, and returns the body's result.
+    pub(crate) async fn finish<T>(self, result: StoreResult<T>) -> StoreResult<T> {
+        match result {
+            Ok(value) => self.commit().await.map(|()| value),
+            Err(e) => {
+                // The body's error is the one worth reporting.
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -272,6 +342,47 @@ impl Pooled {
 pub(crate) enum Row {
     Sqlite(SqliteRow),
     Pg(PgRow),
+    /// Read by the SQLite writer's own connection.
+    Local(LocalRow),
+}
+
+/// A row read on the writer thread, owned so it can leave it.
+#[derive(Debug)]
+pub(crate) struct LocalRow {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl LocalRow {
+    pub(crate) fn new(columns: Arc<[String]>, values: Vec<Value>) -> Self {
+        Self { columns, values }
+    }
+
+    fn get(&self, column: &str) -> StoreResult<&Value> {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Other(format!("no column {column}")))
+    }
+
+    fn opt_i64(&self, column: &str) -> StoreResult<Option<i64>> {
+        match self.get(column)? {
+            Value::Null => Ok(None),
+            Value::Integer(v) => Ok(Some(*v)),
+            _ => Err(StoreError::Other(format!(
+                "column {column} is not an integer"
+            ))),
+        }
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        match self.get(column)? {
+            Value::Null => Ok(None),
+            Value::Text(v) => Ok(Some(v.clone())),
+            _ => Err(StoreError::Other(format!("column {column} is not text"))),
+        }
+    }
 }
 
 fn decode_err(column: &str, e: sqlx::Error) -> StoreError {
@@ -283,6 +394,7 @@ impl Row {
         match self {
             Self::Sqlite(r) => r.try_get::<Option<i64>, _>(column),
             Self::Pg(r) => r.try_get::<Option<i64>, _>(column),
+            Self::Local(r) => return r.opt_i64(column),
         }
         .map_err(|e| decode_err(column, e))
     }
@@ -296,6 +408,7 @@ impl Row {
         match self {
             Self::Sqlite(r) => r.try_get::<Option<String>, _>(column),
             Self::Pg(r) => r.try_get::<Option<String>, _>(column),
+            Self::Local(r) => return r.opt_text(column),
         }
         .map_err(|e| decode_err(column, e))
     }
@@ -310,6 +423,7 @@ impl Row {
             // SQLite keeps booleans as integers (the tables are STRICT).
             Self::Sqlite(r) => r.try_get::<i64, _>(column).map(|v| v != 0),
             Self::Pg(r) => r.try_get::<bool, _>(column),
+            Self::Local(_) => return self.i64(column).map(|v| v != 0),
         }
         .map_err(|e| decode_err(column, e))
     }
@@ -392,4 +506,31 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 pub(crate) fn from_i64<T: TryFrom<i64>>(v: i64, column: &str) -> StoreResult<T> {
     T::try_from(v)
         .map_err(|_| StoreError::Other(format!("column {column} holds {v}, out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chained_statements_renumber_their_placeholders() {
+        let one = Sql::new("INSERT INTO a VALUES ($1, $2, $1)")
+            .bind(1_i64)
+            .bind("x");
+        let two = Sql::new("INSERT INTO b VALUES ($1)").bind(2_i64);
+        let three = Sql::new("INSERT INTO c VALUES ($2, $1)")
+            .bind(3_i64)
+            .bind(4_i64);
+        let joined = chained(vec![one.clone(), two, three]);
+        assert_eq!(
+            joined.text(),
+            "WITH s0 AS (INSERT INTO a VALUES ($1, $2, $1)), s1 AS (INSERT INTO b VALUES ($3)) \
+             INSERT INTO c VALUES ($5, $4)"
+        );
+        assert_eq!(joined.args().len(), 5);
+        assert_eq!(
+            chained(vec![one]).text(),
+            "INSERT INTO a VALUES ($1, $2, $1)"
+        );
+    }
 }

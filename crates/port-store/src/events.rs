@@ -13,7 +13,7 @@ use port_core::timer::{TimerChange, changes};
 
 use crate::codec;
 use crate::db::{Conn, Row, Sql, from_i64, to_i64};
-use crate::store::{SqlStore, parse_col, read_entity};
+use crate::store::{Returning, SqlStore, Statements, parse_col, read_entity};
 
 const EVENT_COLUMNS: &str =
     "seq, org_id, resource_type, kind, scope, subject, property, before, after, by_user, depth, at";
@@ -62,7 +62,13 @@ pub(crate) async fn insert_event(
     let Some(e) = event else {
         return Ok(());
     };
-    let sql = Sql::new(
+    conn.execute(&event_insert(e)).await?;
+    Ok(())
+}
+
+/// The statement that records `e`.
+pub(crate) fn event_insert(e: &NewChangeEvent) -> Sql {
+    Sql::new(
         "INSERT INTO events (org_id, resource_type, kind, scope, subject, property, before, after, by_user, depth, at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
@@ -76,9 +82,7 @@ pub(crate) async fn insert_event(
     .bind(e.after.as_ref().map(ToString::to_string))
     .bind(&e.by)
     .bind(i64::from(e.depth))
-    .bind(e.at);
-    conn.execute(&sql).await?;
-    Ok(())
+    .bind(e.at)
 }
 
 /// The chain depth of the run an entity write is bound to: 0 without one (or when the
@@ -185,9 +189,7 @@ impl EventStore for SqlStore {
             sql.push_bind(*seq);
         }
         sql.push(&format!(") RETURNING {EVENT_COLUMNS}"));
-        let mut tx = self.begin().await?;
-        let rows = tx.conn().fetch_all(&sql).await?;
-        tx.commit().await?;
+        let rows = self.write(Returning(sql)).await?;
         let mut claimed = rows
             .iter()
             .map(event_from_row)
@@ -201,23 +203,22 @@ impl EventStore for SqlStore {
         if seqs.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
-        let mut conn = tx.conn();
-        let mut done = 0;
-        for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
-            let mut sql = Sql::new("DELETE FROM events WHERE lease_owner = ");
-            sql.push_bind(owner).push(" AND seq IN (");
-            for (i, seq) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+        let deletes = seqs
+            .chunks(SEQS_PER_STATEMENT)
+            .map(|chunk| {
+                let mut sql = Sql::new("DELETE FROM events WHERE lease_owner = ");
+                sql.push_bind(owner).push(" AND seq IN (");
+                for (i, seq) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push_bind(to_i64(*seq));
                 }
-                sql.push_bind(to_i64(*seq));
-            }
-            sql.push(")");
-            done += conn.execute(&sql).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+                sql.push(")");
+                sql
+            })
+            .collect();
+        self.write(Statements(deletes)).await
     }
 
     async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {

@@ -1,13 +1,16 @@
 //! `port-store`: durable storage for portd, implementing every storage port of
-//! `port_core::ports` on sqlx.
+//! `port_core::ports` on sqlx (and, for SQLite's writer, rusqlite).
 //!
-//! - **SQLite** is the embedded default: one file, WAL, durable acknowledgements by
-//!   group commit (see [`Synchronous`]), a single writer connection taking `BEGIN IMMEDIATE` for every write
-//!   transaction, a pool of read-only connections, a 5 s busy timeout and foreign keys on.
+//! - **SQLite** is the embedded default: one file, WAL, a single writer thread that owns
+//!   the only write connection and runs several callers' writes in one `BEGIN IMMEDIATE`
+//!   transaction (each in a savepoint), durable acknowledgements by one WAL fsync per
+//!   batch (see [`Synchronous`]), a pool of read-only connections, a 5 s busy timeout and
+//!   foreign keys on.
 //!   Its files are its owner's only (0600), whatever the umask ([`secure_database_files`]).
 //! - **PostgreSQL** serves several replicas: the same schema and semantics, a pool,
-//!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`) and
-//!   `FOR UPDATE SKIP LOCKED` leases on the delivery outbox.
+//!   optimistic versioning of runs (`UPDATE … WHERE version = $expected`),
+//!   `FOR UPDATE SKIP LOCKED` leases on the delivery outbox, and a run created in one
+//!   statement (one round trip).
 //!
 //! Client secrets and organization secrets are sealed at rest with
 //! [`StoreOptions::keyring`] (`pds1:<key id>:…`, bound to their row); values written in
@@ -38,14 +41,15 @@ mod config;
 mod db;
 mod events;
 mod files;
-mod group_commit;
 mod scratch;
 mod store;
+mod writer;
 
 pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};
 pub use files::{DATABASE_FILE_MODE, secure_database_files};
 pub use scratch::{ScratchSchema, with_search_path};
 pub use store::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore};
+pub use writer::WriterCounters;
 
 /// Operations on the store itself rather than on its data.
 #[async_trait]
@@ -64,6 +68,11 @@ pub trait StoreAdmin: Store {
     /// a keyring ([`StoreOptions::keyring`]) it changes nothing and returns 0. A value
     /// the ring cannot open fails the whole call and changes nothing.
     async fn reseal_secrets(&self) -> StoreResult<u64>;
+    /// SQLite: what the writer thread has done (transactions, the jobs they held, WAL
+    /// syncs). `None` on PostgreSQL.
+    fn writer_counters(&self) -> Option<WriterCounters> {
+        None
+    }
 }
 
 impl StoreConfig {

@@ -37,7 +37,7 @@ impl StoreAdmin for SqlStore {
 
     async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader, .. } => {
+            Backend::Sqlite { writer, reader } => {
                 reader.close().await;
                 writer.close().await;
             }
@@ -47,6 +47,13 @@ impl StoreAdmin for SqlStore {
 
     fn backend(&self) -> BackendKind {
         self.kind()
+    }
+
+    fn writer_counters(&self) -> Option<crate::WriterCounters> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Some(writer.counters()),
+            Backend::Postgres { .. } => None,
+        }
     }
 
     async fn reseal_secrets(&self) -> StoreResult<u64> {

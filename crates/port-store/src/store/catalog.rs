@@ -115,7 +115,7 @@ impl BlueprintStore for SqlStore {
         .bind(&blueprint.stamp.created_by)
         .bind(blueprint.stamp.updated_at)
         .bind(&blueprint.stamp.updated_by);
-        self.write_one(&sql)
+        self.write_one(sql)
             .await
             .map_err(taken(|| format!("blueprint {}", blueprint.identifier)))?;
         Ok(())
@@ -134,7 +134,7 @@ impl BlueprintStore for SqlStore {
         .bind(&blueprint.stamp.created_by)
         .bind(blueprint.stamp.updated_at)
         .bind(&blueprint.stamp.updated_by);
-        if self.write_one(&sql).await? == 0 {
+        if self.write_one(sql).await? == 0 {
             return Err(StoreError::Conflict(format!(
                 "blueprint {} no longer exists",
                 blueprint.identifier
@@ -494,7 +494,7 @@ impl ActionStore for SqlStore {
              updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         );
         let sql = bind_action(sql, org, action);
-        self.write_one(&sql)
+        self.write_one(sql)
             .await
             .map_err(taken(|| format!("action {}", action.definition.identifier)))?;
         Ok(())
@@ -506,7 +506,7 @@ impl ActionStore for SqlStore {
              updated_at = $8, updated_by = $9 WHERE org_id = $1 AND identifier = $2",
         );
         let sql = bind_action(sql, org, action);
-        if self.write_one(&sql).await? == 0 {
+        if self.write_one(sql).await? == 0 {
             return Err(StoreError::Conflict(format!(
                 "action {} no longer exists",
                 action.definition.identifier
@@ -540,7 +540,7 @@ impl ActionStore for SqlStore {
         let sql = Sql::new("DELETE FROM actions WHERE org_id = $1 AND identifier = $2")
             .bind(org)
             .bind(id);
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::codec;
 use crate::db::{Conn, Row, Sql, from_i64, taken, to_i64};
 
-use super::{Backend, SqlStore, parse_col, rows};
+use super::{Backend, Returning, SqlStore, Statements, WriteJob, parse_col, rows};
 
 const DELIVERY_COLUMNS: &str = "id, org_id, run_id, mode, request, synchronized, installation_id, state, attempts, \
      next_attempt_at, lease_owner, lease_until, created_at, updated_at";
@@ -70,11 +70,19 @@ pub(super) async fn insert_delivery(
     d: &NewDelivery,
     run: &Run,
 ) -> StoreResult<()> {
+    conn.execute(&delivery_insert(d, run))
+        .await
+        .map_err(taken(|| format!("delivery {}", d.id)))?;
+    Ok(())
+}
+
+/// The statement that writes a delivery of `run`.
+pub(super) fn delivery_insert(d: &NewDelivery, run: &Run) -> Sql {
     // The evaluated invocation's type and the run's action, in columns of their own so
     // agent claims route by the one (through an index) and exclude by the other
     // without reading the runs.
     let invocation_type = d.request.get("type").and_then(Value::as_str);
-    let sql = Sql::new(format!(
+    Sql::new(format!(
         "INSERT INTO deliveries ({DELIVERY_COLUMNS}, invocation_type, action_identifier) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, NULL, NULL, $10, $10, $11, $12)"
     ))
@@ -89,11 +97,7 @@ pub(super) async fn insert_delivery(
     .bind(d.next_attempt_at)
     .bind(d.created_at)
     .bind(invocation_type)
-    .bind(&run.action.identifier);
-    conn.execute(&sql)
-        .await
-        .map_err(taken(|| format!("delivery {}", d.id)))?;
-    Ok(())
+    .bind(&run.action.identifier)
 }
 
 /// The modes the delivery worker pushes besides [`DeliveryMode::Webhook`] (which the
@@ -123,10 +127,7 @@ impl SqlStore {
              RETURNING {DELIVERY_COLUMNS}",
             lock = self.skip_locked(),
         ));
-        let mut tx = self.begin().await?;
-        let claimed = rows(tx.conn().fetch_all(&filter_sql).await?, delivery_from_row)?;
-        tx.commit().await?;
-        let mut claimed = claimed;
+        let mut claimed = rows(self.write(Returning(filter_sql)).await?, delivery_from_row)?;
         // RETURNING follows no ORDER BY; hand them out oldest due first.
         claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         Ok(claimed)
@@ -253,8 +254,6 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let mut conn = tx.conn();
         let count = Sql::new(
             "UPDATE deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND org_id = $3 AND run_id = $4",
         )
@@ -262,12 +261,6 @@ impl DeliveryStore for SqlStore {
         .bind(attempt.ended_at)
         .bind(&attempt.org_id)
         .bind(&attempt.run_id);
-        if conn.execute(&count).await? == 0 {
-            return Err(StoreError::Other(format!(
-                "delivery {} does not exist",
-                attempt.delivery_id
-            )));
-        }
         let insert = Sql::new(format!(
             "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
@@ -281,13 +274,13 @@ impl DeliveryStore for SqlStore {
         .bind(attempt.error.as_deref())
         .bind(attempt.response_excerpt.as_deref())
         .bind(to_i64(attempt.duration_ms));
-        conn.execute(&insert).await.map_err(taken(|| {
-            format!(
-                "attempt {} of delivery {}",
-                attempt.number, attempt.delivery_id
-            )
-        }))?;
-        tx.commit().await
+        self.write(RecordAttempt {
+            count,
+            insert,
+            delivery: attempt.delivery_id.clone(),
+            number: attempt.number,
+        })
+        .await
     }
 
     async fn reschedule(
@@ -303,7 +296,7 @@ impl DeliveryStore for SqlStore {
         .bind(id)
         .bind(owner)
         .bind(next_attempt_at);
-        if self.write_one(&sql).await? == 0 {
+        if self.write_one(sql).await? == 0 {
             return Err(StoreError::Conflict(format!(
                 "delivery {id} is not leased by this worker"
             )));
@@ -323,7 +316,7 @@ impl DeliveryStore for SqlStore {
         .bind(id)
         .bind(state.as_str())
         .bind(now);
-        if self.write_one(&sql).await? == 0 {
+        if self.write_one(sql).await? == 0 {
             return Err(StoreError::Other(format!("delivery {id} does not exist")));
         }
         Ok(())
@@ -337,7 +330,7 @@ impl DeliveryStore for SqlStore {
         .bind(owner)
         .bind(now)
         .bind(DeliveryMode::Webhook.as_str());
-        self.write_one(&sql).await
+        self.write_one(sql).await
     }
 
     async fn next_due_after(&self, after: Timestamp) -> StoreResult<Option<Timestamp>> {
@@ -457,23 +450,21 @@ impl DeliveryStore for SqlStore {
         runs: &[RunId],
         now: Timestamp,
     ) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
-        let mut conn = tx.conn();
-        let mut acked = 0;
-        for run in runs {
-            let sql = Sql::new(
-                "UPDATE deliveries SET state = $4, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
-                 WHERE org_id = $1 AND run_id = $2 AND mode = $5 AND state = 'PENDING'",
-            )
-            .bind(org)
-            .bind(run)
-            .bind(now)
-            .bind(DeliveryState::Delivered.as_str())
-            .bind(DeliveryMode::Agent.as_str());
-            acked += conn.execute(&sql).await?;
-        }
-        tx.commit().await?;
-        Ok(acked)
+        let acks = runs
+            .iter()
+            .map(|run| {
+                Sql::new(
+                    "UPDATE deliveries SET state = $4, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                     WHERE org_id = $1 AND run_id = $2 AND mode = $5 AND state = 'PENDING'",
+                )
+                .bind(org)
+                .bind(run)
+                .bind(now)
+                .bind(DeliveryState::Delivered.as_str())
+                .bind(DeliveryMode::Agent.as_str())
+            })
+            .collect();
+        self.write(Statements(acks)).await
     }
 
     async fn heartbeat_agent_delivery(
@@ -492,7 +483,32 @@ impl DeliveryStore for SqlStore {
         .bind(now)
         .bind(now.plus_millis(extend_ms))
         .bind(DeliveryMode::Agent.as_str());
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
+    }
+}
+
+/// An attempt and its count on the delivery, together.
+struct RecordAttempt {
+    count: Sql,
+    insert: Sql,
+    delivery: DeliveryId,
+    number: u32,
+}
+
+impl WriteJob for RecordAttempt {
+    type Output = ();
+
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<()> {
+        if conn.execute(&self.count).await? == 0 {
+            return Err(StoreError::Other(format!(
+                "delivery {} does not exist",
+                self.delivery
+            )));
+        }
+        conn.execute(&self.insert).await.map_err(taken(|| {
+            format!("attempt {} of delivery {}", self.number, self.delivery)
+        }))?;
+        Ok(())
     }
 }
 

@@ -26,9 +26,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::{OpenError, StoreOptions, Synchronous, redact_url};
-use crate::db::{Pooled, Row, Sql, Tx, map_err};
-use crate::group_commit::GroupCommit;
+use crate::config::{OpenError, StoreOptions, redact_url};
+use crate::db::{Conn, Pooled, Row, Sql, Tx, map_err};
+use crate::writer::Writer;
 
 /// How long an idempotency key returns the same run (the services' rule, kept here too).
 pub use port_core::service::IDEMPOTENCY_WINDOW_MS;
@@ -47,12 +47,10 @@ pub enum BackendKind {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    /// One writer connection serializes every write; readers never block it (WAL).
+    /// One writer thread serializes every write; readers never block it (WAL).
     Sqlite {
-        writer: SqlitePool,
+        writer: Arc<Writer>,
         reader: SqlitePool,
-        /// Set for [`Synchronous::Full`]: commits are made durable in groups.
-        group_commit: Option<Arc<GroupCommit>>,
     },
     Postgres {
         pool: PgPool,
@@ -92,33 +90,34 @@ impl SqlStore {
             .filename(path)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        // FULL durability comes from group commit (crate::group_commit): SQLite itself
-        // commits with NORMAL, and each commit is acknowledged after a shared WAL fsync.
-        let group_commit = match options.sqlite_synchronous {
-            Synchronous::Full => Some(GroupCommit::new(path)),
-            Synchronous::Normal => None,
-        };
-        let writer_options = base
+        // The database is created and migrated through sqlx (its migrator), then written
+        // through the writer thread's own connection.
+        let setup_options = base
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
-        let writer = SqlitePoolOptions::new()
+        let setup = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            // The writer stays open: reconnecting would only redo the pragmas.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(writer_options)
+            .connect_with(setup_options)
             .await
             .map_err(connect_err)?;
-        SQLITE_MIGRATOR
-            .run(&writer)
+        let migrated = SQLITE_MIGRATOR
+            .run(&setup)
             .await
             .map_err(|source| OpenError::Migrate {
                 target: target.clone(),
                 source,
+            });
+        setup.close().await;
+        migrated?;
+        let writer =
+            Writer::open(path, options.sqlite_synchronous, options.busy_timeout).map_err(|e| {
+                OpenError::Writer {
+                    target: target.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.sqlite_read_connections.max(1))
@@ -129,9 +128,8 @@ impl SqlStore {
         tracing::info!(database = %target, synchronous = options.sqlite_synchronous.as_str(), "storage ready");
         Ok(Self {
             backend: Backend::Sqlite {
-                writer,
+                writer: Arc::new(writer),
                 reader,
-                group_commit,
             },
             keyring: options.keyring.clone(),
         })
@@ -177,21 +175,33 @@ impl SqlStore {
         }
     }
 
-    /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front,
-    /// so a transaction that reads before it writes never fails half-way with BUSY.
+    /// A write transaction driven statement by statement: on SQLite a session of the
+    /// writer thread (part of a batch that took the write lock with `BEGIN IMMEDIATE`, so
+    /// a transaction that reads before it writes never fails half-way with BUSY). Hot
+    /// paths use [`SqlStore::write`] instead.
     pub(crate) async fn begin(&self) -> StoreResult<Tx> {
         match &self.backend {
-            Backend::Sqlite {
-                writer,
-                group_commit,
-                ..
-            } => writer
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map(|tx| Tx::Sqlite(tx, group_commit.clone())),
-            Backend::Postgres { pool } => pool.begin().await.map(Tx::Pg),
+            Backend::Sqlite { writer, .. } => writer.session().map(Tx::Sqlite),
+            Backend::Postgres { pool } => pool.begin().await.map(Tx::Pg).map_err(map_err),
         }
-        .map_err(map_err)
+    }
+
+    /// Runs `job` as one write transaction: on SQLite whole on the writer thread, in a
+    /// batch with whatever else waits (no thread hop per statement); on PostgreSQL in a
+    /// pooled transaction. An `Err` undoes the job's writes.
+    pub(crate) async fn write<J: WriteJob>(&self, job: J) -> StoreResult<J::Output> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer
+                    .run(move |conn| crate::writer::now(job.run(&mut Conn::Local(conn))))
+                    .await
+            }
+            Backend::Postgres { pool } => {
+                let mut tx = pool.begin().await.map(Tx::Pg).map_err(map_err)?;
+                let result = job.run(&mut tx.conn()).await;
+                tx.finish(result).await
+            }
+        }
     }
 
     async fn read(&self) -> StoreResult<Pooled> {
@@ -229,12 +239,18 @@ impl SqlStore {
         }
     }
 
-    /// Runs one statement in its own write transaction.
-    async fn write_one(&self, sql: &Sql) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
-        let n = tx.conn().execute(sql).await?;
-        tx.commit().await?;
-        Ok(n)
+    /// Runs one statement in its own write transaction (on SQLite, batched with others).
+    async fn write_one(&self, sql: Sql) -> StoreResult<u64> {
+        self.write(OneStatement(sql)).await
+    }
+
+    /// PostgreSQL: runs one statement outside a transaction, in one round trip (the
+    /// statement is atomic by itself). SQLite writes only through the writer.
+    async fn autocommit(&self, sql: &Sql) -> StoreResult<u64> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.write_one(sql.clone()).await,
+            Backend::Postgres { .. } => self.read().await?.conn().execute(sql).await,
+        }
     }
 
     pub(crate) async fn read_all(&self, sql: &Sql) -> StoreResult<Vec<Row>> {
@@ -309,6 +325,47 @@ impl SqlStore {
                 .map(|email| people::email_from(&email, "user_email"))
                 .transpose()?,
         })
+    }
+}
+
+/// A write transaction's body, owning what it writes, so that on SQLite it can run on
+/// the writer thread. Its future awaits only the connection it is given.
+pub(crate) trait WriteJob: Send + 'static {
+    type Output: Send + 'static;
+    fn run(&self, conn: &mut Conn<'_>) -> impl Future<Output = StoreResult<Self::Output>> + Send;
+}
+
+/// One statement; answers the rows it changed.
+struct OneStatement(Sql);
+
+impl WriteJob for OneStatement {
+    type Output = u64;
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<u64> {
+        conn.execute(&self.0).await
+    }
+}
+
+/// Statements run in order in one transaction; answers the rows they changed in all.
+pub(crate) struct Statements(pub(crate) Vec<Sql>);
+
+impl WriteJob for Statements {
+    type Output = u64;
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<u64> {
+        let mut changed = 0;
+        for sql in &self.0 {
+            changed += conn.execute(sql).await?;
+        }
+        Ok(changed)
+    }
+}
+
+/// One statement that changes rows and returns them (`… RETURNING`).
+pub(crate) struct Returning(pub(crate) Sql);
+
+impl WriteJob for Returning {
+    type Output = Vec<Row>;
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<Vec<Row>> {
+        conn.fetch_all(&self.0).await
     }
 }
 

@@ -37,7 +37,7 @@ impl OrgStore for SqlStore {
                 .bind(&org.id)
                 .bind(&org.name)
                 .bind(org.created_at);
-        self.write_one(&sql)
+        self.write_one(sql)
             .await
             .map_err(taken(|| format!("organization {}", org.id)))?;
         Ok(())
@@ -132,7 +132,7 @@ impl OrgStore for SqlStore {
         let sql = Sql::new("DELETE FROM credentials WHERE org_id = $1 AND client_id = $2")
             .bind(org)
             .bind(client_id);
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn organization_settings(&self, org: &OrgId) -> StoreResult<Option<Map<String, Value>>> {
@@ -157,7 +157,7 @@ impl OrgStore for SqlStore {
         .bind(org)
         .bind(name)
         .bind(settings.map(|s| Value::Object(s.clone()).to_string()));
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 }
 
@@ -189,7 +189,7 @@ impl IntegrationStore for SqlStore {
         .bind(&integration.created_by)
         .bind(integration.updated_at)
         .bind(&integration.updated_by);
-        self.write_one(&sql)
+        self.write_one(sql)
             .await
             .map_err(taken(|| format!("integration {}", integration.identifier)))?;
         Ok(())
@@ -222,7 +222,7 @@ impl IntegrationStore for SqlStore {
         .bind(Value::Object(integration.document.clone()).to_string())
         .bind(integration.updated_at)
         .bind(&integration.updated_by);
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn delete_integration(
@@ -233,7 +233,7 @@ impl IntegrationStore for SqlStore {
         let sql = Sql::new("DELETE FROM integrations WHERE org_id = $1 AND identifier = $2")
             .bind(org)
             .bind(id);
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn count_integrations(&self, org: &OrgId) -> StoreResult<u64> {
@@ -277,7 +277,7 @@ impl SecretStore for SqlStore {
         .bind(secret.updated_at)
         .bind(sealed);
         // The message names the secret, never its value.
-        self.write_one(&sql)
+        self.write_one(sql)
             .await
             .map_err(taken(|| format!("secret {}", secret.name)))?;
         Ok(())
@@ -335,7 +335,7 @@ impl SecretStore for SqlStore {
         let sql = Sql::new("DELETE FROM org_secrets WHERE org_id = $1 AND name = $2")
             .bind(org)
             .bind(name.as_str());
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn secret_values(&self, org: &OrgId) -> StoreResult<Vec<(SecretName, SecretValue)>> {

@@ -452,7 +452,7 @@ impl DirectoryStore for SqlStore {
             .bind(org)
             .bind(email.as_str())
             .bind(hash.map(PasswordHash::as_str));
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn create_team(&self, team: &Team) -> StoreResult<()> {
@@ -519,7 +519,7 @@ impl DirectoryStore for SqlStore {
         let sql = Sql::new("DELETE FROM teams WHERE org_id = $1 AND name = $2")
             .bind(org)
             .bind(name.as_str());
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
@@ -575,7 +575,7 @@ impl DirectoryStore for SqlStore {
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
         let sql = Sql::new("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash);
-        Ok(self.write_one(&sql).await? > 0)
+        Ok(self.write_one(sql).await? > 0)
     }
 
     async fn count_users(&self) -> StoreResult<u64> {

@@ -13,11 +13,11 @@ use port_core::run_log::{NewRunLog, RunLog};
 use port_core::time::Timestamp;
 
 use crate::codec;
-use crate::db::{Row, Sql, from_i64, taken, to_i64};
-use crate::events::insert_event;
+use crate::db::{Conn, Row, Sql, chained, from_i64, taken, to_i64};
+use crate::events::{event_insert, insert_event};
 
-use super::deliveries::insert_delivery;
-use super::{IDEMPOTENCY_WINDOW_MS, SqlStore, parse_col, rows};
+use super::deliveries::{delivery_insert, insert_delivery};
+use super::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore, WriteJob, parse_col, rows};
 
 const RUN_COLUMNS: &str = "org_id, id, version, chain_depth, document";
 const LOG_COLUMNS: &str = "seq, id, run_id, message, created_at, created_by";
@@ -83,50 +83,23 @@ impl RunStore for SqlStore {
             ),
             run,
         )?;
-        let mut tx = self.begin().await?;
-        let mut conn = tx.conn();
-        if let Some(key) = idempotency_key {
-            // An expired key is replaced; a live one wins. The insert is the arbiter:
-            // of two concurrent creates with one key, exactly one inserts it.
-            let expire = Sql::new(
-                "DELETE FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2 AND created_at <= $3",
-            )
-            .bind(&key.org_id)
-            .bind(&key.key)
-            .bind(key.created_at.plus_millis(-IDEMPOTENCY_WINDOW_MS));
-            conn.execute(&expire).await?;
-            let claim = Sql::new(
-                "INSERT INTO idempotency_keys (org_id, idempotency_key, run_id, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org_id, idempotency_key) DO NOTHING",
-            )
-            .bind(&key.org_id)
-            .bind(&key.key)
-            .bind(&run.id)
-            .bind(key.created_at);
-            if conn.execute(&claim).await? == 0 {
-                let existing = Sql::new(
-                    "SELECT run_id FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2",
-                )
-                .bind(&key.org_id)
-                .bind(&key.key);
-                let row = conn.fetch_optional(&existing).await?;
-                tx.rollback().await?;
-                return match row {
-                    Some(row) => Ok(CreateRunOutcome::Existing(parse_col(&row, "run_id")?)),
-                    // Only a concurrent expiry can get here; the caller may retry.
-                    None => Err(StoreError::Conflict("idempotency key".to_owned())),
-                };
-            }
+        if self.kind() == BackendKind::Postgres && idempotency_key.is_none() {
+            // The run, its delivery and its event in one statement: one round trip.
+            let mut parts = vec![insert_run];
+            parts.extend(delivery.map(|d| delivery_insert(d, run)));
+            parts.extend(NewChangeEvent::of_run(None, run).as_ref().map(event_insert));
+            self.autocommit(&chained(parts))
+                .await
+                .map_err(taken(|| format!("run {}", run.id)))?;
+            return Ok(CreateRunOutcome::Created);
         }
-        conn.execute(&insert_run)
-            .await
-            .map_err(taken(|| format!("run {}", run.id)))?;
-        if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery, run).await?;
-        }
-        insert_event(&mut conn, NewChangeEvent::of_run(None, run).as_ref()).await?;
-        tx.commit().await?;
-        Ok(CreateRunOutcome::Created)
+        self.write(CreateRun {
+            insert_run,
+            run: run.clone(),
+            delivery: delivery.cloned(),
+            idempotency_key: idempotency_key.cloned(),
+        })
+        .await
     }
 
     async fn get_run(&self, org: &OrgId, id: &RunId) -> StoreResult<Option<Run>> {
@@ -221,82 +194,15 @@ impl RunStore for SqlStore {
         }
         let expected = i64::try_from(expected_version)
             .map_err(|_| StoreError::Conflict(format!("run {}", run.id)))?;
-        let mut tx = self.begin().await?;
-        let mut conn = tx.conn();
-        let changed = run.version != expected_version;
-        // Locking the run row first also serializes log sequence numbers on PostgreSQL.
-        // The whole stored run (the change event's `before`) is read only when the run
-        // changes: log lines alone are no event.
-        let columns = if changed { RUN_COLUMNS } else { "version" };
-        let current = Sql::new(format!(
-            "SELECT {columns} FROM runs WHERE org_id = $1 AND id = $2{}",
-            self.for_update()
-        ))
-        .bind(&run.org_id)
-        .bind(&run.id);
-        let before = match conn.fetch_optional(&current).await? {
-            None => {
-                return Err(StoreError::Conflict(format!(
-                    "run {} does not exist",
-                    run.id
-                )));
-            }
-            Some(row) if row.i64("version")? != expected => {
-                return Err(StoreError::Conflict(format!("run {}", run.id)));
-            }
-            Some(row) if changed => Some(run_from_row(&row)?),
-            Some(_) => None,
-        };
-        if let Some(before) = &before {
-            let mut update = bind_run(
-                Sql::new(
-                    "UPDATE runs SET status = $3, action_identifier = $4, blueprint_identifier = $5, \
-                     entity_identifier = $6, created_by = $7, source = $8, external_run_id = $9, created_at = $10, \
-                     updated_at = $11, version = $12, document = $13, chain_depth = $14 \
-                     WHERE org_id = $1 AND id = $2 AND version = ",
-                ),
-                run,
-            )?;
-            update.push_bind(expected);
-            if conn.execute(&update).await? == 0 {
-                return Err(StoreError::Conflict(format!("run {}", run.id)));
-            }
-            insert_event(
-                &mut conn,
-                NewChangeEvent::of_run(Some(before), run).as_ref(),
-            )
-            .await?;
-        }
-        let mut stored = Vec::with_capacity(logs.len());
-        if !logs.is_empty() {
-            let last = Sql::new("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE org_id = $1 AND run_id = $2")
-                .bind(&run.org_id)
-                .bind(&run.id);
-            let mut seq = match conn.fetch_optional(&last).await? {
-                Some(row) => from_i64::<u64>(row.i64("seq")?, "seq")?,
-                None => 0,
-            };
-            for log in logs {
-                seq += 1;
-                let insert = Sql::new(format!(
-                    "INSERT INTO run_logs (org_id, {LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                ))
-                .bind(&run.org_id)
-                .bind(to_i64(seq))
-                .bind(&log.id)
-                .bind(&log.run_id)
-                .bind(&log.message)
-                .bind(log.created_at)
-                .bind(&log.created_by);
-                conn.execute(&insert).await?;
-                stored.push(RunLog::from_new(log.clone(), seq));
-            }
-        }
-        if let Some(delivery) = delivery {
-            insert_delivery(&mut conn, delivery, run).await?;
-        }
-        tx.commit().await?;
-        Ok(stored)
+        self.write(SaveTransition {
+            run: run.clone(),
+            expected,
+            changed: run.version != expected_version,
+            logs: logs.to_vec(),
+            delivery: delivery.cloned(),
+            for_update: self.for_update(),
+        })
+        .await
     }
 
     async fn list_logs(
@@ -345,5 +251,151 @@ impl RunStore for SqlStore {
         .bind(created_before)
         .bind(i64::from(limit));
         rows(self.read_all(&sql).await?, run_from_row)
+    }
+}
+
+/// A run creation with an idempotency key, or on SQLite (where it runs on the writer
+/// thread, batched).
+struct CreateRun {
+    insert_run: Sql,
+    run: Run,
+    delivery: Option<NewDelivery>,
+    idempotency_key: Option<IdempotencyKey>,
+}
+
+impl WriteJob for CreateRun {
+    type Output = CreateRunOutcome;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<CreateRunOutcome> {
+        let run = &self.run;
+        if let Some(key) = &self.idempotency_key {
+            // An expired key is replaced; a live one wins. The insert is the arbiter:
+            // of two concurrent creates with one key, exactly one inserts it.
+            let expire = Sql::new(
+                "DELETE FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2 AND created_at <= $3",
+            )
+            .bind(&key.org_id)
+            .bind(&key.key)
+            .bind(key.created_at.plus_millis(-IDEMPOTENCY_WINDOW_MS));
+            conn.execute(&expire).await?;
+            let claim = Sql::new(
+                "INSERT INTO idempotency_keys (org_id, idempotency_key, run_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org_id, idempotency_key) DO NOTHING",
+            )
+            .bind(&key.org_id)
+            .bind(&key.key)
+            .bind(&run.id)
+            .bind(key.created_at);
+            if conn.execute(&claim).await? == 0 {
+                let existing = Sql::new(
+                    "SELECT run_id FROM idempotency_keys WHERE org_id = $1 AND idempotency_key = $2",
+                )
+                .bind(&key.org_id)
+                .bind(&key.key);
+                // The expiry above deleted nothing: the key it met is live.
+                return match conn.fetch_optional(&existing).await? {
+                    Some(row) => Ok(CreateRunOutcome::Existing(parse_col(&row, "run_id")?)),
+                    // Only a concurrent expiry can get here; the caller may retry.
+                    None => Err(StoreError::Conflict("idempotency key".to_owned())),
+                };
+            }
+        }
+        conn.execute(&self.insert_run)
+            .await
+            .map_err(taken(|| format!("run {}", run.id)))?;
+        if let Some(delivery) = &self.delivery {
+            insert_delivery(conn, delivery, run).await?;
+        }
+        insert_event(conn, NewChangeEvent::of_run(None, run).as_ref()).await?;
+        Ok(CreateRunOutcome::Created)
+    }
+}
+
+/// A run's move, its log lines and its next delivery, checked against the version the
+/// caller read.
+struct SaveTransition {
+    run: Run,
+    expected: i64,
+    /// Whether the run itself moved (else only log lines are added).
+    changed: bool,
+    logs: Vec<NewRunLog>,
+    delivery: Option<NewDelivery>,
+    for_update: &'static str,
+}
+
+impl WriteJob for SaveTransition {
+    type Output = Vec<RunLog>;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<Vec<RunLog>> {
+        let run = &self.run;
+        let changed = self.changed;
+        // Locking the run row first also serializes log sequence numbers on PostgreSQL.
+        // The whole stored run (the change event's `before`) is read only when the run
+        // changes: log lines alone are no event.
+        let columns = if changed { RUN_COLUMNS } else { "version" };
+        let current = Sql::new(format!(
+            "SELECT {columns} FROM runs WHERE org_id = $1 AND id = $2{}",
+            self.for_update
+        ))
+        .bind(&run.org_id)
+        .bind(&run.id);
+        let before = match conn.fetch_optional(&current).await? {
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "run {} does not exist",
+                    run.id
+                )));
+            }
+            Some(row) if row.i64("version")? != self.expected => {
+                return Err(StoreError::Conflict(format!("run {}", run.id)));
+            }
+            Some(row) if changed => Some(run_from_row(&row)?),
+            Some(_) => None,
+        };
+        if let Some(before) = &before {
+            let mut update = bind_run(
+                Sql::new(
+                    "UPDATE runs SET status = $3, action_identifier = $4, blueprint_identifier = $5, \
+                     entity_identifier = $6, created_by = $7, source = $8, external_run_id = $9, created_at = $10, \
+                     updated_at = $11, version = $12, document = $13, chain_depth = $14 \
+                     WHERE org_id = $1 AND id = $2 AND version = ",
+                ),
+                run,
+            )?;
+            update.push_bind(self.expected);
+            if conn.execute(&update).await? == 0 {
+                return Err(StoreError::Conflict(format!("run {}", run.id)));
+            }
+            insert_event(conn, NewChangeEvent::of_run(Some(before), run).as_ref()).await?;
+        }
+        let mut stored = Vec::with_capacity(self.logs.len());
+        if !self.logs.is_empty() {
+            let last = Sql::new("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_logs WHERE org_id = $1 AND run_id = $2")
+                .bind(&run.org_id)
+                .bind(&run.id);
+            let mut seq = match conn.fetch_optional(&last).await? {
+                Some(row) => from_i64::<u64>(row.i64("seq")?, "seq")?,
+                None => 0,
+            };
+            for log in &self.logs {
+                seq += 1;
+                let insert = Sql::new(format!(
+                    "INSERT INTO run_logs (org_id, {LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(&run.org_id)
+                .bind(to_i64(seq))
+                .bind(&log.id)
+                .bind(&log.run_id)
+                .bind(&log.message)
+                .bind(log.created_at)
+                .bind(&log.created_by);
+                conn.execute(&insert).await?;
+                stored.push(RunLog::from_new(log.clone(), seq));
+            }
+        }
+        if let Some(delivery) = &self.delivery {
+            insert_delivery(conn, delivery, run).await?;
+        }
+        Ok(stored)
     }
 }
