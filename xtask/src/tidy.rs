@@ -28,6 +28,8 @@ const IO_PACKAGES: &[&str] = &[
     "reqwest",
     "sqlx",
     "sqlx-core",
+    "rusqlite",
+    "libsqlite3-sys",
     "tower",
     "tower-http",
     "mio",

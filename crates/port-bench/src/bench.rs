@@ -4,9 +4,9 @@
 //!    on an agent-mode action (no HTTP delivery) and log appends spread over
 //!    `log_runs` runs, each measured right after the same route of the bare axum
 //!    baseline, so that the ratio compares neighbours in time.
-//! 2. **Webhook** (open loop at `webhook_rate`): runs of a webhook action pointing at
-//!    the loopback receiver; latency = receipt at the receiver − send time of the
-//!    execute request.
+//! 2. **Webhook** (open loop, one step per rate of `webhook_steps`, each on a fresh
+//!    portd): runs of a webhook action pointing at the loopback receiver; latency =
+//!    receipt at the receiver − send time of the execute request.
 //! 3. **Lifecycle** (`lifecycles_in_flight` runs in flight): execute → delivery → the
 //!    receiver appends 10 log lines and sets SUCCESS through the API → ended.
 //! 4. **Scale** (a second, fresh portd): seed runs and log lines through `port_store`
@@ -32,7 +32,7 @@ use crate::machine::{self, Memory};
 use crate::protocol::SeedRequest;
 use crate::receiver::{self, Receiver};
 use crate::serve::Kind;
-use crate::settings::{Phase, Settings};
+use crate::settings::{Phase, Settings, WebhookStep};
 use crate::stats::{Latency, Summary};
 use port_store::ScratchSchema;
 
@@ -74,6 +74,8 @@ pub struct Compared {
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookReport {
     pub rate: f64,
+    /// Connections of the open loop.
+    pub connections: usize,
     pub sent: usize,
     pub accepted: usize,
     pub received: usize,
@@ -155,7 +157,10 @@ pub struct BackendReport {
     pub backend: Backend,
     pub create: Option<Compared>,
     pub logs: Option<Compared>,
+    /// The first (lowest-rate) step of `webhooks`; kept for readers of older JSON lines.
     pub webhook: Option<WebhookReport>,
+    /// Every step of the webhook latency phase, lowest rate first.
+    pub webhooks: Vec<WebhookReport>,
     pub lifecycle: Option<LifecycleReport>,
     /// Each load phase's portd (a fresh one per phase): its memory at the end.
     pub memory_after_load: Vec<PhaseMemory>,
@@ -470,12 +475,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn webhook(settings: &Settings, portd: &Portd, receiver: &Receiver) -> Result<WebhookReport> {
+async fn webhook(
+    settings: &Settings,
+    step: WebhookStep,
+    portd: &Portd,
+    receiver: &Receiver,
+) -> Result<WebhookReport> {
     let plan = settings.plan;
-    let rate = settings.webhook_rate;
+    let WebhookStep { rate, connections } = step;
     let count = (plan.total().as_secs_f64() * rate).round() as u64;
     say(&format!(
-        "webhook: {count} runs at {rate:.0}/s (open loop), receiver at {}",
+        "webhook: {count} runs at {rate:.0}/s (open loop, {connections} connections), receiver at {}",
         receiver.addr
     ));
     receiver.take();
@@ -484,7 +494,7 @@ async fn webhook(settings: &Settings, portd: &Portd, receiver: &Receiver) -> Res
         Some(&portd.token),
         rate,
         count,
-        settings.webhook_connections,
+        connections,
         execute_call(HOOK_ACTION),
     )
     .await?;
@@ -528,6 +538,7 @@ async fn webhook(settings: &Settings, portd: &Portd, receiver: &Receiver) -> Res
     let max_send_lag_ms = samples.iter().map(|s| ms(s.lag())).fold(0.0, f64::max);
     let report = WebhookReport {
         rate,
+        connections,
         sent: samples.len(),
         accepted: sent.len(),
         received: seen.arrivals.len(),
@@ -545,7 +556,7 @@ async fn webhook(settings: &Settings, portd: &Portd, receiver: &Receiver) -> Res
         first_error,
     };
     say(&format!(
-        "webhook: p50 {:.2} ms, p99 {:.2} ms, missing {}",
+        "webhook at {rate:.0}/s: p50 {:.2} ms, p99 {:.2} ms, missing {}",
         report.p50_ms.map_or(f64::NAN, |s| s.median),
         report.p99_ms.map_or(f64::NAN, |s| s.median),
         report.missing
@@ -679,6 +690,8 @@ async fn lifecycle(
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseMemory {
     pub phase: Phase,
+    /// The phase and its step, e.g. `webhook at 1000/s`.
+    pub label: String,
     pub memory: Option<Memory>,
 }
 
@@ -688,7 +701,7 @@ async fn on_fresh_portd<T>(
     settings: &Settings,
     backend: Backend,
     work: &Workspace,
-    phase: Phase,
+    (phase, label): (Phase, String),
     memories: &mut Vec<PhaseMemory>,
     body: impl AsyncFnOnce(&Portd, &Receiver) -> Result<T>,
 ) -> Result<T> {
@@ -709,6 +722,7 @@ async fn on_fresh_portd<T>(
     .await;
     memories.push(PhaseMemory {
         phase,
+        label,
         memory: portd.child.memory(),
     });
     let stopped = portd.stop().await;
@@ -953,6 +967,7 @@ pub async fn run(settings: &Settings, work: &Workspace) -> Result<Vec<BackendRep
                 create: None,
                 logs: None,
                 webhook: None,
+                webhooks: Vec::new(),
                 lifecycle: None,
                 memory_after_load: Vec::new(),
                 scale: None,
@@ -964,7 +979,7 @@ pub async fn run(settings: &Settings, work: &Workspace) -> Result<Vec<BackendRep
                     settings,
                     backend,
                     work,
-                    Phase::Throughput,
+                    (Phase::Throughput, Phase::Throughput.name().to_owned()),
                     &mut memories,
                     async |portd, _| throughput(settings, addr, portd).await,
                 )
@@ -973,17 +988,22 @@ pub async fn run(settings: &Settings, work: &Workspace) -> Result<Vec<BackendRep
                 report.logs = Some(logs);
             }
             if settings.runs(Phase::Webhook) {
-                report.webhook = Some(
-                    on_fresh_portd(
-                        settings,
-                        backend,
-                        work,
-                        Phase::Webhook,
-                        &mut memories,
-                        async |portd, receiver| webhook(settings, portd, receiver).await,
-                    )
-                    .await?,
-                );
+                // A fresh portd per rate too: the faster step must not inherit the
+                // slower one's backlog (nor the other way round).
+                for &step in &settings.webhook_steps {
+                    report.webhooks.push(
+                        on_fresh_portd(
+                            settings,
+                            backend,
+                            work,
+                            (Phase::Webhook, format!("webhook at {:.0}/s", step.rate)),
+                            &mut memories,
+                            async |portd, receiver| webhook(settings, step, portd, receiver).await,
+                        )
+                        .await?,
+                    );
+                }
+                report.webhook = report.webhooks.first().cloned();
             }
             if settings.runs(Phase::Lifecycle) {
                 report.lifecycle = Some(
@@ -991,7 +1011,7 @@ pub async fn run(settings: &Settings, work: &Workspace) -> Result<Vec<BackendRep
                         settings,
                         backend,
                         work,
-                        Phase::Lifecycle,
+                        (Phase::Lifecycle, Phase::Lifecycle.name().to_owned()),
                         &mut memories,
                         async |portd, receiver| lifecycle(settings, portd, receiver).await,
                     )

@@ -53,11 +53,22 @@ pub struct RunArgs {
     /// Measured windows per figure; the report gives their median and spread.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Arrival rate of the webhook latency phase, runs/s.
-    #[arg(long, default_value_t = 500.0)]
-    pub webhook_rate: f64,
-    /// Lifecycle runs kept in flight.
-    #[arg(long, default_value_t = 32)]
+    /// Arrival rates of the webhook latency phase, runs/s, comma-separated: one step
+    /// per rate, each on a fresh portd, reported separately (`--webhook-rate` too).
+    #[arg(
+        long,
+        alias = "webhook-rate",
+        value_delimiter = ',',
+        default_values_t = [500.0, 1000.0]
+    )]
+    pub webhook_rates: Vec<f64>,
+    /// Connections of the webhook open loop, at every rate [default: 64 per 500 runs/s,
+    /// at least 64: each connection has 128 ms between its sends at any rate].
+    #[arg(long)]
+    pub webhook_connections: Option<usize>,
+    /// Lifecycle runs kept in flight (a closed loop: it cannot exceed this many over the
+    /// lifecycle latency, so the default leaves room for 500/s at 0.5 s each).
+    #[arg(long, default_value_t = DEFAULT_LIFECYCLES_IN_FLIGHT)]
     pub lifecycles_in_flight: usize,
     /// Stored runs at which GET and the filtered list are measured, comma-separated
     /// [default: 10000,1000000; quick: 10000,100000].
@@ -94,15 +105,74 @@ pub struct RunArgs {
     pub json_out: Option<PathBuf>,
 }
 
+/// Lifecycles in flight by default. A closed loop of `n` runs whose lifecycles take `t`
+/// seconds cannot end more than `n / t` per second (Little's law): 32 in flight at the
+/// ≈ 200 ms measured before issue 19 capped the figure near 160/s, below the 500/s goal,
+/// so the figure showed the loop's latency, not portd's throughput. 256 leaves the loop
+/// room for 500/s up to 512 ms a lifecycle (and for ≈ 1,280/s at 200 ms): below that,
+/// portd is the limit and its queues, not the loop, set the latency.
+pub const DEFAULT_LIFECYCLES_IN_FLIGHT: usize = 256;
+
+/// The webhook open loop's connections per 500 runs/s (the method of figure 3).
+const WEBHOOK_CONNECTIONS_PER_500: f64 = 64.0;
+
+/// One step of the webhook latency phase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WebhookStep {
+    /// Arrival rate, runs/s.
+    pub rate: f64,
+    pub connections: usize,
+}
+
+/// The open loop's connections at `rate`: `fixed` if given, else 64 per 500 runs/s and
+/// never fewer than 64, so that each connection has the same 128 ms between its
+/// scheduled sends at 1,000 runs/s as at 500 (an execute slower than that makes the
+/// next send late, which the report shows as send lag).
+pub fn webhook_connections(rate: f64, fixed: Option<usize>) -> usize {
+    fixed
+        .unwrap_or_else(|| {
+            let scaled = (rate * WEBHOOK_CONNECTIONS_PER_500 / 500.0).ceil();
+            // The `as` saturates; the rates are already clamped to ≥ 1 and finite.
+            (scaled as usize).max(WEBHOOK_CONNECTIONS_PER_500 as usize)
+        })
+        .max(1)
+}
+
+/// The webhook steps of `rates`: finite rates ≥ 1 run/s (smaller ones are raised to
+/// 1), ascending, each once; 500 runs/s when none is left.
+pub fn webhook_steps(rates: &[f64], fixed_connections: Option<usize>) -> Vec<WebhookStep> {
+    let mut rates: Vec<f64> = rates
+        .iter()
+        .copied()
+        .filter(|r| r.is_finite())
+        .map(|r| r.max(1.0))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    if rates.is_empty() {
+        rates.push(500.0);
+    }
+    rates
+        .into_iter()
+        .map(|rate| WebhookStep {
+            rate,
+            connections: webhook_connections(rate, fixed_connections),
+        })
+        .collect()
+}
+
 /// Everything a run needs to know, resolved from [`RunArgs`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub mode: &'static str,
     pub connections: usize,
     pub plan: Plan,
+    /// The first (lowest) webhook rate; kept for readers of older JSON lines.
     pub webhook_rate: f64,
-    /// Connections of the webhook open loop.
+    /// Connections of the webhook open loop at the first rate (ditto).
     pub webhook_connections: usize,
+    /// Every step of the webhook latency phase, lowest rate first.
+    pub webhook_steps: Vec<WebhookStep>,
     pub lifecycles_in_flight: usize,
     /// Runs the log-append loop spreads its lines over.
     pub log_runs: usize,
@@ -161,12 +231,14 @@ impl Settings {
         scale_runs.sort_unstable();
         scale_runs.dedup();
         scale_runs.retain(|&n| n > 0);
+        let webhook_steps = webhook_steps(&args.webhook_rates, args.webhook_connections);
         Self {
             mode: if quick { "quick" } else { "full" },
             connections: args.connections.max(1),
             plan,
-            webhook_rate: args.webhook_rate.max(1.0),
-            webhook_connections: 64,
+            webhook_rate: webhook_steps[0].rate,
+            webhook_connections: webhook_steps[0].connections,
+            webhook_steps,
             lifecycles_in_flight: args.lifecycles_in_flight.max(1),
             log_runs: 1000,
             scale_runs,
@@ -236,6 +308,21 @@ mod tests {
         assert_eq!(quick.plan.window, Duration::from_secs(2));
         assert_eq!(quick.scale_runs, [10_000, 100_000]);
         assert_eq!(quick.webhook_rate, 500.0);
+        assert_eq!(quick.webhook_connections, 64);
+        assert_eq!(
+            quick.webhook_steps,
+            [
+                WebhookStep {
+                    rate: 500.0,
+                    connections: 64
+                },
+                WebhookStep {
+                    rate: 1000.0,
+                    connections: 128
+                }
+            ]
+        );
+        assert_eq!(quick.lifecycles_in_flight, DEFAULT_LIFECYCLES_IN_FLIGHT);
 
         // Two backends share the time.
         let both = settings(&["--quick", "--database-url", "postgres://u@h/db"]);
@@ -263,5 +350,56 @@ mod tests {
         assert_eq!(s.phases, [Phase::Scale, Phase::Webhook]);
         assert!(s.runs(Phase::Scale) && !s.runs(Phase::Throughput));
         assert!(s.postgres && !s.sqlite);
+    }
+
+    #[test]
+    fn webhook_rates_are_a_list() {
+        let rates = |s: &Settings| s.webhook_steps.iter().map(|w| w.rate).collect::<Vec<_>>();
+        let s = settings(&["--webhook-rates", "1000,250,1000,0", "--database-url", ""]);
+        // Ascending, once each; 0 is raised to 1 run/s.
+        assert_eq!(rates(&s), [1.0, 250.0, 1000.0]);
+        assert_eq!(s.webhook_rate, 1.0);
+        // The old spelling still takes one rate (or several).
+        let s = settings(&["--webhook-rate", "700", "--database-url", ""]);
+        assert_eq!(rates(&s), [700.0]);
+        assert_eq!(s.webhook_steps[0].connections, 90);
+        let s = settings(&[
+            "--webhook-rate",
+            "2000",
+            "--webhook-connections",
+            "10",
+            "--lifecycles-in-flight",
+            "0",
+            "--database-url",
+            "",
+        ]);
+        assert_eq!(
+            s.webhook_steps,
+            [WebhookStep {
+                rate: 2000.0,
+                connections: 10
+            }]
+        );
+        assert_eq!(s.lifecycles_in_flight, 1);
+        assert!(Cli::try_parse_from(["port-bench", "--webhook-rates", "fast"]).is_err());
+    }
+
+    #[test]
+    fn webhook_connections_keep_128_ms_between_sends() {
+        assert_eq!(webhook_connections(500.0, None), 64);
+        assert_eq!(webhook_connections(1000.0, None), 128);
+        assert_eq!(webhook_connections(1001.0, None), 129);
+        // Never fewer than the 64 of the original method.
+        assert_eq!(webhook_connections(100.0, None), 64);
+        assert_eq!(webhook_connections(1000.0, Some(16)), 16);
+        assert_eq!(webhook_connections(1000.0, Some(0)), 1);
+        // Nothing usable left: one step at 500 runs/s.
+        assert_eq!(
+            webhook_steps(&[f64::NAN, f64::INFINITY], None),
+            [WebhookStep {
+                rate: 500.0,
+                connections: 64
+            }]
+        );
     }
 }

@@ -189,7 +189,8 @@ impl EventStore for SqlStore {
             sql.push_bind(*seq);
         }
         sql.push(&format!(") RETURNING {EVENT_COLUMNS}"));
-        let rows = self.write(Returning(sql)).await?;
+        // A lease lost in a power cut is an event claimed again.
+        let rows = self.write_committed(Returning(sql)).await?;
         let mut claimed = rows
             .iter()
             .map(event_from_row)
@@ -218,7 +219,9 @@ impl EventStore for SqlStore {
                 sql
             })
             .collect();
-        self.write(Statements(deletes)).await
+        // An event that comes back after a power cut runs its automations again under
+        // the same idempotency keys: no fsync awaited.
+        self.write_committed(Statements(deletes)).await
     }
 
     async fn fire_due_timers(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {

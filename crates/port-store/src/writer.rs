@@ -44,16 +44,31 @@ const STATEMENT_CACHE: usize = 256;
 /// Answers a caller once its batch's fate is known: `Ok` when durable, else why not.
 type Ack = Box<dyn FnOnce(StoreResult<()>) + Send>;
 
+/// When a caller hears that its write committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Once its batch is on disk (with [`Synchronous::Full`]): what the API promises
+    /// for every write it acknowledges.
+    Synced,
+    /// Once its batch committed: a process crash keeps it (the WAL is in the page
+    /// cache), a power cut may not. For the delivery worker's bookkeeping (leases,
+    /// attempts, outcomes), whose loss only means a delivery is sent again, which
+    /// at-least-once delivery allows; so delivery never waits for the disk.
+    Committed,
+}
+
 /// Work the writer thread runs inside the open transaction.
 trait Work: Send {
     /// Runs the job; says whether it succeeded and how to answer its caller.
     fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Ack);
+    fn durability(&self) -> Durability;
     /// Answers the caller without running (the transaction could not start).
     fn fail(self: Box<Self>, error: StoreError);
 }
 
 struct Typed<F, T> {
     body: F,
+    durability: Durability,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -62,8 +77,12 @@ where
     F: FnOnce(&mut Connection) -> StoreResult<T> + Send,
     T: Send + 'static,
 {
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
     fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Ack) {
-        let Self { body, reply } = *self;
+        let Self { body, reply, .. } = *self;
         let result = body(conn);
         let ok = result.is_ok();
         let ack: Ack = Box::new(move |durable| {
@@ -193,15 +212,19 @@ impl Writer {
     }
 
     /// Runs `body` in a write transaction on the writer thread, batched with whatever
-    /// else waits; answers once the batch is durable. An `Err` from `body` undoes what it
-    /// wrote and nothing else.
-    pub(crate) async fn run<T, F>(&self, body: F) -> StoreResult<T>
+    /// else waits; answers once the batch is as durable as asked. An `Err` from `body`
+    /// undoes what it wrote and nothing else.
+    pub(crate) async fn run<T, F>(&self, durability: Durability, body: F) -> StoreResult<T>
     where
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Work(Box::new(Typed { body, reply })))?;
+        self.send(Job::Work(Box::new(Typed {
+            body,
+            durability,
+            reply,
+        })))?;
         answer.await.map_err(|_| closed())?
     }
 
@@ -318,7 +341,7 @@ fn write_loop(
             refuse(first, &e);
             continue;
         }
-        let mut acks: Vec<Ack> = Vec::new();
+        let mut acks: Vec<(Durability, Ack)> = Vec::new();
         let mut next = Some(first);
         let mut taken: u64 = 0;
         let mut lost = None;
@@ -340,9 +363,14 @@ fn write_loop(
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.jobs.fetch_add(taken, Ordering::Relaxed);
+                let (synced, committed): (Vec<_>, Vec<_>) = acks
+                    .into_iter()
+                    .partition(|(durability, _)| *durability == Durability::Synced);
+                committed.into_iter().for_each(|(_, ack)| ack(Ok(())));
+                let synced: Vec<Ack> = synced.into_iter().map(|(_, ack)| ack).collect();
                 match syncer {
-                    Some(syncer) => syncer.after_sync(acks),
-                    None => acks.into_iter().for_each(|ack| ack(Ok(()))),
+                    Some(syncer) if !synced.is_empty() => syncer.after_sync(synced),
+                    _ => synced.into_iter().for_each(|ack| ack(Ok(()))),
                 }
             }
             Err(e) => {
@@ -350,7 +378,7 @@ fn write_loop(
                     let _ = statement(conn, "ROLLBACK");
                 }
                 tracing::warn!(error = %e, jobs = taken, "a batch of writes was rolled back");
-                for ack in acks {
+                for (_, ack) in acks {
                     ack(Err(e.clone()));
                 }
             }
@@ -380,16 +408,17 @@ fn refuse(job: Job, error: &StoreError) {
 /// Serves one job inside the batch's transaction, in a savepoint of its own. `Err`
 /// means the whole transaction is gone (SQLite rolls back by itself after some errors,
 /// a full disk say): every job of the batch then fails.
-fn serve(conn: &mut Connection, job: Job, acks: &mut Vec<Ack>) -> StoreResult<()> {
+fn serve(conn: &mut Connection, job: Job, acks: &mut Vec<(Durability, Ack)>) -> StoreResult<()> {
     if let Err(e) = statement(conn, "SAVEPOINT job") {
         refuse(job, &e);
         return Err(e);
     }
     let ok = match job {
         Job::Work(work) => {
+            let durability = work.durability();
             let (ok, ack) = work.run(conn);
             if ok {
-                acks.push(ack);
+                acks.push((durability, ack));
             } else {
                 // Its answer is its own error, known now.
                 ack(Ok(()));
@@ -414,7 +443,7 @@ fn serve(conn: &mut Connection, job: Job, acks: &mut Vec<Ack>) -> StoreResult<()
 fn serve_session(
     conn: &mut Connection,
     requests: &mpsc::Receiver<Request>,
-    acks: &mut Vec<Ack>,
+    acks: &mut Vec<(Durability, Ack)>,
 ) -> bool {
     while let Ok(request) = requests.recv() {
         match request {
@@ -425,9 +454,12 @@ fn serve_session(
                 let _ = reply.send(fetch_all(conn, &sql));
             }
             Request::Commit(reply) => {
-                acks.push(Box::new(move |durable| {
-                    let _ = reply.send(durable);
-                }));
+                acks.push((
+                    Durability::Synced,
+                    Box::new(move |durable| {
+                        let _ = reply.send(durable);
+                    }),
+                ));
                 return true;
             }
             Request::Rollback(reply) => {
@@ -604,7 +636,7 @@ mod tests {
     }
 
     fn count(writer: &Writer) -> impl Future<Output = StoreResult<i64>> + '_ {
-        writer.run(|conn| {
+        writer.run(Durability::Synced, |conn| {
             let rows = fetch_all(conn, &Sql::new("SELECT COUNT(*) AS n FROM t"))?;
             rows[0].i64("n")
         })
@@ -619,7 +651,7 @@ mod tests {
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     writer
-                        .run(move |conn| {
+                        .run(Durability::Synced, move |conn| {
                             execute(conn, &insert(&format!("k{i}"), i))?;
                             // Every tenth job writes, then fails: its row must vanish.
                             if i % 10 == 0 {
@@ -650,8 +682,36 @@ mod tests {
         );
         assert!(counters.syncs >= 1 && counters.syncs <= counters.commits);
         writer.close().await;
-        let err = writer.run(|_| Ok(())).await.expect_err("closed");
+        let err = writer
+            .run(Durability::Synced, |_| Ok(()))
+            .await
+            .expect_err("closed");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn committed_writes_never_wait_for_an_fsync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = Arc::new(open(dir.path(), Synchronous::Full));
+        let jobs: Vec<_> = (0..50)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .run(Durability::Committed, move |conn| {
+                            execute(conn, &insert(&format!("k{i}"), i))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for job in jobs {
+            assert_eq!(job.await.expect("no panic").expect("written"), 1);
+        }
+        assert_eq!(writer.counters().syncs, 0, "{:?}", writer.counters());
+        // A synced write after them is what makes them (and itself) durable.
+        count(&writer).await.expect("count");
+        assert_eq!(writer.counters().syncs, 1);
     }
 
     #[tokio::test]

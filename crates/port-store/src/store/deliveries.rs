@@ -127,7 +127,11 @@ impl SqlStore {
              RETURNING {DELIVERY_COLUMNS}",
             lock = self.skip_locked(),
         ));
-        let mut claimed = rows(self.write(Returning(filter_sql)).await?, delivery_from_row)?;
+        // A lease lost in a power cut is a delivery claimed again: no fsync awaited.
+        let mut claimed = rows(
+            self.write_committed(Returning(filter_sql)).await?,
+            delivery_from_row,
+        )?;
         // RETURNING follows no ORDER BY; hand them out oldest due first.
         claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         Ok(claimed)
@@ -274,7 +278,7 @@ impl DeliveryStore for SqlStore {
         .bind(attempt.error.as_deref())
         .bind(attempt.response_excerpt.as_deref())
         .bind(to_i64(attempt.duration_ms));
-        self.write(RecordAttempt {
+        self.write_committed(RecordAttempt {
             count,
             insert,
             delivery: attempt.delivery_id.clone(),
@@ -296,7 +300,7 @@ impl DeliveryStore for SqlStore {
         .bind(id)
         .bind(owner)
         .bind(next_attempt_at);
-        if self.write_one(sql).await? == 0 {
+        if self.write_one_committed(sql).await? == 0 {
             return Err(StoreError::Conflict(format!(
                 "delivery {id} is not leased by this worker"
             )));
@@ -316,7 +320,7 @@ impl DeliveryStore for SqlStore {
         .bind(id)
         .bind(state.as_str())
         .bind(now);
-        if self.write_one(sql).await? == 0 {
+        if self.write_one_committed(sql).await? == 0 {
             return Err(StoreError::Other(format!("delivery {id} does not exist")));
         }
         Ok(())
@@ -330,7 +334,7 @@ impl DeliveryStore for SqlStore {
         .bind(owner)
         .bind(now)
         .bind(DeliveryMode::Webhook.as_str());
-        self.write_one(sql).await
+        self.write_one_committed(sql).await
     }
 
     async fn next_due_after(&self, after: Timestamp) -> StoreResult<Option<Timestamp>> {

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
 
 use crate::config::{OpenError, StoreOptions, redact_url};
 use crate::db::{Conn, Pooled, Row, Sql, Tx, map_err};
-use crate::writer::Writer;
+use crate::writer::{Durability, Writer};
 
 /// How long an idempotency key returns the same run (the services' rule, kept here too).
 pub use port_core::service::IDEMPOTENCY_WINDOW_MS;
@@ -190,10 +190,27 @@ impl SqlStore {
     /// batch with whatever else waits (no thread hop per statement); on PostgreSQL in a
     /// pooled transaction. An `Err` undoes the job's writes.
     pub(crate) async fn write<J: WriteJob>(&self, job: J) -> StoreResult<J::Output> {
+        self.write_as(Durability::Synced, job).await
+    }
+
+    /// [`SqlStore::write`] for the delivery worker's bookkeeping, which may be lost in a
+    /// power cut at the price of a delivery sent again: on SQLite answered once
+    /// committed, without waiting for the WAL's fsync (see [`Durability::Committed`]).
+    pub(crate) async fn write_committed<J: WriteJob>(&self, job: J) -> StoreResult<J::Output> {
+        self.write_as(Durability::Committed, job).await
+    }
+
+    async fn write_as<J: WriteJob>(
+        &self,
+        durability: Durability,
+        job: J,
+    ) -> StoreResult<J::Output> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
                 writer
-                    .run(move |conn| crate::writer::now(job.run(&mut Conn::Local(conn))))
+                    .run(durability, move |conn| {
+                        crate::writer::now(job.run(&mut Conn::Local(conn)))
+                    })
                     .await
             }
             Backend::Postgres { pool } => {
@@ -242,6 +259,11 @@ impl SqlStore {
     /// Runs one statement in its own write transaction (on SQLite, batched with others).
     async fn write_one(&self, sql: Sql) -> StoreResult<u64> {
         self.write(OneStatement(sql)).await
+    }
+
+    /// [`SqlStore::write_one`] with [`SqlStore::write_committed`]'s durability.
+    async fn write_one_committed(&self, sql: Sql) -> StoreResult<u64> {
+        self.write_committed(OneStatement(sql)).await
     }
 
     /// PostgreSQL: runs one statement outside a transaction, in one round trip (the
