@@ -4,7 +4,7 @@
 //! - `baseline`: the bare axum server of [`crate::baseline`].
 //! - `portd`: `port_server::start` with portd's defaults (the code of the `portd`
 //!   binary, built here in the same release profile as the baseline): SQLite in
-//!   `--data-dir` (WAL, durable group commit) or the `--database-url` PostgreSQL, the
+//!   `--data-dir` (WAL, durable batched commits) or the `--database-url` PostgreSQL, the
 //!   delivery worker and reaper with their default settings, tracing from `PORTD_LOG`.
 //!   It also answers `seed` commands by writing runs and log lines straight through
 //!   `port_store`.

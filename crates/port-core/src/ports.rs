@@ -650,6 +650,18 @@ pub trait DeliveryStore: Send + Sync {
         state: DeliveryState,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Records an attempt and ends the delivery with it: what
+    /// [`DeliveryStore::record_attempt`] then [`DeliveryStore::finish`] do, which a store
+    /// may do in one write (the worker's common case: an answered delivery).
+    async fn record_final_attempt(
+        &self,
+        attempt: &DeliveryAttempt,
+        state: DeliveryState,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.record_attempt(attempt).await?;
+        self.finish(&attempt.delivery_id, state, now).await
+    }
     /// Cross-organization: drops every lease `owner` holds on pending webhook
     /// deliveries, so they are claimable again at once (or at their `next_attempt_at`, if
     /// later); returns how many were released. For a worker that restarts under the same

@@ -372,25 +372,31 @@ async fn deliver(ctx: &Ctx, delivery: &Delivery, lease_until: Timestamp) -> Resu
         }
     };
     let answer = outcome.answer();
-    store
-        .record_attempt(&DeliveryAttempt {
-            delivery_id: delivery.id.clone(),
-            org_id: delivery.org_id.clone(),
-            run_id: delivery.run_id.clone(),
-            number,
-            started_at,
-            ended_at,
-            status_code: answer.map(|a| a.status.as_u16()),
-            error: answer.is_none().then(|| sendable.mask(&outcome.describe())),
-            response_excerpt: answer
-                .and_then(Answer::excerpt)
-                .map(|excerpt| sendable.mask(&excerpt)),
-            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        })
-        .await?;
+    let attempt = DeliveryAttempt {
+        delivery_id: delivery.id.clone(),
+        org_id: delivery.org_id.clone(),
+        run_id: delivery.run_id.clone(),
+        number,
+        started_at,
+        ended_at,
+        status_code: answer.map(|a| a.status.as_u16()),
+        error: answer.is_none().then(|| sendable.mask(&outcome.describe())),
+        response_excerpt: answer
+            .and_then(Answer::excerpt)
+            .map(|excerpt| sendable.mask(&excerpt)),
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    };
 
     // Only a run's own invocation can be answered for it.
     let synchronized = delivery.synchronized && purpose == Purpose::Invocation;
+    if !synchronized && answer.is_some_and(|a| a.is_success()) {
+        // The common case, delivered and done: the attempt and the end in one write.
+        store
+            .record_final_attempt(&attempt, DeliveryState::Delivered, ctx.now())
+            .await?;
+        return Ok(());
+    }
+    store.record_attempt(&attempt).await?;
     if let Some(answer) = answer.filter(|a| a.is_success()) {
         if synchronized {
             let command = RunCommand::SynchronizedResponse {

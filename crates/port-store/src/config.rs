@@ -10,9 +10,10 @@ use port_core::secret::Keyring;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
     /// Every write is on disk before it is acknowledged: an accepted run or log line
-    /// survives a power cut. The default. Implemented as group commit: SQLite commits
-    /// with `NORMAL` and the write waits for an fsync of the WAL that began after its
-    /// commit, one fsync serving every writer waiting at the time.
+    /// survives a power cut. The default. Implemented as group commit: the writer thread
+    /// commits a batch of writes with `NORMAL` and they wait for an fsync of the WAL that
+    /// began after that commit, one fsync serving every batch waiting at the time. (The
+    /// delivery worker's own bookkeeping is answered at commit: see `port-store::writer`.)
     #[default]
     Full,
     /// In WAL mode, commits are fsynced at checkpoints only: faster, never corrupt,

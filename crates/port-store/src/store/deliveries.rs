@@ -258,29 +258,34 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> StoreResult<()> {
-        let count = Sql::new(
-            "UPDATE deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND org_id = $3 AND run_id = $4",
-        )
-        .bind(&attempt.delivery_id)
-        .bind(attempt.ended_at)
-        .bind(&attempt.org_id)
-        .bind(&attempt.run_id);
-        let insert = Sql::new(format!(
-            "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&attempt.delivery_id)
-        .bind(&attempt.org_id)
-        .bind(&attempt.run_id)
-        .bind(i64::from(attempt.number))
-        .bind(attempt.started_at)
-        .bind(attempt.ended_at)
-        .bind(attempt.status_code.map(i64::from))
-        .bind(attempt.error.as_deref())
-        .bind(attempt.response_excerpt.as_deref())
-        .bind(to_i64(attempt.duration_ms));
+        let (count, insert) = attempt_statements(attempt);
         self.write_committed(RecordAttempt {
             count,
             insert,
+            finish: None,
+            delivery: attempt.delivery_id.clone(),
+            number: attempt.number,
+        })
+        .await
+    }
+
+    async fn record_final_attempt(
+        &self,
+        attempt: &DeliveryAttempt,
+        state: DeliveryState,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (count, insert) = attempt_statements(attempt);
+        let finish = Sql::new(
+            "UPDATE deliveries SET state = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
+        )
+        .bind(&attempt.delivery_id)
+        .bind(state.as_str())
+        .bind(now);
+        self.write_committed(RecordAttempt {
+            count,
+            insert,
+            finish: Some(finish),
             delivery: attempt.delivery_id.clone(),
             number: attempt.number,
         })
@@ -491,10 +496,37 @@ impl DeliveryStore for SqlStore {
     }
 }
 
-/// An attempt and its count on the delivery, together.
+/// The statements that count an attempt on its delivery and record it.
+fn attempt_statements(attempt: &DeliveryAttempt) -> (Sql, Sql) {
+    let count = Sql::new(
+        "UPDATE deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND org_id = $3 AND run_id = $4",
+    )
+    .bind(&attempt.delivery_id)
+    .bind(attempt.ended_at)
+    .bind(&attempt.org_id)
+    .bind(&attempt.run_id);
+    let insert = Sql::new(format!(
+        "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(&attempt.delivery_id)
+    .bind(&attempt.org_id)
+    .bind(&attempt.run_id)
+    .bind(i64::from(attempt.number))
+    .bind(attempt.started_at)
+    .bind(attempt.ended_at)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.error.as_deref())
+    .bind(attempt.response_excerpt.as_deref())
+    .bind(to_i64(attempt.duration_ms));
+    (count, insert)
+}
+
+/// An attempt and its count on the delivery, together, and the delivery's end when the
+/// attempt ends it.
 struct RecordAttempt {
     count: Sql,
     insert: Sql,
+    finish: Option<Sql>,
     delivery: DeliveryId,
     number: u32,
 }
@@ -512,6 +544,9 @@ impl WriteJob for RecordAttempt {
         conn.execute(&self.insert).await.map_err(taken(|| {
             format!("attempt {} of delivery {}", self.number, self.delivery)
         }))?;
+        if let Some(finish) = &self.finish {
+            conn.execute(finish).await?;
+        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use port_core::error::StoreError;
 use port_core::event::NewChangeEvent;
-use port_core::id::{OrgId, RunId};
+use port_core::id::{DeliveryId, OrgId, RunId};
 use port_core::ports::{
     CreateRunOutcome, IdempotencyKey, NewDelivery, RunFilter, RunStore, StoreResult,
 };
@@ -93,10 +93,13 @@ impl RunStore for SqlStore {
                 .map_err(taken(|| format!("run {}", run.id)))?;
             return Ok(CreateRunOutcome::Created);
         }
+        // Everything serialized here, on the caller's task: the writer thread only runs
+        // statements.
         self.write(CreateRun {
             insert_run,
-            run: run.clone(),
-            delivery: delivery.cloned(),
+            run_id: run.id.clone(),
+            insert_delivery: delivery.map(|d| (d.id.clone(), delivery_insert(d, run))),
+            insert_event: NewChangeEvent::of_run(None, run).as_ref().map(event_insert),
             idempotency_key: idempotency_key.cloned(),
         })
         .await
@@ -258,8 +261,9 @@ impl RunStore for SqlStore {
 /// thread, batched).
 struct CreateRun {
     insert_run: Sql,
-    run: Run,
-    delivery: Option<NewDelivery>,
+    run_id: RunId,
+    insert_delivery: Option<(DeliveryId, Sql)>,
+    insert_event: Option<Sql>,
     idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -267,7 +271,7 @@ impl WriteJob for CreateRun {
     type Output = CreateRunOutcome;
 
     async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<CreateRunOutcome> {
-        let run = &self.run;
+        let run_id = &self.run_id;
         if let Some(key) = &self.idempotency_key {
             // An expired key is replaced; a live one wins. The insert is the arbiter:
             // of two concurrent creates with one key, exactly one inserts it.
@@ -284,7 +288,7 @@ impl WriteJob for CreateRun {
             )
             .bind(&key.org_id)
             .bind(&key.key)
-            .bind(&run.id)
+            .bind(run_id)
             .bind(key.created_at);
             if conn.execute(&claim).await? == 0 {
                 let existing = Sql::new(
@@ -302,11 +306,15 @@ impl WriteJob for CreateRun {
         }
         conn.execute(&self.insert_run)
             .await
-            .map_err(taken(|| format!("run {}", run.id)))?;
-        if let Some(delivery) = &self.delivery {
-            insert_delivery(conn, delivery, run).await?;
+            .map_err(taken(|| format!("run {run_id}")))?;
+        if let Some((id, insert)) = &self.insert_delivery {
+            conn.execute(insert)
+                .await
+                .map_err(taken(|| format!("delivery {id}")))?;
         }
-        insert_event(conn, NewChangeEvent::of_run(None, run).as_ref()).await?;
+        if let Some(insert) = &self.insert_event {
+            conn.execute(insert).await?;
+        }
         Ok(CreateRunOutcome::Created)
     }
 }

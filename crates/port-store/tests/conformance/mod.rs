@@ -1532,7 +1532,7 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
         (done.state, done.attempts, done.lease_owner, done.updated_at),
         (DeliveryState::Delivered, 2, None, at(60_200))
     );
-    assert_eq!(attempts, vec![first, second]);
+    assert_eq!(attempts, vec![first.clone(), second]);
     assert_eq!(store.next_due_after(at(-1)).await?, None);
     assert!(
         store
@@ -1582,6 +1582,46 @@ pub async fn webhook_delivery_lifecycle(store: Shared) -> Result<()> {
             .await?
             .len(),
         1
+    );
+    // The worker's common case: the attempt and the end in one write, all or nothing.
+    let answered = DeliveryAttempt {
+        delivery_id: later.id.clone(),
+        number: 1,
+        started_at: at(80_001),
+        ended_at: at(80_002),
+        status_code: Some(200),
+        error: None,
+        response_excerpt: None,
+        duration_ms: 1,
+        ..first.clone()
+    };
+    store
+        .record_final_attempt(&answered, DeliveryState::Delivered, at(80_003))
+        .await?;
+    let (ended, attempts) = delivery(&*store, &org, &run.id, &later.id).await?;
+    assert_eq!(
+        (
+            ended.state,
+            ended.attempts,
+            ended.lease_owner,
+            ended.updated_at
+        ),
+        (DeliveryState::Delivered, 1, None, at(80_003))
+    );
+    assert_eq!(attempts, vec![answered.clone()]);
+    assert!(
+        is_already_exists(
+            &store
+                .record_final_attempt(&answered, DeliveryState::Failed, at(80_004))
+                .await
+        ),
+        "an attempt is recorded once"
+    );
+    let (unchanged, _) = delivery(&*store, &org, &run.id, &later.id).await?;
+    assert_eq!(
+        (unchanged.state, unchanged.attempts, unchanged.updated_at),
+        (DeliveryState::Delivered, 1, at(80_003)),
+        "a refused final attempt changes nothing"
     );
     let quiet = new_run(&ids, &org, "deploy", at(0));
     create(&*store, &quiet, None).await?;
