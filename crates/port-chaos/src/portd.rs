@@ -184,6 +184,8 @@ impl Portd {
             .env_remove("PORTD_RUN_TIMEOUT_SECS")
             .env_remove("PORTD_DELIVERY_RETRY_SCHEDULE")
             .env_remove("PORTD_DELIVERY_TIMEOUT_SECS")
+            .env_remove("PORTD_DELIVERY_LEASE_SECS")
+            .env_remove("PORTD_REPLICA_NOTICES")
             .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT")
             .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT_PER_ORG")
             .env_remove("PORTD_DELIVERY_MAX_IN_FLIGHT_PER_HOST")

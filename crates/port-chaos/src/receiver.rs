@@ -1,8 +1,9 @@
 //! A webhook receiver on loopback: records every request portd sends (run id,
 //! `webhook-id`, whether the signature verifies, when a 2xx answer was handed back) and
-//! answers either at once with 200 ([`Mode::Healthy`]) or, seeded, with a mix of
-//! 200s, 500s, 429s and requests held for up to 2.5 s ([`Mode::Chaotic`]) so that
-//! deliveries are failing, backing off or in flight when portd is killed.
+//! answers either at once with 200 ([`Mode::Healthy`]), after a fixed hold
+//! ([`Mode::Slow`]) or, seeded, with a mix of 200s, 500s, 429s and requests held for up
+//! to 2.5 s ([`Mode::Chaotic`]) so that deliveries are failing, backing off or in
+//! flight when portd is killed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub enum Mode {
     /// 55 % 200 at once, 15 % 500, 5 % 429 with `Retry-After: 1`, 25 % 200 after a
     /// hold of 0.2–2.5 s.
     Chaotic,
+    /// 200 after holding every request this long (deliveries stay in flight).
+    Slow(Duration),
 }
 
 /// One request as received.
@@ -95,6 +98,7 @@ fn header<'a>(request: &'a Request<Incoming>, name: &str) -> &'a str {
 fn choose(state: &mut State) -> (u16, Duration) {
     match state.mode {
         Mode::Healthy => (200, Duration::ZERO),
+        Mode::Slow(hold) => (200, hold),
         Mode::Chaotic => {
             let roll: u32 = state.rng.random_range(0..100);
             match roll {

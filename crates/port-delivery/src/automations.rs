@@ -2,19 +2,30 @@
 //! reads the event outbox and starts the runs of the automations that watch each event
 //! ([`Services::handle_events`]).
 //!
-//! It polls: a change recorded by any replica (or before a restart), and a timer's
-//! expiry, is seen within `interval`, with no notice to miss. A pass that handled
-//! anything is followed at once by the next.
+//! The hub wakes it when a run changed (which records a change event), on this replica
+//! or, through the replica bus on PostgreSQL, on another; a woken pass starts at least
+//! [`AUTOMATIONS_WAKE_GAP`] after the previous one, so that a stream of changes is
+//! read in batches rather than a pass per change. It also polls: entity changes (no
+//! notice tells of them), a timer's expiry, and anything a lost notice hid, are seen
+//! within `interval`. A pass that handled anything is followed at once by the next.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use port_core::service::Services;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
 
 /// How often the worker looks for events when the last batch was not full: timers and
 /// other replicas' changes are seen within this.
 pub const AUTOMATIONS_POLL: Duration = Duration::from_millis(200);
+
+/// The least time between the starts of two passes when a notice, not the poll or a
+/// pass's progress, wakes the worker.
+pub const AUTOMATIONS_WAKE_GAP: Duration = Duration::from_millis(10);
 
 /// Events read per batch.
 pub const EVENT_BATCH: u32 = 100;
@@ -22,16 +33,19 @@ pub const EVENT_BATCH: u32 = 100;
 /// Timers fired per batch (each fired timer is one event of the next batch).
 pub const TIMER_BATCH: u32 = 100;
 
-/// Spawns the worker; it stops when `shutdown` is cancelled, after the batch at hand.
+/// Spawns the worker, woken early by `hub` ([`Hub::wake_automations`]); it stops when
+/// `shutdown` is cancelled, after the batch at hand.
 pub fn spawn_automations(
     services: Services,
     worker_id: String,
     interval: Duration,
+    hub: Arc<Hub>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let interval = interval.max(Duration::from_millis(10));
     tokio::spawn(async move {
         loop {
+            let pass_started = Instant::now();
             // Timers first, so an expiry joins the batch read just after.
             let timers_idle = match services.fire_due_timers(TIMER_BATCH).await {
                 // Any fired: look again at once. A batch gives each organization a
@@ -67,6 +81,12 @@ pub fn spawn_automations(
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(interval) => {}
+                    () = hub.automations_ready() => {
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep_until(pass_started + AUTOMATIONS_WAKE_GAP) => {}
+                        }
+                    }
                 }
             } else if shutdown.is_cancelled() {
                 break;

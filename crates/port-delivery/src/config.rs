@@ -8,6 +8,11 @@ use std::time::Duration;
 pub const ENV_RETRY_SCHEDULE: &str = "PORTD_DELIVERY_RETRY_SCHEDULE";
 /// Per-attempt timeout in seconds, fractions allowed.
 pub const ENV_TIMEOUT: &str = "PORTD_DELIVERY_TIMEOUT_SECS";
+/// How long a claimed delivery stays leased, in seconds, fractions allowed; at least
+/// the attempt timeout plus [`MIN_LEASE_MARGIN`] is used whatever it says. Default: the
+/// attempt timeout plus 30 s. After a replica dies, the others take its deliveries in
+/// flight over once their leases expire.
+pub const ENV_LEASE: &str = "PORTD_DELIVERY_LEASE_SECS";
 /// Default run timeout in seconds for actions without `timeoutSeconds`; unset or `0`
 /// leaves such runs alone.
 pub const ENV_RUN_TIMEOUT: &str = "PORTD_RUN_TIMEOUT_SECS";
@@ -147,6 +152,9 @@ impl DeliveryConfig {
                 return Err(ConfigError::NotPositive { name: ENV_TIMEOUT });
             }
             config.lease = config.timeout + Duration::from_secs(30);
+        }
+        if let Some(value) = set(ENV_LEASE) {
+            config.lease = parse_seconds(ENV_LEASE, &value)?;
         }
         if let Some(value) = set(ENV_RUN_TIMEOUT) {
             let timeout = parse_seconds(ENV_RUN_TIMEOUT, &value)?;
@@ -428,5 +436,28 @@ mod tests {
             config.effective_lease(),
             Duration::from_secs(120) + MIN_LEASE_MARGIN
         );
+    }
+
+    #[test]
+    fn the_lease_is_read_after_the_timeout_it_would_follow() {
+        let config = from(&[(ENV_TIMEOUT, "2"), (ENV_LEASE, "12.5")]).unwrap();
+        assert_eq!(config.lease, Duration::from_millis(12_500));
+        assert_eq!(config.effective_lease(), Duration::from_millis(12_500));
+        let short = from(&[(ENV_TIMEOUT, "2"), (ENV_LEASE, "1")]).unwrap();
+        assert_eq!(
+            short.effective_lease(),
+            Duration::from_secs(2) + MIN_LEASE_MARGIN
+        );
+        assert_eq!(
+            from(&[(ENV_TIMEOUT, "2")]).unwrap().lease,
+            Duration::from_secs(32)
+        );
+        assert!(matches!(
+            from(&[(ENV_LEASE, "soon")]),
+            Err(ConfigError::NotSeconds {
+                name: ENV_LEASE,
+                ..
+            })
+        ));
     }
 }

@@ -36,6 +36,8 @@ pub struct Hub {
     /// Holds one permit when nobody waits, so a notice sent while the worker is busy
     /// still wakes its next wait.
     delivery_ready: Notify,
+    /// The same for the automations worker: a run changed, so it recorded an event.
+    automations_ready: Notify,
     runs: broadcast::Sender<Notice>,
     feeds: Mutex<Feeds>,
     streams: Arc<OpenStreams>,
@@ -57,6 +59,7 @@ impl Hub {
         let (runs, _) = broadcast::channel(capacity.max(1));
         Self {
             delivery_ready: Notify::new(),
+            automations_ready: Notify::new(),
             runs,
             feeds: Mutex::new(Feeds::default()),
             streams: Arc::new(OpenStreams {
@@ -161,6 +164,62 @@ impl Hub {
     pub(crate) async fn delivery_ready(&self) {
         self.delivery_ready.notified().await;
     }
+
+    /// Wakes the automations worker now: a change event may be waiting.
+    pub fn wake_automations(&self) {
+        self.automations_ready.notify_one();
+    }
+
+    /// Like [`Hub::delivery_ready`], for the automations worker.
+    pub(crate) async fn automations_ready(&self) {
+        self.automations_ready.notified().await;
+    }
+
+    /// Another replica changed run `run` (`fields`: the run itself, which records a
+    /// change event; else only its log): subscribers hear of it, its followers here
+    /// re-read it from the store, and the automations worker wakes when `fields`.
+    pub fn changed_elsewhere(&self, org: &OrgId, run: &RunId, fields: bool) {
+        if fields {
+            self.wake_automations();
+        }
+        self.run_changed(org, run, None);
+    }
+
+    /// Notices from other replicas may have been lost: every worker looks at the store
+    /// and every followed run is re-read, as if each had been told of a change.
+    pub fn catch_up(&self) {
+        self.wake_delivery_worker();
+        self.wake_automations();
+        let feeds: Vec<Arc<RunFeed>> = lock(&self.feeds)
+            .by_run
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for feed in feeds {
+            let _ = self.runs.send(Notice::RunChanged {
+                org: feed.org.clone(),
+                run: feed.run.clone(),
+            });
+            feed.mark_stale();
+        }
+    }
+
+    /// Tells subscribers and the run's feed: what was stored when `update` says, else
+    /// that the feed must read the store.
+    fn run_changed(&self, org: &OrgId, run: &RunId, update: Option<&RunUpdate>) {
+        // An error only means nobody listens right now, which is fine.
+        let _ = self.runs.send(Notice::RunChanged {
+            org: org.clone(),
+            run: run.clone(),
+        });
+        let Some(feed) = self.followed(org, run) else {
+            return;
+        };
+        match update {
+            Some(update) => feed.publish(update),
+            None => feed.mark_stale(),
+        }
+    }
 }
 
 impl Default for Hub {
@@ -171,21 +230,20 @@ impl Default for Hub {
 
 impl Notifier for Hub {
     fn notify(&self, notice: Notice) {
-        let Some((org, run)) = notice.run() else {
-            self.wake_delivery_worker();
-            return;
-        };
-        // An error only means nobody listens right now, which is fine.
-        let _ = self.runs.send(Notice::RunChanged {
-            org: org.clone(),
-            run: run.clone(),
-        });
-        let Some(feed) = self.followed(org, run) else {
-            return;
-        };
         match &notice {
-            Notice::RunUpdated(update) => feed.publish(update),
-            _ => feed.mark_stale(),
+            Notice::DeliveryReady => self.wake_delivery_worker(),
+            // Says nothing of how the run changed: it may have recorded an event.
+            Notice::RunChanged { org, run } => {
+                self.wake_automations();
+                self.run_changed(org, run, None);
+            }
+            Notice::RunUpdated(update) => {
+                // A change of the run itself records a change event; log lines do not.
+                if update.run.is_some() {
+                    self.wake_automations();
+                }
+                self.run_changed(&update.org, &update.run_id, Some(update));
+            }
         }
     }
 }
@@ -563,6 +621,51 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    async fn woken(wait: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), wait)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn run_changes_wake_the_automations_worker_and_log_lines_do_not() {
+        let hub = Hub::new();
+        hub.notify(lines_update(&[(1, "one")]));
+        hub.notify(Notice::DeliveryReady);
+        assert!(
+            !woken(hub.automations_ready()).await,
+            "log lines record no event"
+        );
+        hub.notify(changed());
+        assert!(
+            woken(hub.automations_ready()).await,
+            "a bare hint may be a change"
+        );
+    }
+
+    #[tokio::test]
+    async fn changes_made_elsewhere_send_followers_to_the_store() {
+        let hub = Hub::new();
+        let feed = hub.follow(&org(), &run_id());
+        let mut subscriber = hub.subscribe_runs();
+        lock(&feed.state).refreshed_at = Some(Instant::now());
+        hub.changed_elsewhere(&org(), &run_id(), false);
+        assert!(feed.refresh_due(Duration::from_secs(3600)));
+        assert_eq!(subscriber.recv().await.unwrap(), changed());
+        assert!(!woken(hub.automations_ready()).await);
+        hub.changed_elsewhere(&org(), &run_id(), true);
+        assert!(woken(hub.automations_ready()).await);
+
+        lock(&feed.state).stale = false;
+        hub.catch_up();
+        assert!(
+            feed.refresh_due(Duration::from_secs(3600)),
+            "every feed re-reads"
+        );
+        assert!(woken(hub.delivery_ready()).await);
+        assert!(woken(hub.automations_ready()).await);
     }
 
     #[tokio::test]

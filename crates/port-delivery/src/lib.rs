@@ -30,7 +30,7 @@
 //! - [`spawn_reaper`] / [`reap_stale_runs`]: fail runs left `IN_PROGRESS` past their
 //!   timeout.
 //! - [`spawn_automations`]: reads the event outbox and starts the runs of the
-//!   automations watching each event.
+//!   automations watching each event; the hub wakes it when a run changes.
 //!
 //! Wiring, for a server:
 //!
@@ -63,11 +63,11 @@ mod retry;
 mod transport;
 mod worker;
 
-pub use automations::{AUTOMATIONS_POLL, EVENT_BATCH, spawn_automations};
+pub use automations::{AUTOMATIONS_POLL, AUTOMATIONS_WAKE_GAP, EVENT_BATCH, spawn_automations};
 pub use config::{
-    ConfigError, DeliveryConfig, DeliveryError, ENV_MAX_IN_FLIGHT, ENV_MAX_IN_FLIGHT_PER_HOST,
-    ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE, ENV_RUN_TIMEOUT,
-    ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
+    ConfigError, DeliveryConfig, DeliveryError, ENV_LEASE, ENV_MAX_IN_FLIGHT,
+    ENV_MAX_IN_FLIGHT_PER_HOST, ENV_MAX_IN_FLIGHT_PER_ORG, ENV_REAPER_INTERVAL, ENV_RETRY_SCHEDULE,
+    ENV_RUN_TIMEOUT, ENV_TIMEOUT, ENV_WORKER_ID, MIN_LEASE_MARGIN,
 };
 pub use hub::{FeedLine, Hub, Lines, RunFeed, RunSnapshot, StreamLimitReached, StreamSlot};
 pub use outcome::{

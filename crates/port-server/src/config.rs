@@ -140,6 +140,12 @@ pub struct ServerArgs {
     /// Database URL: `postgres://…` selects PostgreSQL; default: SQLite in the data dir.
     #[arg(long, env = "PORTD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// On PostgreSQL, whether replicas wake each other with LISTEN/NOTIFY (deliveries,
+    /// automations and log streams see another replica's change at once rather than at
+    /// their next poll). Turn it off behind a pooler that cannot LISTEN (PgBouncer in
+    /// transaction mode).
+    #[arg(long, env = "PORTD_REPLICA_NOTICES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub replica_notices: bool,
     /// Which webhook destinations runs may call: `any` or `public` (refuses private addresses).
     #[arg(long, env = "PORTD_WEBHOOK_DESTINATIONS", default_value = "any")]
     pub webhook_destinations: DestinationMode,
@@ -249,6 +255,9 @@ pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// On PostgreSQL, replicas wake each other through a [`port_store::ReplicaBus`]
+    /// (`PORTD_REPLICA_NOTICES`, on by default).
+    pub replica_notices: bool,
     pub webhook_destinations: DestinationMode,
     pub max_streams_per_org: u32,
     pub bootstrap_client_id: Option<String>,
@@ -281,6 +290,7 @@ impl std::fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_deref().map(port_store::redact_url),
             )
+            .field("replica_notices", &self.replica_notices)
             .field("webhook_destinations", &self.webhook_destinations)
             .field("max_streams_per_org", &self.max_streams_per_org)
             .field("bootstrap_client_id", &self.bootstrap_client_id)
@@ -303,6 +313,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.to_owned(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
+            replica_notices: true,
             webhook_destinations: DestinationMode::Any,
             max_streams_per_org: DEFAULT_MAX_STREAMS_PER_ORG,
             bootstrap_client_id: None,
@@ -323,6 +334,7 @@ impl From<ServerArgs> for Config {
             listen: args.listen,
             data_dir: args.data_dir,
             database_url: args.database_url.filter(|u| !u.trim().is_empty()),
+            replica_notices: args.replica_notices,
             webhook_destinations: args.webhook_destinations,
             max_streams_per_org: args.max_streams_per_org,
             bootstrap_client_id: args.bootstrap_client_id.filter(|v| !v.is_empty()),

@@ -51,7 +51,7 @@ use axum::extract::ConnectInfo;
 use futures::future::BoxFuture;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
-use port_store::{BackendKind, StoreOptions};
+use port_store::{BackendKind, ReplicaBus, StoreOptions};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -149,7 +149,8 @@ impl From<ConnectionArgs> for ConnectionLimits {
 ///   and log output, with room to spare.
 /// - `store`: SQLite, 4 per connection (the database, its WAL, the shared-memory
 ///   index, and a journal or temporary file) for the writer and each reader: 20 by
-///   default; PostgreSQL, the pool's sockets plus 2: 12 by default.
+///   default; PostgreSQL, the pool's sockets plus 2, plus the replica bus's 2: 14 by
+///   default.
 /// - `delivery`: 2 per attempt in flight (its socket and a kept-alive one for the
 ///   next attempt to the same receiver): 64 by default.
 /// - `templates`: 4 per template worker process (its stdin, stdout and stderr pipes,
@@ -187,7 +188,9 @@ impl Reserve {
             BackendKind::Sqlite => {
                 (1 + u64::from(store.sqlite_read_connections.max(1))) * Self::PER_SQLITE_CONNECTION
             }
-            BackendKind::Postgres => u64::from(store.pg_max_connections.max(1)) + 2,
+            BackendKind::Postgres => {
+                u64::from(store.pg_max_connections.max(1)) + 2 + ReplicaBus::CONNECTIONS
+            }
         };
         Self {
             base: Self::BASE,
@@ -761,7 +764,7 @@ mod tests {
         let plan = ConnectionPlan::new(limits(1024), None, reserve).unwrap();
         assert_eq!(plan.max_connections, 1024);
         let postgres = Reserve::new(BackendKind::Postgres, &StoreOptions::default(), 32, 2);
-        assert_eq!(postgres.store, 12);
+        assert_eq!(postgres.store, 14);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! deliveries backing off after a failed attempt keep their schedule. On PostgreSQL
 //! each replica needs its own data directory (or its own `PORTD_DELIVERY_WORKER_ID`):
 //! two live workers must never share a name. A replica that does not come back leaves
-//! its leases to expire, after which any other replica takes them over (the worker's
-//! safety poll finds them).
+//! its leases to expire (`PORTD_DELIVERY_LEASE_SECS`), after which any other replica
+//! takes them over (the worker's safety poll finds them).
 
 use std::path::Path;
 
@@ -103,6 +103,7 @@ pub async fn start_delivery(
         services.clone(),
         delivery.worker_id.clone(),
         AUTOMATIONS_POLL,
+        state.hub().clone(),
         state.stopping().clone(),
     );
     let worker = DeliveryWorker::spawn(

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod password;
+pub mod replicas;
 pub mod routes;
 pub mod search_gate;
 pub mod secret_key;

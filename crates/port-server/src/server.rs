@@ -1,5 +1,6 @@
 //! Running portd: open the store, bootstrap credentials, bind, start the delivery
-//! worker and the reaper, serve until a shutdown signal, then drain requests and
+//! worker and the reaper (and, on PostgreSQL, the replica bus: see
+//! [`crate::replicas`]), serve until a shutdown signal, then drain requests and
 //! background tasks.
 
 use std::io::Write as _;
@@ -13,7 +14,7 @@ use std::ffi::OsString;
 use port_core::ports::{InProcessTemplates, Notifier, Store, TemplateEngine};
 use port_delivery::Hub;
 use port_sandbox::{SandboxConfig, TemplateSandbox};
-use port_store::StoreAdmin;
+use port_store::{ReplicaBus, StoreAdmin};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -141,6 +142,8 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     state: AppState,
     store: Arc<dyn StoreAdmin>,
+    /// On PostgreSQL, how this replica and the others wake each other.
+    bus: Option<Arc<ReplicaBus>>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -178,6 +181,11 @@ impl RunningServer {
         &self.store
     }
 
+    /// The replica bus, on PostgreSQL with replica notices on.
+    pub fn replica_bus(&self) -> Option<&Arc<ReplicaBus>> {
+        self.bus.as_ref()
+    }
+
     /// The credentials this start created, if it bootstrapped an empty database.
     pub fn bootstrap_credentials(&self) -> Option<&CredentialsFile> {
         self.bootstrapped.as_ref().map(|b| &b.credentials)
@@ -192,6 +200,9 @@ impl RunningServer {
     pub fn trigger_shutdown(&self) {
         self.state.stopping().cancel();
         let _ = self.stop.send(true);
+        if let Some(bus) = &self.bus {
+            bus.stop();
+        }
     }
 
     /// Stops accepting connections, ends log streams, lets in-flight requests, webhook
@@ -204,6 +215,9 @@ impl RunningServer {
         };
         for task in self.tasks.drain(..) {
             task.await?;
+        }
+        if let Some(bus) = self.bus.take() {
+            bus.close().await;
         }
         self.store.close().await;
         served?;
@@ -265,11 +279,19 @@ pub async fn start_with(
     let local_addr = listener.local_addr()?;
 
     let data: Arc<dyn Store> = store.clone();
-    let hub = Hub::new()
-        .with_streams_per_org(usize::try_from(config.max_streams_per_org).unwrap_or(usize::MAX));
+    let hub =
+        Arc::new(Hub::new().with_streams_per_org(
+            usize::try_from(config.max_streams_per_org).unwrap_or(usize::MAX),
+        ));
+    // Listening before anything is served or delivered, so that no change another
+    // replica makes from now on goes unheard.
+    let bus = crate::replicas::start_bus(&config, store.backend(), &hub).await;
     let mut builder = AppState::builder(data)
         .health(Arc::new(StoreHealth(store.clone())))
-        .hub(Arc::new(hub));
+        .hub(hub);
+    if let Some(bus) = &bus {
+        builder = builder.notifier(bus.clone());
+    }
     if config.webhook_destinations == DestinationMode::Public {
         builder = builder.destinations(Arc::new(PublicDestinations));
     }
@@ -320,6 +342,7 @@ pub async fn start_with(
         local_addr,
         state,
         store,
+        bus,
         stop,
         server: Some(server),
         tasks,

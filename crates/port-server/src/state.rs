@@ -60,15 +60,16 @@ struct Inner {
     oidc: Oidc,
 }
 
-/// The services' notifier: the hub, plus whatever other listener was given.
+/// The services' notifier: the hub, plus whatever other listeners were given (the
+/// replica bus on PostgreSQL, extensions).
 struct Fanout {
     hub: Arc<Hub>,
-    also: Option<Arc<dyn Notifier>>,
+    also: Vec<Arc<dyn Notifier>>,
 }
 
 impl Notifier for Fanout {
     fn notify(&self, notice: Notice) {
-        if let Some(also) = &self.also {
+        for also in &self.also {
             also.notify(notice.clone());
         }
         self.hub.notify(notice);
@@ -96,7 +97,7 @@ impl AppState {
             store,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
-            notifier: None,
+            notifiers: Vec::new(),
             hub: None,
             destinations: Arc::new(AllowAllDestinations),
             templates: Arc::new(InProcessTemplates::default()),
@@ -192,7 +193,7 @@ pub struct AppStateBuilder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
-    notifier: Option<Arc<dyn Notifier>>,
+    notifiers: Vec<Arc<dyn Notifier>>,
     hub: Option<Arc<Hub>>,
     destinations: Arc<dyn DestinationPolicy>,
     templates: Arc<dyn TemplateEngine>,
@@ -211,9 +212,10 @@ impl AppStateBuilder {
         self
     }
 
-    /// Another listener for new deliveries and run changes; the hub hears them too.
+    /// Another listener for new deliveries and run changes (each one given is told);
+    /// the hub hears them too.
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifier = Some(notifier);
+        self.notifiers.push(notifier);
         self
     }
 
@@ -250,7 +252,7 @@ impl AppStateBuilder {
         let hub = self.hub.unwrap_or_else(|| Arc::new(Hub::new()));
         let notifier: Arc<dyn Notifier> = Arc::new(Fanout {
             hub: hub.clone(),
-            also: self.notifier,
+            also: self.notifiers,
         });
         let services = Services::new(
             self.store.clone(),

@@ -41,12 +41,14 @@ mod config;
 mod db;
 mod events;
 mod files;
+mod replica_bus;
 mod scratch;
 mod store;
 mod writer;
 
 pub use config::{OpenError, StoreConfig, StoreOptions, Synchronous, redact_url};
 pub use files::{DATABASE_FILE_MODE, secure_database_files};
+pub use replica_bus::{BusError, BusStats, RemoteChanges, ReplicaBus, ReplicaNotice};
 pub use scratch::{ScratchSchema, with_search_path};
 pub use store::{BackendKind, IDEMPOTENCY_WINDOW_MS, SqlStore};
 pub use writer::WriterCounters;

@@ -11,6 +11,7 @@ mod escalation;
 mod fuzz_corpus;
 mod hostile;
 mod outage;
+mod replicas;
 mod secrets;
 mod security;
 

@@ -14,8 +14,10 @@
 //! it has not sent yet (new lines, the run when it changed), writing the feed's shared
 //! bytes. The backlog, and the lines of a stream that fell behind the feed's window,
 //! come from the store a page at a time, the next page once the previous one was sent,
-//! so a stream holds at most one page whatever its reader's pace. Every few seconds one
-//! stream of the run reads the store for all (changes made by another replica).
+//! so a stream holds at most one page whatever its reader's pace. On PostgreSQL another
+//! replica's change marks the feed stale as soon as the replica bus brings its notice
+//! ([`crate::replicas`]), and one stream of the run reads the store for all; every few
+//! seconds one does so anyway, for a notice that was lost.
 //!
 //! An organization holds at most `PORTD_MAX_STREAMS_PER_ORG` streams open (429
 //! `too_many_requests` with `Retry-After` beyond). A stream ends when the server begins
