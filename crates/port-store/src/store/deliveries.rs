@@ -180,9 +180,13 @@ impl SqlStore {
             if i > 0 {
                 sql.push(" UNION ALL ");
             }
+            // The destination is read from the request only for the rows kept: the
+            // mode list keeps PostgreSQL from reading the index in order, so it sorts
+            // every due row of the organization, and a projection inside the limit
+            // parsed every one of their requests (seconds behind a backlog).
             sql.push(&format!(
-                "SELECT * FROM (SELECT id, org_id, next_attempt_at, {url} AS url FROM deliveries \
-                 WHERE state = 'PENDING' AND mode IN ($1, {OTHER_PUSHED_MODES_SQL}) AND org_id = "
+                "SELECT id, org_id, next_attempt_at, {url} AS url FROM (SELECT id, org_id, next_attempt_at, request \
+                 FROM deliveries WHERE state = 'PENDING' AND mode IN ($1, {OTHER_PUSHED_MODES_SQL}) AND org_id = "
             ));
             sql.push_bind(org);
             sql.push(
