@@ -176,25 +176,38 @@ impl SqlStore {
             Backend::Postgres { .. } => "(request::json ->> 'url')",
         };
         let mut sql = Sql::new("").bind(DeliveryMode::Webhook.as_str()).bind(now);
+        // One ordered index range per pushed mode (`deliveries_due_by_org` leads with the
+        // mode): with `mode IN (…)` the index cannot give rows in order, and PostgreSQL
+        // sorted the organization's whole backlog for every claim. The destination is
+        // read from the request only for the rows kept.
+        let modes: Vec<&str> = std::iter::once("$1")
+            .chain(OTHER_PUSHED_MODES_SQL.split(", "))
+            .collect();
         for (i, org) in orgs.iter().enumerate() {
             if i > 0 {
                 sql.push(" UNION ALL ");
             }
-            // The destination is read from the request only for the rows kept: the
-            // mode list keeps PostgreSQL from reading the index in order, so it sorts
-            // every due row of the organization, and a projection inside the limit
-            // parsed every one of their requests (seconds behind a backlog).
+            sql = sql.bind(org);
+            let org_arg = sql.arg_count();
+            sql = sql.bind(i64::from(limits.lookahead(org)));
+            let limit_arg = sql.arg_count();
             sql.push(&format!(
-                "SELECT id, org_id, next_attempt_at, {url} AS url FROM (SELECT id, org_id, next_attempt_at, request \
-                 FROM deliveries WHERE state = 'PENDING' AND mode IN ($1, {OTHER_PUSHED_MODES_SQL}) AND org_id = "
+                "SELECT id, org_id, next_attempt_at, {url} AS url FROM ("
             ));
-            sql.push_bind(org);
-            sql.push(
-                " AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
-                 ORDER BY next_attempt_at, id LIMIT ",
-            );
-            sql.push_bind(i64::from(limits.lookahead(org)));
-            sql.push(&format!(") AS due_{i}"));
+            for (m, mode) in modes.iter().enumerate() {
+                if m > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push(&format!(
+                    "SELECT * FROM (SELECT id, org_id, next_attempt_at, request FROM deliveries \
+                     WHERE state = 'PENDING' AND mode = {mode} AND org_id = ${org_arg} \
+                     AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+                     ORDER BY next_attempt_at, id LIMIT ${limit_arg}) AS due_{i}_{m}"
+                ));
+            }
+            sql.push(&format!(
+                " ORDER BY next_attempt_at, id LIMIT ${limit_arg}) AS due_{i}"
+            ));
         }
         self.read_all(&sql)
             .await?
