@@ -17,6 +17,7 @@
 //! drives it, as part of a batch like any job.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,7 +226,11 @@ impl Writer {
             durability,
             reply,
         })))?;
-        answer.await.map_err(|_| closed())?
+        // Queued jobs are served even while the store closes, so a lost answer means
+        // the job itself failed (it panicked, and the writer logged it).
+        answer.await.map_err(|_| {
+            StoreError::Other("the write failed inside the store's writer".to_owned())
+        })?
     }
 
     /// A write transaction driven statement by statement from the calling task.
@@ -416,14 +421,23 @@ fn serve(conn: &mut Connection, job: Job, acks: &mut Vec<(Durability, Ack)>) -> 
     let ok = match job {
         Job::Work(work) => {
             let durability = work.durability();
-            let (ok, ack) = work.run(conn);
-            if ok {
-                acks.push((durability, ack));
-            } else {
-                // Its answer is its own error, known now.
-                ack(Ok(()));
+            // A job that panics must not take the writer, and every later write, with it:
+            // its savepoint is undone and its caller hears that it failed.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| work.run(conn))) {
+                Ok((true, ack)) => {
+                    acks.push((durability, ack));
+                    true
+                }
+                Ok((false, ack)) => {
+                    // Its answer is its own error, known now.
+                    ack(Ok(()));
+                    false
+                }
+                Err(_) => {
+                    tracing::error!("a write job panicked; its writes are undone");
+                    false
+                }
             }
-            ok
         }
         Job::Session(requests) => serve_session(conn, &requests, acks),
     };
@@ -734,6 +748,29 @@ mod tests {
         rolled_back.execute(&insert("c", 3)).await.expect("insert");
         rolled_back.rollback().await.expect("rollback");
         assert_eq!(count(&writer).await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = open(dir.path(), Synchronous::Full);
+        let err = writer
+            .run(Durability::Synced, |conn| -> StoreResult<()> {
+                execute(conn, &insert("lost", 1))?;
+                panic!("a bug in a job");
+            })
+            .await
+            .expect_err("the job panicked");
+        assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+        writer
+            .run(Durability::Synced, |conn| execute(conn, &insert("kept", 2)))
+            .await
+            .expect("the writer still writes");
+        assert_eq!(
+            count(&writer).await.expect("count"),
+            1,
+            "the panicked job's row is undone"
+        );
     }
 
     #[test]
