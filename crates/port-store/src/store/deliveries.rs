@@ -293,16 +293,10 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let (count, insert) = attempt_statements(attempt);
-        let finish = Sql::new(
-            "UPDATE deliveries SET state = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
-        )
-        .bind(&attempt.delivery_id)
-        .bind(state.as_str())
-        .bind(now);
         self.write_committed(RecordAttempt {
             count,
             insert,
-            finish: Some(finish),
+            finish: Some(finish_statement(&attempt.delivery_id, state, now)),
             delivery: attempt.delivery_id.clone(),
             number: attempt.number,
         })
@@ -336,13 +330,11 @@ impl DeliveryStore for SqlStore {
         state: DeliveryState,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let sql = Sql::new(
-            "UPDATE deliveries SET state = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .bind(now);
-        if self.write_one_committed(sql).await? == 0 {
+        if self
+            .write_one_committed(finish_statement(id, state, now))
+            .await?
+            == 0
+        {
             return Err(StoreError::Other(format!("delivery {id} does not exist")));
         }
         Ok(())
@@ -511,6 +503,16 @@ impl DeliveryStore for SqlStore {
         .bind(DeliveryMode::Agent.as_str());
         Ok(self.write_one(sql).await? > 0)
     }
+}
+
+/// The statement that ends a delivery in `state` and releases its lease.
+fn finish_statement(id: &DeliveryId, state: DeliveryState, now: Timestamp) -> Sql {
+    Sql::new(
+        "UPDATE deliveries SET state = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(now)
 }
 
 /// The statements that count an attempt on its delivery and record it.

@@ -258,12 +258,12 @@ impl SqlStore {
 
     /// Runs one statement in its own write transaction (on SQLite, batched with others).
     async fn write_one(&self, sql: Sql) -> StoreResult<u64> {
-        self.write(OneStatement(sql)).await
+        self.write(Statements(vec![sql])).await
     }
 
     /// [`SqlStore::write_one`] with [`SqlStore::write_committed`]'s durability.
     async fn write_one_committed(&self, sql: Sql) -> StoreResult<u64> {
-        self.write_committed(OneStatement(sql)).await
+        self.write_committed(Statements(vec![sql])).await
     }
 
     /// PostgreSQL: runs one statement outside a transaction, in one round trip (the
@@ -355,16 +355,6 @@ impl SqlStore {
 pub(crate) trait WriteJob: Send + 'static {
     type Output: Send + 'static;
     fn run(&self, conn: &mut Conn<'_>) -> impl Future<Output = StoreResult<Self::Output>> + Send;
-}
-
-/// One statement; answers the rows it changed.
-struct OneStatement(Sql);
-
-impl WriteJob for OneStatement {
-    type Output = u64;
-    async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<u64> {
-        conn.execute(&self.0).await
-    }
 }
 
 /// Statements run in order in one transaction; answers the rows they changed in all.

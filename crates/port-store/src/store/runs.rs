@@ -200,7 +200,6 @@ impl RunStore for SqlStore {
         self.write(SaveTransition {
             run: run.clone(),
             expected,
-            changed: run.version != expected_version,
             logs: logs.to_vec(),
             delivery: delivery.cloned(),
             for_update: self.for_update(),
@@ -324,8 +323,6 @@ impl WriteJob for CreateRun {
 struct SaveTransition {
     run: Run,
     expected: i64,
-    /// Whether the run itself moved (else only log lines are added).
-    changed: bool,
     logs: Vec<NewRunLog>,
     delivery: Option<NewDelivery>,
     for_update: &'static str,
@@ -336,7 +333,8 @@ impl WriteJob for SaveTransition {
 
     async fn run(&self, conn: &mut Conn<'_>) -> StoreResult<Vec<RunLog>> {
         let run = &self.run;
-        let changed = self.changed;
+        // Whether the run itself moved (else only log lines are added).
+        let changed = i64::try_from(run.version).ok() != Some(self.expected);
         // Locking the run row first also serializes log sequence numbers on PostgreSQL.
         // The whole stored run (the change event's `before`) is read only when the run
         // changes: log lines alone are no event.
